@@ -23,3 +23,7 @@ class ConfigError(ValueError):
 
 class DataUnavailableError(RuntimeError):
     """No MNIST source could be read; the message lists what was tried and how to supply it."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the trial is recorded as failed, the sweep goes on."""

@@ -1,0 +1,1 @@
+"""Hydra discovers the `optuna_mlflow` sweeper here; the implementation is `mnist_sweep.sweeper`."""

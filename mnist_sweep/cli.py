@@ -1,0 +1,39 @@
+"""The `mnist-sweep` command: a thin Hydra entry point.
+
+The backend is selected from the composed config before anything imports Keras, which is why
+the experiment module is imported inside the task function.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mnist_sweep import backend
+from mnist_sweep.errors import ConfigError, DataUnavailableError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | list[float]:
+    try:
+        backend.select(cfg.train.backend)
+        from mnist_sweep.experiment import run
+
+        return run(cfg)
+    except (ConfigError, DataUnavailableError) as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the trial as failed and goes on
+        # stderr, not the logger: Hydra routes log records to stdout and the run's log file
+        print(f"mnist-sweep: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

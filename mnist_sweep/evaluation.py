@@ -1,0 +1,92 @@
+"""Test-set evaluation: clean, per class, and under the notebook's uniform noise.
+
+One batched `predict` per test set gives everything (accuracy, loss, confusion, the misclassified
+digits), instead of an `evaluate` plus a `predict` per question as in the notebook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mnist_sweep.data import add_noise
+from mnist_sweep.errors import ConfigError
+
+NUM_CLASSES = 10
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    probabilities: np.ndarray  # clean test set, (N, 10)
+    noise_accuracy: dict[float, float]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+
+def validate_eval_config(ev: Mapping[str, Any]) -> None:
+    levels = ev.get("noise_levels")
+    if levels is None or isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence):
+        raise ConfigError("eval.noise_levels", levels, "a list of floats >= 0")
+    for f in levels:
+        if not isinstance(f, (int, float)) or isinstance(f, bool) or f < 0:
+            raise ConfigError("eval.noise_levels", list(levels), "a list of floats >= 0")
+    if not isinstance(ev.get("batch_size"), int) or ev["batch_size"] < 1:
+        raise ConfigError("eval.batch_size", ev.get("batch_size"), "a positive int")
+
+
+def noise_metric_name(f: float) -> str:
+    """`test_accuracy_noise_<f:g>`: 1.0 -> test_accuracy_noise_1, 0.25 -> ..._0.25."""
+    return f"test_accuracy_noise_{f:g}"
+
+
+def evaluate(
+    model: Any, x_test: np.ndarray, y_test: np.ndarray, ev: Mapping[str, Any]
+) -> Evaluation:
+    """Clean and noisy test metrics; noise uses one seed so every model sees the same images."""
+    probs = model.predict(x_test, batch_size=ev["batch_size"], verbose=0)
+    metrics = {
+        "test_accuracy": accuracy(probs, y_test),
+        "test_loss": cross_entropy(probs, y_test),
+    }
+    predictions = probs.argmax(axis=1)
+    for digit in range(NUM_CLASSES):
+        mask = y_test == digit
+        if mask.any():
+            metrics[f"test_accuracy_class_{digit}"] = float((predictions[mask] == digit).mean())
+    noise_accuracy: dict[float, float] = {}
+    for f in ev["noise_levels"]:
+        noisy = add_noise(x_test, float(f), seed=ev.get("noise_seed"))
+        noisy_probs = model.predict(noisy, batch_size=ev["batch_size"], verbose=0)
+        noise_accuracy[float(f)] = accuracy(noisy_probs, y_test)
+        metrics[noise_metric_name(float(f))] = noise_accuracy[float(f)]
+    if noise_accuracy:
+        metrics["test_accuracy_noise_mean"] = float(np.mean(list(noise_accuracy.values())))
+    return Evaluation(metrics=metrics, probabilities=probs, noise_accuracy=noise_accuracy)
+
+
+def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    return float((probs.argmax(axis=1) == y).mean())
+
+
+def cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
+    """Keras' sparse categorical cross-entropy on probabilities (same clipping epsilon)."""
+    picked = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return float(-np.log(picked).mean())
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    counts = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(counts, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return counts
+
+
+def misclassified(y_true: np.ndarray, y_pred: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the first `limit` wrong predictions, in test-set order (the notebook's
+    `FindNextWrongPrediction`, called repeatedly)."""
+    return np.flatnonzero(y_true != y_pred)[:limit]

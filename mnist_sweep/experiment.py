@@ -1,0 +1,121 @@
+"""One tracked run: validate, load, train, evaluate, record. The task every sweep trial runs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import mlflow
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_sweep import config as config_mod
+from mnist_sweep import data, evaluation, models, plots, tracking, training
+from mnist_sweep.sweeper import trial as sweep_trial
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> float | list[float]:
+    """Run one experiment and return the configured objective value(s) for a sweeper."""
+    config_mod.validate(cfg)
+    splits = data.prepare(cfg.data)
+    uri = tracking.tracking_uri(cfg.tracking.uri)
+    run_name = f"{cfg.model.family}-bs{cfg.train.batch_size}-e{cfg.train.epochs}"
+    with tracking.start_run(uri, cfg.tracking.experiment, run_name) as active:
+        mlflow.set_tags(tracking.provenance_tags())
+        tracking.log_params(config_mod.flatten(config_mod.to_dict(cfg)))
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        tracking.log_dataset(
+            splits.x_train, splits.y_train, "mnist-train", "training", splits.source
+        )
+        model = models.build_model(cfg.model, seed=cfg.train.seed)
+        mlflow.log_param("model.n_params", model.count_params())
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            tracking.log_epoch(epoch, metrics)
+            if "val_accuracy" in metrics:
+                sweep_trial.report(metrics["val_accuracy"], epoch)
+
+        result = training.fit(
+            model, splits, cfg.train, on_epoch=on_epoch, verbose=_verbosity(cfg.progress)
+        )
+        ev = evaluation.evaluate(model, splits.x_test, splits.y_test, cfg.eval)
+        metrics = {
+            **ev.metrics,
+            "train_time_s": result.train_time_s,
+            "epoch_time_s_mean": float(np.mean(result.history["epoch_time_s"])),
+            "epochs_run": result.epochs_run,
+            "n_params": model.count_params(),
+        }
+        tracking.log_metrics(metrics)
+        if len(splits.x_val):
+            # Of the final weights (early stopping may restore an earlier epoch's). Not logged
+            # again: the per-epoch val_accuracy/val_loss curves already end with these values.
+            val_probs = model.predict(splits.x_val, batch_size=cfg.eval.batch_size, verbose=0)
+            metrics["val_accuracy"] = evaluation.accuracy(val_probs, splits.y_val)
+            metrics["val_loss"] = evaluation.cross_entropy(val_probs, splits.y_val)
+        _record_in_trial(metrics)
+        if cfg.tracking.log_plots:
+            _log_plots(result.history, ev, splits, cfg.eval.misclassified)
+        if cfg.tracking.log_model:
+            tracking.log_keras_model(model, splits.x_test[:5])
+        if cfg.progress:
+            _print_summary(cfg, metrics, ev, uri, active.info.experiment_id, active.info.run_id)
+    return _objectives(cfg, metrics)
+
+
+def _record_in_trial(metrics: dict[str, float]) -> None:
+    """Keep whole-run metrics on the Optuna trial too, so reports need only the study."""
+    trial = sweep_trial.current_trial()
+    if trial is not None:
+        for name, value in metrics.items():
+            trial.set_user_attr(name, float(value))
+
+
+def _objectives(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float]:
+    values = [float(metrics[name]) for name in cfg.objectives]
+    return values[0] if len(values) == 1 else values
+
+
+def _log_plots(history: dict, ev: evaluation.Evaluation, splits: data.Splits, n_wrong: int) -> None:
+    predictions = ev.predictions
+    wrong = evaluation.misclassified(splits.y_test, predictions, n_wrong)
+    tracking.log_figure(plots.learning_curves(history), "learning_curves.png")
+    counts = evaluation.confusion_matrix(splits.y_test, predictions)
+    tracking.log_figure(plots.confusion(counts), "confusion_matrix.png")
+    gallery = plots.misclassified_gallery(splits.x_test, splits.y_test, ev.probabilities, wrong)
+    tracking.log_figure(gallery, "misclassified.png")
+    clean = ev.metrics["test_accuracy"]
+    tracking.log_figure(plots.noise_accuracy(ev.noise_accuracy, clean), "noise_accuracy.png")
+
+
+def _verbosity(progress: bool) -> int:
+    """Keras epoch bars on a terminal, one line per epoch in logs, nothing when quiet."""
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _print_summary(
+    cfg: DictConfig, metrics: dict[str, Any], ev: evaluation.Evaluation, uri: str,
+    experiment_id: str, run_id: str,
+) -> None:
+    noisy = "  ".join(
+        f"f={f:g}: {acc:.4f}" for f, acc in sorted(ev.noise_accuracy.items())
+    )
+    links = tracking.ui_links(uri, experiment_id, run_id)
+    print(
+        f"\n{cfg.model.family} model, {metrics['n_params']:,} params, "
+        f"{metrics['epochs_run']} epochs at batch {cfg.train.batch_size}\n"
+        f"  test accuracy   {metrics['test_accuracy']:.4f}   (loss {metrics['test_loss']:.4f})\n"
+        f"  noisy accuracy  {noisy}\n"
+        f"  train time      {metrics['train_time_s']:.1f} s "
+        f"({metrics['epoch_time_s_mean']:.2f} s/epoch)\n"
+        f"  MLflow run      {run_id}  in {uri}\n"
+        f"  open the UI     {links['command']}\n"
+        f"                  then {links['run']}\n"
+        f"  compare runs    {links['experiment']}\n",
+        flush=True,
+    )

@@ -1,0 +1,211 @@
+"""Config schema of the `optuna_mlflow` sweeper, registered in Hydra's ConfigStore.
+
+Compatible with Hydra's `optuna` sweeper (sampler group, direction, study_name, storage, n_trials,
+n_jobs, max_failure_rate, params, custom_search_space): a user moves over by changing the sweeper
+name. Added: the `pruner` group, timeout, enqueue, heartbeat/grace period, progress, mlflow.
+
+Imported by Hydra's plugin scanner in every Hydra process, so this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+SWEEPER_TARGET = "hydra_plugins.optuna_mlflow_sweeper.optuna_mlflow_sweeper.OptunaMlflowSweeper"
+PROVIDER = "optuna_mlflow_sweeper"
+
+
+# ---- samplers (group hydra/sweeper/sampler); null means "optuna's default" for that argument ----
+@dataclass
+class SamplerConfig:
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: int | None = None
+
+
+@dataclass
+class TPESamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.TPESampler"
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool | None = None
+    group: bool = False
+    constant_liar: bool = True
+    consider_prior: bool | None = None
+    prior_weight: float | None = None
+    consider_magic_clip: bool | None = None
+    consider_endpoints: bool | None = None
+    warn_independent_sampling: bool | None = None
+
+
+@dataclass
+class RandomSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.RandomSampler"
+
+
+@dataclass
+class GridSamplerConfig(SamplerConfig):
+    # The grid is built from `params` (choices and stepped ranges) unless search_space is given.
+    _target_: str = "optuna.samplers.GridSampler"
+    _partial_: bool = True
+    search_space: dict[str, Any] | None = None
+
+
+@dataclass
+class CmaEsSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    x0: dict[str, Any] | None = None
+    sigma0: float | None = None
+    n_startup_trials: int = 1
+    warn_independent_sampling: bool = True
+    consider_pruned_trials: bool = False
+    restart_strategy: str | None = None
+    popsize: int | None = None
+    inc_popsize: int = -1
+    use_separable_cma: bool = False
+    with_margin: bool = False
+    lr_adapt: bool = False
+
+
+@dataclass
+class NSGAIISamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    population_size: int = 50
+    mutation_prob: float | None = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+
+
+@dataclass
+class GPSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.GPSampler"
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
+
+
+@dataclass
+class QMCSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.QMCSampler"
+    qmc_type: str = "sobol"
+    scramble: bool = False
+
+
+# ---- pruners (group hydra/sweeper/pruner) ----
+@dataclass
+class NopPrunerConfig:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class MedianPrunerConfig:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class PercentilePrunerConfig(MedianPrunerConfig):
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+
+
+@dataclass
+class SuccessiveHalvingPrunerConfig:
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+    bootstrap_count: int = 0
+
+
+@dataclass
+class HyperbandPrunerConfig:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+    bootstrap_count: int = 0
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    # null: env MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory
+    tracking_uri: str | None = None
+    # null: the study name
+    experiment: str | None = None
+
+
+@dataclass
+class OptunaMlflowSweeperConf:
+    _target_: str = SWEEPER_TARGET
+    # sampler/pruner arrive as configs; the sweeper instantiates them (grid needs the search space)
+    _recursive_: bool = False
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+
+    # filled by the defaults list (MISSING, unlike None, does not override what it merges in)
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    # minimize | maximize | a list of them (multi-objective)
+    direction: Any = "minimize"
+    # null: sqlite:///<hydra.sweep.dir>/optuna.db (persistent: the same command resumes the study)
+    storage: str | None = None
+    # null: the app's job name
+    study_name: str | None = None
+    # total budget of the study, shared by every process running against the same storage
+    # (null: the whole grid with the grid sampler, or no limit but the timeout)
+    n_trials: int | None = 20
+    # trials launched per batch
+    n_jobs: int = 2
+    # abort when failed/finished trials of this sweep exceeds it
+    max_failure_rate: float = 0.5
+    # override key -> override grammar: interval(a,b), int(interval(a,b)), range(a,b,step=s),
+    # choice(...), tag(log, interval(a,b)); a plain value is a fixed override
+    params: dict[str, Any] | None = field(default_factory=dict)
+    # dotted path of fn(cfg, trial) -> dict | None: extra suggestions and overrides
+    custom_search_space: str | None = None
+    # seconds; no new batch starts after it (null: none)
+    timeout: float | None = None
+    # list of {override_key: value}: tried first, enqueued once per study
+    enqueue: list[Any] = field(default_factory=list)
+    # seconds between heartbeats of running trials (null disables stale-trial detection)
+    heartbeat_interval: int | None = 60
+    # seconds without heartbeat after which a running trial is failed and retried (null: 2x)
+    grace_period: int | None = None
+    # how often a trial whose process died is retried
+    max_retry: int = 1
+    progress: bool = True
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+SAMPLERS: dict[str, type] = {
+    "tpe": TPESamplerConfig,
+    "random": RandomSamplerConfig,
+    "grid": GridSamplerConfig,
+    "cmaes": CmaEsSamplerConfig,
+    "nsgaii": NSGAIISamplerConfig,
+    "gp": GPSamplerConfig,
+    "qmc": QMCSamplerConfig,
+}
+PRUNERS: dict[str, type] = {
+    "none": NopPrunerConfig,
+    "median": MedianPrunerConfig,
+    "percentile": PercentilePrunerConfig,
+    "successive_halving": SuccessiveHalvingPrunerConfig,
+    "hyperband": HyperbandPrunerConfig,
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(group="hydra/sweeper", name="optuna_mlflow", node=OptunaMlflowSweeperConf,
+             provider=PROVIDER)
+    for name, node in SAMPLERS.items():
+        cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider=PROVIDER)
+    for name, node in PRUNERS.items():
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider=PROVIDER)

@@ -1,0 +1,199 @@
+"""Turn the sweeper config into a ready sweep, failing before any trial on a bad config."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_sweep.sweeper import validation as check
+from mnist_sweep.sweeper.errors import config_error
+from mnist_sweep.sweeper.jobs import trial_overrides
+from mnist_sweep.sweeper.search_space import SearchSpace, build_search_space
+from mnist_sweep.sweeper.study import (
+    absolute_sqlite_url,
+    default_storage_url,
+    enqueue_once,
+    make_storage,
+    mask_url,
+    open_study,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = dict(
+    sampler=None, pruner=None, direction="minimize", storage=None, study_name=None, n_trials=20,
+    n_jobs=2, max_failure_rate=0.5, params=None, custom_search_space=None, timeout=None,
+    enqueue=None, heartbeat_interval=60, grace_period=None, max_retry=1, progress=True,
+    mlflow={"enabled": True, "tracking_uri": None, "experiment": None},
+)
+_PASSWORD = re.compile(r"://[^/@:]+:[^/@]+@")
+
+
+@dataclass
+class Prepared:
+    study: optuna.Study
+    study_name: str
+    space: SearchSpace
+    custom: Callable[..., Any] | None
+    directions: list[str]
+    n_trials: float  # math.inf: no limit but the timeout
+    n_jobs: int
+    max_failure_rate: float
+    timeout: float | None
+    heartbeat_interval: int | None
+    pruner_config: dict[str, Any] | None
+    storage_url: str
+    storage_masked: str
+    sweep_dir: str
+    progress: bool
+    tracker: Any = None
+    # env values holding a password are exported by the sweeper process, not written to the
+    # per-job overrides (Hydra saves those in every job's .hydra/hydra.yaml)
+    secret_env: dict[str, str] = field(default_factory=dict)
+    last_failure: str | None = None
+
+
+def prepare(
+    settings: dict[str, Any], config: DictConfig, loader: Any, arguments: list[str]
+) -> Prepared:
+    s = SimpleNamespace(**{**DEFAULTS, **settings})
+    check.check_numbers(s)
+    directions = check.directions(s.direction)
+    enqueue = check.enqueue_entries(s.enqueue)
+    custom = check.custom_search_space(s.custom_search_space)
+    space = build_search_space(check.plain(s.params) or {}, list(arguments))
+    sampler, grid_size = check.make_sampler(s.sampler, space)
+    pruner, pruner_config = check.make_pruner(s.pruner)
+    check_composes(config, loader, space, custom, s.custom_search_space)
+    mlflow_cfg = {**DEFAULTS["mlflow"], **(check.plain(s.mlflow) or {})}
+
+    n_trials = _budget(s.n_trials, grid_size, s.timeout)
+    sweep_dir = str(config.hydra.sweep.dir)
+    os.makedirs(sweep_dir, exist_ok=True)
+    OmegaConf.save(config, os.path.join(sweep_dir, "multirun.yaml"))  # as Hydra's basic sweeper
+    storage_url = absolute_sqlite_url(s.storage) if s.storage else default_storage_url(sweep_dir)
+    storage = make_storage(storage_url, s.heartbeat_interval, s.grace_period, s.max_retry)
+    study_name = s.study_name or str(config.hydra.job.name)
+    study = open_study(study_name, storage, sampler, pruner, directions)
+    if n_enqueued := enqueue_once(study, enqueue, space.distributions):
+        log.info("enqueued %d configs", n_enqueued)
+
+    p = Prepared(
+        study=study, study_name=study_name, space=space, custom=custom, directions=directions,
+        n_trials=n_trials, n_jobs=s.n_jobs, max_failure_rate=float(s.max_failure_rate),
+        timeout=s.timeout, heartbeat_interval=s.heartbeat_interval, pruner_config=pruner_config,
+        storage_url=storage_url, storage_masked=mask_url(storage_url), sweep_dir=sweep_dir,
+        progress=bool(s.progress),
+    )
+    if _PASSWORD.search(storage_url):
+        p.secret_env["OPTUNA_MLFLOW_STORAGE"] = storage_url
+    if mlflow_cfg["enabled"]:
+        from mnist_sweep.sweeper.runs import MlflowTracker
+
+        experiment = mlflow_cfg["experiment"] or study_name
+        p.tracker = MlflowTracker(mlflow_cfg["tracking_uri"], experiment)
+        study_key = f"{p.storage_masked}|{study_name}"
+        p.tracker.open_parent(study, study_key, parent_params(config, space, n_trials), {
+            "optuna.study_name": study_name, "optuna.storage": p.storage_masked,
+            "optuna.directions": ",".join(directions), "sweeper": "optuna_mlflow",
+        })
+        if _PASSWORD.search(p.tracker.tracking_uri):
+            p.secret_env["MLFLOW_TRACKING_URI"] = p.tracker.tracking_uri
+    log.info("study %s (%s), storage %s, sampler %s, pruner %s", study_name, ",".join(directions),
+             p.storage_masked, type(sampler).__name__, type(pruner).__name__ if pruner else None)
+    return p
+
+
+def _budget(n_trials: int | None, grid_size: int | None, timeout: float | None) -> float:
+    """n_trials, capped to the grid; null = the whole grid, or unlimited with a timeout."""
+    if n_trials is None:
+        if grid_size is not None:
+            return grid_size
+        if timeout:
+            return math.inf
+        raise config_error("hydra.sweeper.n_trials", None, "an integer >= 1 (null only with the "
+                           "grid sampler, meaning the whole grid, or with a timeout)")
+    if grid_size is not None and grid_size < n_trials:
+        log.info("n_trials capped to the grid size %d", grid_size)
+        return grid_size
+    return n_trials
+
+
+def check_composes(
+    config: DictConfig, loader: Any, space: SearchSpace, custom: Any, custom_path: str | None
+) -> None:
+    """Compose the app config for one sampled trial; name the key that breaks composition."""
+    with_warnings_off = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        dry = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = dry.ask(space.distributions)
+    finally:
+        optuna.logging.set_verbosity(with_warnings_off)
+    try:
+        lines = trial_overrides(trial, space, custom, config)
+    except Exception as e:
+        raise config_error("hydra.sweeper.custom_search_space", custom_path,
+                           "fn(cfg, trial) -> dict | None", f"{type(e).__name__}: {e}") from None
+    error = _compose_error(config, loader, lines)
+    if error is None:
+        return
+    fixed = list(space.fixed.values())
+    culprits: list[tuple[str, list[str]]] = []
+    if _compose_error(config, loader, fixed) is not None:
+        culprits = [(key, [line]) for key, line in space.fixed.items()]
+    else:
+        culprits = [(key, [*fixed, space.override_for(key, trial.params[key])])
+                    for key in space.distributions]
+    for key, candidate in culprits:
+        culprit_error = _compose_error(config, loader, candidate)
+        if culprit_error is not None:
+            raise config_error(
+                space.sources[key], space.exprs.get(key),
+                f"an override of a key in the composed app config (prefix '+' to add "
+                f"'{key.lstrip('+~')}')", culprit_error,
+            )
+    raise config_error("hydra.sweeper.custom_search_space", custom_path,
+                       "overrides of keys in the composed app config", error)
+
+
+def _compose_error(config: DictConfig, loader: Any, overrides: list[str]) -> str | None:
+    try:
+        loader.load_sweep_config(config, list(overrides))
+        return None
+    except Exception as e:
+        return f"{type(e).__name__}: {e}".strip()
+
+
+def parent_params(config: DictConfig, space: SearchSpace, n_trials: float) -> dict[str, str]:
+    """The sweeper config, flattened, with the effective search space (params + command line)."""
+    sweeper = check.plain(config.hydra.sweeper) or {}
+    flat: dict[str, str] = {}
+    for key, value in sweeper.items():
+        if key.startswith("_") or key == "params":
+            continue
+        if key in ("sampler", "pruner") and isinstance(value, dict):
+            flat[key] = str(value.get("_target_", "")).rpartition(".")[2]
+            value = {k: v for k, v in value.items() if not k.startswith("_")}
+        _flatten(flat, key, value)
+    flat["n_trials"] = str(n_trials)  # effective: capped to the grid
+    for key, expr in space.exprs.items():
+        flat[f"params.{key}"] = expr
+    return flat
+
+
+def _flatten(out: dict[str, str], prefix: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(out, f"{prefix}.{k}", v)
+    elif prefix not in out:
+        out[prefix] = str(value)

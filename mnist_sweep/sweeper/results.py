@@ -1,0 +1,150 @@
+"""What a sweep leaves behind: optimization_results.yaml, summary plots, the progress line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_sweep.sweeper.study import Counts
+
+log = logging.getLogger(__name__)
+
+
+def best_single(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+
+
+def pareto(study: optuna.Study) -> list[FrozenTrial]:
+    try:
+        return list(study.best_trials)
+    except ValueError:
+        return []
+
+
+def progress_line(study: optuna.Study, counts: Counts, n_trials: float) -> str:
+    budget = "inf" if n_trials == float("inf") else int(n_trials)
+    line = (f"[optuna_mlflow] trials {counts.finished}/{budget} "
+            f"(pruned {counts.pruned}, failed {counts.failed}")
+    if counts.running:
+        line += f", running {counts.running}"
+    line += ")"
+    if len(study.directions) > 1:
+        return line + f" pareto set {len(pareto(study))}"
+    best = best_single(study)
+    if best is not None:
+        line += f" best value={best.value:.6g} (trial {best.number})"
+    return line
+
+
+def results_dict(
+    study: optuna.Study, counts: Counts, storage: str, mlflow: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Hydra's optuna sweeper layout (name, best_params, best_value | solutions) plus extras:
+    counts, storage (password masked), mlflow {tracking_uri, experiment_id, parent_run_id}."""
+    data: dict[str, Any] = {"name": "optuna_mlflow", "study_name": study.study_name}
+    if len(study.directions) == 1:
+        best = best_single(study)
+        data.update(
+            best_params=dict(best.params) if best else None,
+            best_value=best.value if best else None,
+            best_trial=best.number if best else None,
+            best_overrides=list(best.user_attrs.get("overrides", [])) if best else None,
+        )
+    else:
+        data["solutions"] = [
+            {"number": t.number, "params": dict(t.params), "values": list(t.values),
+             "overrides": list(t.user_attrs.get("overrides", []))}
+            for t in pareto(study)
+        ]
+    data["counts"] = {
+        "complete": counts.complete, "pruned": counts.pruned, "failed": counts.failed,
+        "running": counts.running, "total": len(study.get_trials(deepcopy=False)),
+    }
+    data["storage"] = storage
+    data["mlflow"] = mlflow
+    return data
+
+
+def write_results(path: str, data: dict[str, Any]) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    OmegaConf.save(OmegaConf.create(data), path)
+    return path
+
+
+def summary_plots(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
+    from optuna.visualization import matplotlib as vis
+
+    if len(study.directions) > 1:
+        plots = [("pareto_front", lambda: vis.plot_pareto_front(study))]
+        for i in range(len(study.directions)):
+            plots.append((f"optimization_history_{i}", lambda i=i: vis.plot_optimization_history(
+                study, target=lambda t: t.values[i], target_name=f"objective {i}")))
+        return plots
+    plots = [
+        ("optimization_history", lambda: vis.plot_optimization_history(study)),
+        ("param_importances", lambda: vis.plot_param_importances(study)),
+        ("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)),
+    ]
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        plots.append(("intermediate_values", lambda: vis.plot_intermediate_values(study)))
+    return plots
+
+
+def log_plots(study: optuna.Study, log_figure: Callable[[Any, str], None]) -> list[str]:
+    """Hand each summary plot to `log_figure(figure, "plots/<name>.png")`; return the names.
+
+    A plot that cannot be drawn (e.g. importances need 2 complete trials) is a warning only.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        log.warning("no complete trial: summary plots skipped")
+        return []
+    done = []
+    for name, draw in summary_plots(study):
+        figure = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figure = _figure_of(draw())
+            log_figure(figure, f"plots/{name}.png")
+            done.append(name)
+        except Exception as e:
+            log.warning("plot %s skipped: %s: %s", name, type(e).__name__, e)
+        finally:
+            if figure is not None:
+                plt.close(figure)
+    return done
+
+
+def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
+    """The same summary plots as PNG files in `out_dir` (for reports outside MLflow)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(figure: Any, artifact_file: str) -> None:
+        figure.savefig(out / Path(artifact_file).name, bbox_inches="tight")
+
+    return [out / f"{name}.png" for name in log_plots(study, save)]
+
+
+def _figure_of(axes: Any) -> Any:
+    if hasattr(axes, "figure"):
+        return axes.figure
+    import numpy as np
+
+    return np.asarray(axes).flat[0].figure

@@ -1,0 +1,197 @@
+"""The Optuna side of a sweep: storage, study, shared budget, enqueued configs, stale trials."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_sweep.sweeper.errors import config_error
+from mnist_sweep.sweeper.overrides import format_value
+
+log = logging.getLogger(__name__)
+
+ENQUEUED_ATTR = "optuna_mlflow:enqueued"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """`sqlite:///rel.db` -> `sqlite:////abs/rel.db`, so jobs that chdir still find it."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + os.path.abspath(url[len(prefix):])
+    return url
+
+
+def default_storage_url(sweep_dir: str) -> str:
+    os.makedirs(sweep_dir, exist_ok=True)
+    return "sqlite:///" + os.path.join(os.path.abspath(sweep_dir), "optuna.db")
+
+
+def mask_url(url: str | None) -> str:
+    """The storage URL with any password replaced by ***."""
+    if not url:
+        return ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+
+
+def make_storage(
+    url: str, heartbeat_interval: int | None, grace_period: int | None, max_retry: int
+) -> BaseStorage:
+    """An RDBStorage with heartbeats: stale running trials are failed and retried."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if heartbeat_interval:
+                kwargs.update(
+                    heartbeat_interval=int(heartbeat_interval),
+                    grace_period=int(grace_period) if grace_period else None,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
+                )
+            return RDBStorage(url, **kwargs)
+    except Exception as e:
+        raise config_error(
+            "hydra.sweeper.storage", mask_url(url), "an RDB URL such as sqlite:///path/optuna.db",
+            f"{type(e).__name__}: {e}",
+        ) from None
+
+
+def open_study(
+    name: str, storage: BaseStorage, sampler: Any, pruner: Any, directions: list[str]
+) -> optuna.Study:
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+        directions=directions, load_if_exists=True,
+    )
+    existing = [d.name.lower() for d in study.directions]
+    if existing != directions:
+        raise config_error(
+            "hydra.sweeper.direction", directions, f"{existing} (study '{name}' exists with them)"
+        )
+    return study
+
+
+@dataclass
+class Counts:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0  # not retried
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def used(self) -> int:
+        """Trials that count against n_trials (finished, not retried, or running)."""
+        return self.complete + self.pruned + self.failed + self.running
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+
+def count_trials(trials: Sequence[FrozenTrial]) -> Counts:
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    counts = Counts()
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            counts.complete += 1
+        elif t.state == TrialState.PRUNED:
+            counts.pruned += 1
+        elif t.state == TrialState.FAIL and t.number not in retried:
+            counts.failed += 1
+        elif t.state == TrialState.RUNNING:
+            counts.running += 1
+        elif t.state == TrialState.WAITING:
+            counts.waiting += 1
+    return counts
+
+
+def enqueue_once(
+    study: optuna.Study, entries: Iterable[Mapping[str, Any]],
+    distributions: Mapping[str, BaseDistribution],
+) -> int:
+    """Enqueue known-good configs once per study: an entry is not enqueued again on resume."""
+    done = list(study.user_attrs.get(ENQUEUED_ATTR) or [])
+    new = [e for e in entries if json.dumps(e, sort_keys=True, default=str) not in done]
+    if not new:
+        return 0
+    done += [json.dumps(e, sort_keys=True, default=str) for e in new]
+    study.set_user_attr(ENQUEUED_ATTR, done)
+    for entry in new:
+        params = {}
+        for key, value in entry.items():
+            dist = distributions.get(key)
+            if isinstance(dist, CategoricalDistribution) and isinstance(value, (list, dict)):
+                value = format_value(value, interpolate=True)  # list choices are stored as text
+            params[str(key)] = value
+        study.enqueue_trial(params, skip_if_exists=True)
+    return len(new)
+
+
+def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Fail running trials whose heartbeat stopped (their process died); they are retried."""
+    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return [t for t in failed if t._trial_id in running]
+
+
+class BatchHeartbeat:
+    """Records heartbeats for the trials of the batch in flight while the launcher runs them.
+
+    Together with the job-side heartbeat (trial.py) this makes a trial stale only when the
+    processes running it are gone, so another process (or a rerun) fails and retries it.
+    """
+
+    def __init__(self, study: optuna.Study, trial_ids: list[int]) -> None:
+        self._storage = study._storage
+        self._ids = trial_ids
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> BatchHeartbeat:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        if is_heartbeat_enabled(self._storage):
+            self._thread = threading.Thread(target=self._run, name="optuna-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        interval = self._storage.get_heartbeat_interval()  # type: ignore[attr-defined]
+        while True:
+            for trial_id in self._ids:
+                try:
+                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                except Exception as e:  # never let a heartbeat hiccup kill the sweep
+                    log.debug("heartbeat for trial id %s failed: %s", trial_id, e)
+            if self._stop.wait(interval):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,167 @@
+"""Trial-side API: what task code calls while the `optuna_mlflow` sweeper runs it.
+
+Works in any process that runs a trial (in-process basic launcher, joblib/loky workers, remote
+launchers): everything it needs arrives as environment variables the sweeper sets per job through
+`hydra.job.env_set`. Outside a sweep every function is a cheap no-op.
+
+    from mnist_sweep.sweeper.trial import report
+
+    for epoch in range(epochs):
+        ...
+        report(val_accuracy, epoch)  # raises optuna.TrialPruned when the pruner says so
+
+Imports nothing heavy at module level (optuna is imported on first use inside a sweep).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+ENV_STORAGE = "OPTUNA_MLFLOW_STORAGE"
+ENV_STUDY = "OPTUNA_MLFLOW_STUDY"
+ENV_TRIAL_ID = "OPTUNA_MLFLOW_TRIAL_ID"
+ENV_TRIAL_NUMBER = "OPTUNA_MLFLOW_TRIAL_NUMBER"
+ENV_HEARTBEAT = "OPTUNA_MLFLOW_HEARTBEAT_INTERVAL"
+# trial system attr holding the pruner config ({_target_: ..., args}) the sweeper uses
+PRUNER_ATTR = "optuna_mlflow:pruner"
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {"key": None, "trial": None}
+_storages: dict[str, Any] = {}
+_warned_multi = False
+
+
+def in_sweep() -> bool:
+    """True when this process runs a trial of the optuna_mlflow sweeper."""
+    return bool(os.environ.get(ENV_STORAGE) and os.environ.get(ENV_STUDY)
+                and os.environ.get(ENV_TRIAL_ID))
+
+
+def current_trial() -> optuna.Trial | None:
+    """The running trial (reconstructed from storage, cached per process), or None."""
+    if not in_sweep():
+        return None
+    key = "|".join(os.environ[k] for k in (ENV_STORAGE, ENV_STUDY, ENV_TRIAL_ID))
+    with _lock:
+        if _cache["key"] != key:
+            _cache["trial"] = _load_trial(
+                os.environ[ENV_STORAGE], os.environ[ENV_STUDY], int(os.environ[ENV_TRIAL_ID])
+            )
+            _cache["key"] = key
+            interval = os.environ.get(ENV_HEARTBEAT)
+            if interval:
+                _start_heartbeat(_cache["trial"], int(interval), key)
+        return _cache["trial"]
+
+
+def report(value: float, step: int) -> None:
+    """Report an intermediate objective value; raise optuna.TrialPruned if the pruner says so.
+
+    No-op outside a sweep, and for multi-objective studies (Optuna cannot prune those).
+    """
+    trial = current_trial()
+    if trial is None:
+        return
+    global _warned_multi
+    if len(trial.study.directions) > 1:
+        if not _warned_multi:
+            log.warning("report() is ignored: multi-objective trials cannot be pruned")
+            _warned_multi = True
+        return
+    import optuna
+
+    trial.report(float(value), int(step))
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned at step {step}")
+
+
+@contextlib.contextmanager
+def trial_heartbeat(interval: int | None = None) -> Iterator[optuna.Trial | None]:
+    """Record heartbeats for the current trial while the block runs (yields the trial or None).
+
+    current_trial() already starts a heartbeat when the sweeper enables them; use this for long
+    work before the first report(), or to pick the interval yourself.
+    """
+    trial = current_trial()
+    interval = interval or int(os.environ.get(ENV_HEARTBEAT) or 0)
+    if trial is None or not interval:
+        yield trial
+        return
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_beat, args=(trial, interval, stop, None), name="trial-heartbeat", daemon=True
+    )
+    thread.start()
+    try:
+        yield trial
+    finally:
+        stop.set()
+        thread.join()
+
+
+def instantiate(config: Any) -> Any:
+    """Tiny `hydra.utils.instantiate` for flat/nested {_target_: dotted.path, **kwargs} dicts."""
+    if isinstance(config, dict) and "_target_" in config:
+        kwargs = {k: instantiate(v) for k, v in config.items() if not k.startswith("_")}
+        module, _, name = str(config["_target_"]).rpartition(".")
+        return getattr(importlib.import_module(module), name)(**kwargs)
+    if isinstance(config, list):
+        return [instantiate(v) for v in config]
+    return config
+
+
+def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Trial:
+    import warnings
+
+    import optuna
+
+    storage = _storages.get(storage_url)
+    if storage is None:  # one engine per URL and process (a process may run many trials)
+        kwargs: dict[str, Any] = {}
+        if storage_url.startswith("sqlite"):
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        storage = _storages[storage_url] = optuna.storages.RDBStorage(storage_url, **kwargs)
+    pruner_config = storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR)
+    pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Params were sampled by the sweeper; a cheap sampler suffices here.
+        study = optuna.load_study(
+            study_name=study_name, storage=storage, pruner=pruner,
+            sampler=optuna.samplers.RandomSampler(),
+        )
+        return optuna.trial.Trial(study, trial_id)
+
+
+def _start_heartbeat(trial: optuna.Trial, interval: int, key: str) -> None:
+    stop = threading.Event()
+    threading.Thread(
+        target=_beat, args=(trial, interval, stop, key), name="trial-heartbeat", daemon=True
+    ).start()
+
+
+def _beat(trial: optuna.Trial, interval: int, stop: threading.Event, key: str | None) -> None:
+    """Heartbeat loop; with a key it ends once this process no longer runs that trial."""
+    storage = trial.study._storage
+    if not hasattr(storage, "record_heartbeat"):
+        return
+    while True:
+        if (key is not None and _cache["key"] != key) or not in_sweep():
+            return
+        try:
+            storage.record_heartbeat(trial._trial_id)
+        except Exception as e:  # a missed heartbeat must never break the task
+            log.debug("heartbeat failed: %s", e)
+        if stop.wait(interval):
+            return

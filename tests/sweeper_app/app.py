@@ -1,0 +1,41 @@
+"""Generic Hydra task for the sweeper tests: returns a float (or two), optionally reports steps."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_sweep.sweeper.trial import current_trial, report
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | tuple[float, float]:
+    trial = current_trial()
+    if trial is not None:
+        trial.set_user_attr("pid", os.getpid())
+    f = (cfg.x - 2.0) ** 2 + (cfg.y + 1.0) ** 2
+    f += sum(layer.units for layer in cfg.model.hidden) / 1000.0
+    if cfg.sleep:
+        time.sleep(cfg.sleep)
+    if cfg.fail:
+        raise RuntimeError(f"boom at x={cfg.x}")
+    for step in range(cfg.steps):
+        report(f * (1.0 + (cfg.steps - step) / cfg.steps), step)
+    if cfg.log_mlflow:
+        import mlflow
+
+        with mlflow.start_run():
+            mlflow.log_metric("f_from_job", f)
+    if cfg.nan:
+        return math.nan
+    if cfg.objectives == 2:
+        return f, cfg.x**2
+    return f
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""Real sweeps of the generic app in tests/sweeper_app with `hydra/sweeper=optuna_mlflow`.
+
+Each sweep is a subprocess (cwd=tmp_path, MLFLOW_TRACKING_URI=sqlite:///tmp_path/mlflow.db);
+results are read back with a real Optuna storage and MlflowClient. No mocks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+APP = Path(__file__).parent / "sweeper_app" / "app.py"
+XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised MLflow sqlite DB; copying it saves every sweep the schema migrations."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
+    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
+    return environ
+
+
+def command(*overrides: str, sweep_dir: str = "sweep", config: str | None = None) -> list[str]:
+    """The app in multirun mode; with `config`, that config file selects the sweeper itself."""
+    select = [f"--config-name={config}"] if config else ["hydra/sweeper=optuna_mlflow"]
+    return [sys.executable, str(APP), "-m", *select, f"hydra.sweep.dir={sweep_dir}", *overrides]
+
+
+def sweep(tmp_path: Path, env: dict[str, str], *overrides: str, ok: bool = True,
+          sweep_dir: str = "sweep", config: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(command(*overrides, sweep_dir=sweep_dir, config=config), cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def study(tmp_path: Path, name: str = "app", sweep_dir: str = "sweep") -> optuna.Study:
+    return optuna.load_study(study_name=name,
+                             storage=f"sqlite:///{tmp_path / sweep_dir / 'optuna.db'}")
+
+
+def runs(tmp_path: Path) -> tuple[MlflowClient, list[Any], list[Any]]:
+    """(client, parent runs, child runs) across all experiments."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    every = client.search_runs(ids, max_results=1000) if ids else []
+    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
+
+
+def by_number(children: list[Any]) -> dict[int, Any]:
+    return {int(r.data.tags["optuna.trial_number"]): r for r in children}
+
+
+@pytest.mark.slow
+def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = sweep(tmp_path, env, *XY, "hydra.sweeper.n_trials=4", "log_mlflow=true",
+                 "hydra.sweeper.sampler.seed=0")
+    s = study(tmp_path)
+    assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 4
+    assert "[optuna_mlflow] trials 4/4 (pruned 0, failed 0) best value=" in proc.stdout
+
+    client, parents, children = runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "app"
+    assert parent.data.params["params.x"] == "interval(-5,5)"
+    assert parent.data.params["sampler"] == "TPESampler"
+    assert parent.data.params["n_trials"] == "4"
+    assert parent.data.tags["optuna.study_name"] == "app"
+    assert parent.data.tags["optuna.storage"].endswith("sweep/optuna.db")
+    assert parent.data.tags["best_trial_number"] == str(s.best_trial.number)
+    assert parent.data.metrics["best_value"] == pytest.approx(s.best_value)
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "optimization_results.yaml" in artifacts
+
+    for number, run in by_number(children).items():
+        trial = s.trials[number]
+        assert run.info.run_name == f"trial-{number}"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.state"] == "COMPLETE"
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["objective"] == pytest.approx(trial.value)
+        # the job logged into its child run through MLFLOW_RUN_ID
+        assert run.data.metrics["f_from_job"] == pytest.approx(trial.value)
+        assert float(run.data.params["x"]) == pytest.approx(trial.params["x"])
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert (tmp_path / "sweep" / str(number) / ".hydra").is_dir()  # job dir = trial number
+
+    results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(s.best_value)
+    assert dict(results.best_params) == s.best_params
+    assert results.counts.complete == 4
+    assert results.mlflow.parent_run_id == parent.info.run_id
+    assert results.mlflow.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert results.storage == f"sqlite:///{tmp_path}/sweep/optuna.db"
+
+
+@pytest.mark.slow
+def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    sweep(tmp_path, env, *XY, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=1.0",
+          "hydra.sweeper.enqueue=[{fail:true},{nan:true}]", "hydra.sweeper.progress=false")
+    s = study(tmp_path)
+    states = [t.state for t in s.trials]
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert s.trials[0].user_attrs["fail_reason"].startswith("RuntimeError: boom at x=")
+    assert s.trials[1].user_attrs["fail_reason"] == "diverged (non-finite objective)"
+
+    _, parents, children = runs(tmp_path)
+    child = by_number(children)
+    assert child[0].info.status == "FAILED" and child[0].data.tags["optuna.state"] == "FAIL"
+    assert child[0].data.tags["fail_reason"].startswith("RuntimeError: boom")
+    assert child[1].data.tags["fail_reason"] == "diverged (non-finite objective)"
+    assert child[2].info.status == "FINISHED"
+    assert parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["n_failed"] == 2
+
+
+@pytest.mark.slow
+def test_too_many_failures_abort_the_sweep(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = sweep(tmp_path, env, *XY, "fail=true", "hydra.sweeper.n_trials=5",
+                 "hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failure_rate=0.0", ok=False)
+    assert proc.returncode != 0
+    assert "hydra.sweeper.max_failure_rate=0.0" in proc.stderr
+    assert len(study(tmp_path).trials) == 1
+    _, parents, _ = runs(tmp_path)
+    assert parents[0].info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_pruning_marks_trials_pruned_and_child_runs_killed(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # trial 0 is optimal, trial 1 far worse at every step: median pruner prunes it at step 0
+    sweep(tmp_path, env, *XY, "steps=4", "log_mlflow=true", "hydra/sweeper/pruner=median",
+          "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.n_jobs=1",
+          "hydra.sweeper.n_trials=3", "hydra.sweeper.enqueue=[{x:2.0,y:-1.0},{x:-5.0,y:5.0}]")
+    s = study(tmp_path)
+    assert s.trials[0].state == TrialState.COMPLETE
+    assert sorted(s.trials[0].intermediate_values) == [0, 1, 2, 3]
+    assert s.trials[1].state == TrialState.PRUNED
+    assert list(s.trials[1].intermediate_values) == [0]
+
+    _, parents, children = runs(tmp_path)
+    pruned = by_number(children)[1]
+    # the job's `with mlflow.start_run()` ended the run FAILED on TrialPruned; pruned = KILLED
+    assert pruned.info.status == "KILLED"
+    assert pruned.data.tags["optuna.state"] == "PRUNED"
+    assert parents[0].data.params["pruner"] == "MedianPruner"
+
+
+@pytest.mark.slow
+def test_rerunning_the_command_resumes_the_study_and_parent_run(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    args = [*XY, "hydra.sweeper.n_jobs=2", "hydra.sweeper.enqueue=[{x:1.5}]"]
+    sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=3")
+    proc = sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=5")
+    assert "trials 5/5" in proc.stdout
+
+    s = study(tmp_path)
+    assert len(s.trials) == 5 and all(t.state == TrialState.COMPLETE for t in s.trials)
+    assert [t.params["x"] for t in s.trials].count(1.5) == 1  # enqueued once per study
+    _, parents, children = runs(tmp_path)
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
+    assert s.user_attrs["mlflow_parent_run_id"] == parents[0].info.run_id
+    assert parents[0].data.params["n_trials"] == "3"
+    assert parents[0].data.tags["latest.n_trials"] == "5"
+    assert sorted(by_number(children)) == [0, 1, 2, 3, 4]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    job_dirs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name.isdigit())
+    assert job_dirs == list("01234")
+
+
+@pytest.mark.slow
+def test_concurrent_sweeps_share_the_budget(tmp_path: Path, env: dict[str, str]) -> None:
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    optuna.create_study(study_name="shared", storage=storage)
+    args = [*XY, "sleep=0.5", f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=shared", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2"]
+    procs = [subprocess.Popen(command(*args, sweep_dir=f"sweep{i}"), cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, out[-2000:] + err[-4000:]
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    assert 4 <= len(trials) <= 4 + 2  # n_trials, overshooting by at most one batch
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == len(trials)
+    _, parents, children = runs(tmp_path)
+    assert len(parents) == 1  # both processes converged on one parent run
+    assert parents[0].info.status == "FINISHED"
+    assert len(children) == len(trials)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+
+
+@pytest.mark.slow
+def test_timeout_stops_new_batches_and_mlflow_can_be_disabled(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    proc = sweep(tmp_path, env, *XY, "+z=choice(a,b)", "sleep=1.5", "hydra.sweeper.timeout=1",
+                 "hydra.sweeper.n_trials=20", "hydra.sweeper.n_jobs=1",
+                 "hydra.sweeper.mlflow.enabled=false")
+    trials = study(tmp_path).trials
+    assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE
+    assert trials[0].params["+z"] in ("a", "b")  # a '+key' param adds a new config key
+    assert "trials 1/20" in proc.stdout
+    assert "MLFLOW_RUN_ID" not in " ".join(trials[0].user_attrs["overrides"])
+    assert runs(tmp_path)[1:] == ([], [])
+    assert OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml").counts.complete == 1
+
+
+@pytest.mark.slow
+def test_grid_sampler_with_null_n_trials_runs_the_whole_grid(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    proc = sweep(tmp_path, env, "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=null",
+                 "x=choice(1.0,2.0)", "+hydra.sweeper.params.y='range(0, 3)'", "fail=false",
+                 "hydra.sweeper.mlflow.enabled=false")
+    trials = study(tmp_path).trials
+    assert sorted((t.params["x"], t.params["y"]) for t in trials) == [
+        (x, y) for x in (1.0, 2.0) for y in (0, 1, 2)]  # range() stops before 3
+    assert "trials 6/6" in proc.stdout
+
+
+@pytest.mark.slow
+def test_multi_objective_writes_a_pareto_front(tmp_path: Path, env: dict[str, str]) -> None:
+    # conf/multi_objective.yaml is written like a config for Hydra's own optuna sweeper
+    proc = sweep(tmp_path, env, config="multi_objective")
+    assert "trials 4/4 (pruned 0, failed 0) pareto set" in proc.stdout
+    s = study(tmp_path, name="mo")
+    assert [d.name for d in s.directions] == ["MINIMIZE", "MINIMIZE"]
+    assert all(t.params["y"] in (-1, 0, 1) and t.params["x"] in [i / 2 for i in range(10)]
+               for t in s.trials)  # range(0, 5, step=0.5) stops before 5
+    results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert "best_value" not in results
+    assert len(results.solutions) >= 1
+    for solution in results.solutions:
+        assert len(solution["values"]) == 2 and set(solution["params"]) == {"x", "y"}
+    client, parents, children = runs(tmp_path)
+    plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
+    assert "plots/pareto_front.png" in plots
+    assert {"objective_0", "objective_1"} <= set(children[0].data.metrics)
+    assert parents[0].data.metrics["pareto_size"] == len(results.solutions)
+    assert parents[0].data.params["sampler"] == "NSGAIISampler"
+    assert parents[0].data.params["params.x"] == "range(0, 5, step=0.5)"
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_trials_in_subprocesses_with_pruning(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    proc = subprocess.Popen(
+        command(*XY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+                "hydra.sweeper.n_trials=4", "steps=3", "log_mlflow=true",
+                "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
+                "hydra.sweeper.enqueue=[{x:2.0,y:-1.0},{x:1.9,y:-1.0},{x:-5.0,y:5.0}]"),
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-2000:] + err[-5000:]
+    s = study(tmp_path)
+    pids = {t.user_attrs["pid"] for t in s.trials}
+    assert proc.pid not in pids  # jobs ran in loky workers, not in the sweeper process
+    assert s.trials[0].state == TrialState.COMPLETE
+    assert s.trials[2].state == TrialState.PRUNED  # pruned inside a worker via report()
+    _, _, children = runs(tmp_path)
+    child = by_number(children)
+    assert child[2].info.status == "KILLED"
+    assert child[0].data.metrics["f_from_job"] == pytest.approx(s.trials[0].value)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_trial_whose_process_died_is_failed_and_retried(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    (tmp_path / "sweep").mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/sweep/optuna.db",
+                                         heartbeat_interval=1)
+    dead = optuna.create_study(study_name="app", storage=storage).ask(
+        {"x": FloatDistribution(-5, 5), "y": FloatDistribution(-5, 5)})
+    storage.record_heartbeat(dead._trial_id)  # ...then its process "dies"
+    time.sleep(2.5)
+    sweep(tmp_path, env, *XY, "hydra.sweeper.heartbeat_interval=1",
+          "hydra.sweeper.grace_period=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1")
+    trials = study(tmp_path).trials
+    assert trials[0].state == TrialState.FAIL
+    assert trials[1].state == TrialState.COMPLETE
+    assert trials[1].system_attrs["failed_trial"] == 0  # the retry of the dead trial
+    assert trials[1].params == trials[0].params
+    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE]  # budget: 2 counted trials
+    _, _, children = runs(tmp_path)
+    assert by_number(children)[1].data.tags["optuna.retry_of"] == "0"
+
+
+@pytest.mark.slow
+def test_custom_search_space_builds_a_list_valued_key(tmp_path: Path, env: dict[str, str]) -> None:
+    sweep(tmp_path, env, "hydra.sweeper.custom_search_space=space.layers",
+          "hydra.sweeper.n_trials=3",
+          "hydra.sweeper.enqueue=[{n_layers:1,units_0:16,activation_0:relu}]")
+    s = study(tmp_path)
+    first = s.trials[0]
+    assert first.params == {"n_layers": 1, "units_0": 16, "activation_0": "relu"}
+    assert first.user_attrs["overrides"] == ["model.hidden=[{units:16,activation:relu}]"]
+    assert first.value == pytest.approx(4.0 + 1.0 + 0.016)  # the app saw model.hidden
+    for trial in s.trials:
+        (line,) = trial.user_attrs["overrides"]  # internal names (n_layers...) are no overrides
+        assert line.count("units:") == trial.params["n_layers"]
+    _, _, children = runs(tmp_path)
+    assert by_number(children)[0].data.params["units_0"] == "16"
+
+
+BAD_CONFIGS: dict[str, tuple[list[str], list[str]]] = {
+    "unknown sampler": (["hydra/sweeper/sampler=nope"], ["hydra/sweeper/sampler", "tpe", "grid"]),
+    "unknown pruner": (["hydra/sweeper/pruner=nope"], ["hydra/sweeper/pruner", "median"]),
+    "malformed params": (["+hydra.sweeper.params.lr='interval(0,'"],
+                         ["hydra.sweeper.params.lr", "interval(0,"]),
+    "bad interval": (["+hydra.sweeper.params.lr='tag(log, interval(0,1))'"],
+                     ["hydra.sweeper.params.lr", "a > 0"]),
+    "unknown param key": (["+hydra.sweeper.params.nope='interval(0,1)'"],
+                          ["hydra.sweeper.params.nope", "'+' to add"]),
+    "unknown command-line key": (["nope=interval(0,1)"], ["'nope (command-line override)'"]),
+    "direction": (["hydra.sweeper.direction=up"], ["hydra.sweeper.direction", "maximize"]),
+    "direction list": (["hydra.sweeper.direction=[minimize,sideways]"],
+                       ["hydra.sweeper.direction"]),
+    "n_trials": (["hydra.sweeper.n_trials=0"], ["hydra.sweeper.n_trials", ">= 1"]),
+    "null n_trials without grid": (["hydra.sweeper.n_trials=null"],
+                                   ["hydra.sweeper.n_trials", "grid sampler"]),
+    "max_failure_rate": (["hydra.sweeper.max_failure_rate=2"], ["hydra.sweeper.max_failure_rate"]),
+    "grid needs discrete params": (["hydra/sweeper/sampler=grid"],
+                                   ["'x (command-line override)'", "grid"]),
+    "custom search space": (["hydra.sweeper.custom_search_space=nowhere.fn"],
+                            ["hydra.sweeper.custom_search_space", "nowhere.fn"]),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_config_runs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> dict:
+    """Run every bad config at once (they fail fast); returns name -> (proc, tmp dir)."""
+    started = {}
+    for name, (overrides, _) in BAD_CONFIGS.items():
+        tmp = tmp_path_factory.mktemp("bad")
+        shutil.copy(mlflow_template, tmp / "mlflow.db")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+        environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        proc = subprocess.Popen(command("x=interval(-5,5)", *overrides), cwd=tmp, env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started[name] = (proc, tmp)
+    return {name: (proc, tmp, *proc.communicate(timeout=240))
+            for name, (proc, tmp) in started.items()}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_bad_config_fails_before_any_trial_naming_the_key(name: str, bad_config_runs: dict) -> None:
+    proc, tmp, out, err = bad_config_runs[name]
+    assert proc.returncode != 0, out
+    for needle in BAD_CONFIGS[name][1]:
+        assert needle in err, err[-3000:]
+    _, parents, children = runs(tmp)
+    assert children == [] and parents == []
+    if (tmp / "sweep" / "optuna.db").exists():
+        assert all(not s.trials for s in optuna.get_all_studies(
+            storage=f"sqlite:///{tmp}/sweep/optuna.db"))

@@ -1,0 +1,61 @@
+"""What a sweep leaves behind (optimization_results.yaml layout, plots, progress line), from
+real in-memory Optuna studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mnist_sweep.sweeper import results
+from mnist_sweep.sweeper.study import count_trials
+
+
+def _study(directions: list[str]) -> optuna.Study:
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(0))
+    for _ in range(4):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", -5, 5), trial.suggest_int("y", 0, 3)
+        study.tell(trial, (x * x + y) if len(directions) == 1 else (x * x, y))
+    pruned = study.ask({"x": optuna.distributions.FloatDistribution(-5, 5)})
+    if len(directions) == 1:  # Optuna cannot prune multi-objective trials
+        pruned.report(30.0, 0)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    failed = study.ask()
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def test_single_objective_results_and_progress_line() -> None:
+    study = _study(["minimize"])
+    counts = count_trials(study.trials)
+    data = results.results_dict(study, counts, "sqlite:///x.db", {"parent_run_id": "abc"})
+    assert data["best_value"] == study.best_value and data["best_params"] == study.best_params
+    assert data["counts"] == {"complete": 4, "pruned": 1, "failed": 1, "running": 0, "total": 6}
+    assert data["mlflow"]["parent_run_id"] == "abc"
+    line = results.progress_line(study, counts, 20)
+    assert line == (f"[optuna_mlflow] trials 6/20 (pruned 1, failed 1) "
+                    f"best value={study.best_value:.6g} (trial {study.best_trial.number})")
+
+
+def test_multi_objective_results_are_a_pareto_front() -> None:
+    study = _study(["minimize", "minimize"])
+    counts = count_trials(study.trials)
+    data = results.results_dict(study, counts, "sqlite:///x.db", None)
+    assert "best_value" not in data
+    assert {s["number"] for s in data["solutions"]} == {t.number for t in study.best_trials}
+    assert results.progress_line(study, counts, float("inf")).endswith(
+        f"pareto set {len(study.best_trials)}")
+
+
+@pytest.mark.parametrize("directions", [["minimize"], ["minimize", "maximize"]])
+def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
+    written = results.write_study_plots(_study(directions), tmp_path / "plots")
+    names = {p.name for p in written}
+    if len(directions) == 1:
+        assert {"optimization_history.png", "param_importances.png",
+                "parallel_coordinate.png", "intermediate_values.png"} <= names
+    else:
+        assert "pareto_front.png" in names
+    assert all(p.is_file() and p.stat().st_size > 0 for p in written)
