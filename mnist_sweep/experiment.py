@@ -102,6 +102,10 @@ def _print_summary(
     cfg: DictConfig, metrics: dict[str, Any], ev: evaluation.Evaluation, uri: str,
     experiment_id: str, run_id: str,
 ) -> None:
+    if sweep_trial.in_sweep():  # one line per trial; the sweeper prints where to look at the end
+        print(f"  trial: test accuracy {metrics['test_accuracy']:.4f}, "
+              f"train {metrics['train_time_s']:.1f} s, MLflow run {run_id}", flush=True)
+        return
     noisy = "  ".join(
         f"f={f:g}: {acc:.4f}" for f, acc in sorted(ev.noise_accuracy.items())
     )

@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -113,7 +114,10 @@ def log_figure(fig: Any, name: str) -> None:
 
 def log_dataset(x: Any, y: Any, name: str, context: str, source: str) -> None:
     """Record the data a run saw as an MLflow dataset input (digest, shape, where it came from)."""
-    dataset = mlflow.data.from_numpy(x, targets=y, name=name, source=source)
+    with warnings.catch_warnings():
+        # MLflow 3 registers its local-file source class twice and warns that a path is ambiguous.
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_numpy(x, targets=y, name=name, source=source)
     mlflow.log_input(dataset, context=context)
 
 

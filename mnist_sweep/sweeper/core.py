@@ -236,6 +236,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
                          counts.running)
                 return
             p.tracker.finish_parent(status)
+            if p.progress:
+                print(_where(p.tracker.summary()), flush=True)
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
 
@@ -245,3 +247,16 @@ class OptunaMlflowSweeperImpl(Sweeper):
             self._report(p)
         finally:
             p.progress = progress
+
+
+def _where(summary: dict[str, Any]) -> str:
+    """Where to look next: the parent run, and its trials side by side, in the MLflow UI."""
+    from mnist_sweep.tracking import ui_links
+
+    links = ui_links(summary["tracking_uri"], summary["experiment_id"],
+                     summary["parent_run_id"])
+    return (f"sweep recorded in MLflow as parent run {summary['parent_run_id']}\n"
+            f"  open the UI     {links['command']}\n"
+            f"  compare trials  {links['experiment']}\n"
+            f"  sweep summary   {links['run']}")
+

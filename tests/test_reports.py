@@ -1,0 +1,90 @@
+"""The batch-size study end to end, and `mnist-sweep-report` on the study it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+
+from mnist_sweep import reports
+from tests.test_sweeps import SMALL, load_study, mlflow_runs, run_sweep
+
+FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
+           "batch_size_vs_epochs_to_target.png"}
+
+
+@pytest.fixture(scope="module")
+def batch_size_study(tmp_path_factory, mnist_cache):
+    """Two batch sizes x two seeds, 2 epochs each: the notebook's study in miniature."""
+    tmp_path = tmp_path_factory.mktemp("batch_size_study")
+    small = [o for o in SMALL if not o.startswith("train.epochs")]
+    proc = run_sweep(tmp_path, "sweep=batch_size_study", *small, "train.epochs=2", "repeats=2",
+                     "target_accuracy=0.5", "train.batch_size=choice(32,128)")
+    return tmp_path, proc
+
+
+@pytest.mark.slow
+def test_the_study_runs_the_whole_grid_and_reports_onto_the_parent_run(batch_size_study):
+    tmp_path, proc = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    grid = sorted((t.params["train.batch_size"], t.params["train.seed"]) for t in study.trials)
+    assert grid == [(32, 0), (32, 1), (128, 0), (128, 1)]
+    assert "batch-size study (mean ± std over seeds)" in proc.stdout
+
+    client, parent, children = mlflow_runs(tmp_path)
+    assert len(children) == 4
+    logged = {a.path.split("/")[-1] for a in
+              client.list_artifacts(parent.info.run_id, "batch_size_study")}
+    assert FIGURES | {"summary.json"} <= logged
+    summary = json.load(open(client.download_artifacts(
+        parent.info.run_id, "batch_size_study/summary.json")))
+    rows = {row["batch_size"]: row for row in summary["rows"]}
+    assert set(rows) == {32, 128} and all(row["n"] == 2 for row in rows.values())
+    for row in rows.values():
+        assert row["train_time_s_mean"] > 0 and 0 < row["test_accuracy_mean"] <= 1
+
+
+@pytest.mark.slow
+def test_summary_agrees_with_the_trials(batch_size_study):
+    tmp_path, _ = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    rows = reports.batch_size_summary(study, target=0.5)
+    for row in rows:
+        trials = [t for t in study.trials if t.params["train.batch_size"] == row["batch_size"]]
+        accuracies = [t.user_attrs["test_accuracy"] for t in trials]
+        assert row["test_accuracy_mean"] == pytest.approx(sum(accuracies) / len(accuracies))
+        reached = [reports.epochs_to_target(t, 0.5) for t in trials]
+        assert row["reached_target"] == sum(not math.isnan(r) for r in reached)
+
+
+def test_epochs_to_target_reads_the_per_epoch_validation_accuracy():
+    trial = optuna.trial.create_trial(
+        value=0.9, intermediate_values={0: 0.80, 1: 0.91, 2: 0.95},
+        distributions={}, params={},
+    )
+    assert reports.epochs_to_target(trial, 0.9) == 2.0
+    assert math.isnan(reports.epochs_to_target(trial, 0.99))
+
+
+@pytest.mark.slow
+def test_report_cli_prints_the_table_and_writes_plots(batch_size_study, capsys):
+    tmp_path, _ = batch_size_study
+    storage = f"sqlite:///{tmp_path}/multirun/batch_size_study/optuna.db"
+    out = tmp_path / "report"
+    assert reports.main(["batch_size_study", "--storage", storage, "--out", str(out),
+                         "--target-accuracy", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("COMPLETE") == 4
+    written = {p.name for p in out.iterdir()}
+    assert FIGURES <= written
+    assert "optimization_history.png" in written
+
+
+def test_report_cli_names_the_studies_it_found(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="other", storage=storage)
+    assert reports.main(["missing", "--storage", storage]) == 2
+    err = capsys.readouterr().err
+    assert "'missing'" in err and "'other'" in err

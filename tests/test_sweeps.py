@@ -1,0 +1,146 @@
+"""The ready-made sweeps in sweeps/, run for real as `mnist-sweep -m sweep=NAME` on MNIST slices.
+
+Each sweep is a subprocess in tmp_path with its own SQLite tracking store; results are read back
+from the sweep's Optuna storage and through MlflowClient.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SWEEPS = sorted(p.stem for p in (CONF_DIR.parent / "sweeps").glob("*.yaml"))
+# Small and quiet: a slice of MNIST, no model artifacts, one epoch unless a test says otherwise.
+SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
+         "tracking.log_model=false", "tracking.log_plots=false"]
+
+
+def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep", "-m", *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def load_study(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(
+        study_name=name, storage=f"sqlite:///{tmp_path}/multirun/{name}/optuna.db"
+    )
+
+
+def mlflow_runs(tmp_path: Path) -> tuple[MlflowClient, Any, list[Any]]:
+    """(client, the parent run, its child runs by trial number)."""
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("mnist-sweep")
+    every = client.search_runs([experiment.experiment_id], max_results=1000)
+    [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, parent, sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_ready_made_sweep_composes(name, mnist_cache):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"sweep={name}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.study_name == name
+    assert cfg.hydra.sweep.dir == f"multirun/{name}"
+    assert sweeper.mlflow.tracking_uri == cfg.tracking.uri
+    assert sweeper.params or sweeper.custom_search_space
+
+
+@pytest.mark.slow
+def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
+    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=3")
+
+    study = load_study(tmp_path, "quickstart")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    # The enqueued known-good config runs first.
+    assert trials[0].params["train.learning_rate"] == pytest.approx(1e-3)
+    assert {"test_accuracy", "train_time_s", "val_accuracy"} <= set(trials[0].user_attrs)
+
+    client, parent, children = mlflow_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["best_trial_number"] == str(study.best_trial.number)
+    assert [c.data.tags["optuna.trial_number"] for c in children] == ["0", "1", "2"]
+    for child, trial in zip(children, trials, strict=True):
+        assert child.info.status == "FINISHED"
+        accuracy = trial.user_attrs["test_accuracy"]
+        assert child.data.metrics["test_accuracy"] == pytest.approx(accuracy)
+        assert child.data.params["model.family"] == "dense"
+        assert child.data.tags["optuna.state"] == "COMPLETE"
+        # The sampled width reached the model: the child's config says what the trial tried.
+        assert child.data.params["model.hidden.0.units"] == str(trial.params["model.units"])
+    assert f"#/experiments/{parent.info.experiment_id}?workflowType=machine_learning" in proc.stdout
+    assert parent.info.run_id in proc.stdout
+
+
+@pytest.mark.slow
+def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
+    run_sweep(
+        tmp_path, "sweep=cnn_search", *SMALL, "train.epochs=3", "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.n_jobs=1", "hydra/sweeper/pruner=percentile",
+        "hydra.sweeper.pruner.percentile=90", "hydra.sweeper.pruner.n_startup_trials=1",
+    )
+    study = load_study(tmp_path, "cnn_search")
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.PRUNED) >= 1, states
+    assert TrialState.COMPLETE in states
+
+    _, parent, children = mlflow_runs(tmp_path)
+    pruned = [c for c in children if c.data.tags["optuna.state"] == "PRUNED"]
+    assert len(pruned) == states.count(TrialState.PRUNED)
+    for child in pruned:
+        assert child.info.status == "KILLED"
+        assert "pruned at step" in child.data.tags["pruned_reason"]
+    assert parent.data.metrics["n_pruned"] == len(pruned)
+
+
+@pytest.mark.slow
+def test_accuracy_vs_time_yields_a_pareto_front(tmp_path):
+    # A sweep override on the command line replaces that param's range, as in Hydra's sweeper.
+    small = [o for o in SMALL if not o.startswith("train.epochs")]
+    run_sweep(tmp_path, "sweep=accuracy_vs_time", *small, "hydra.sweeper.n_trials=4",
+              "train.epochs=range(1,3)")
+    results = yaml.safe_load(
+        (tmp_path / "multirun" / "accuracy_vs_time" / "optimization_results.yaml").read_text()
+    )
+    front = results["solutions"]
+    assert front
+    study = load_study(tmp_path, "accuracy_vs_time")
+    assert {t.number for t in study.best_trials} == {s["number"] for s in front}
+    for t in study.get_trials():
+        accuracy, seconds = t.values
+        assert 0 < accuracy <= 1 and seconds > 0
+
+    client, parent, _ = mlflow_runs(tmp_path)
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert any("pareto" in p for p in plots), plots
+
+
+@pytest.mark.slow
+def test_a_param_naming_no_config_key_fails_before_the_first_trial(tmp_path):
+    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL,
+                     "train.lerning_rate=interval(0.1,0.2)", ok=False)
+    assert proc.returncode != 0
+    assert "train.lerning_rate" in proc.stderr + proc.stdout
+    assert not (tmp_path / "multirun" / "quickstart" / "optuna.db").exists() or not any(
+        load_study(tmp_path, "quickstart").get_trials()
+    )
