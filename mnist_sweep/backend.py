@@ -1,7 +1,11 @@
-"""Choosing the Keras backend, which must happen before Keras is first imported.
+"""Choosing the Keras backend and its thread pools, which must happen before they first start.
 
 Keras reads `KERAS_BACKEND` once, at import; a process that already imported it cannot switch, so
-asking for another backend then is a config error rather than a silent fallback.
+asking for another backend then is a config error rather than a silent fallback. Thread pools are
+the same: TensorFlow sizes them when its runtime first starts (one thread per core by default), so
+2 trials running side by side on 2 cores each start 2+2 threads. `train.intra_op_threads` /
+`train.inter_op_threads` cap them per trial process; once TensorFlow has started, a different
+value is a config error too (`tf.config.threading` refuses it), never silently ignored.
 """
 
 from __future__ import annotations
@@ -10,10 +14,22 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from mnist_sweep.errors import ConfigError
 
 BACKENDS = ("tensorflow", "jax")
+THREAD_KEYS = ("intra_op_threads", "inter_op_threads")
+
+
+def configure(train: Mapping[str, Any]) -> None:
+    """Backend then threads, from the `train` config group: what a trial process calls first."""
+    validate_threads(train)
+    backend = train.get("backend", "tensorflow")
+    select(backend)
+    if backend == "tensorflow":
+        set_tf_threads(train.get("intra_op_threads"), train.get("inter_op_threads"))
 
 
 def select(backend: str) -> None:
@@ -36,3 +52,61 @@ def select(backend: str) -> None:
             )
         return
     os.environ["KERAS_BACKEND"] = backend
+
+
+def validate_threads(train: Mapping[str, Any]) -> None:
+    """null (framework default) or a positive int; only TensorFlow's pools can be sized.
+
+    XLA's CPU client (jax) has no thread-count flag: `--xla_cpu_multi_thread_eigen=false` was
+    measured to change nothing with jaxlib 0.10, so a set value with jax would be a silent no-op.
+    """
+    for key in THREAD_KEYS:
+        value = train.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise ConfigError(f"train.{key}", value, "null (framework default) or a positive int")
+        if value is not None and train.get("backend", "tensorflow") == "jax":
+            raise ConfigError(
+                f"train.{key}", value, "null with train.backend=jax (XLA's CPU client has no "
+                "thread-count setting; it uses one thread per core)",
+            )
+
+
+def set_tf_threads(intra: int | None, inter: int | None) -> None:
+    """Size TensorFlow's intra-op and inter-op pools (None = TensorFlow's default, one per core).
+
+    `tf.config.threading` rather than TF_NUM_INTRAOP_THREADS: both work with TF 2.21 when set
+    before the runtime starts, but only the API can tell a later, different request apart from
+    a repeat of the same one. TensorFlow is not imported just to keep its defaults.
+    """
+    if intra is None and inter is None and "tensorflow" not in sys.modules:
+        return
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    for key, value, getter, setter in (
+        ("intra_op_threads", intra, threading.get_intra_op_parallelism_threads,
+         threading.set_intra_op_parallelism_threads),
+        ("inter_op_threads", inter, threading.get_inter_op_parallelism_threads,
+         threading.set_inter_op_parallelism_threads),
+    ):
+        current = getter()
+        if current == (value or 0):  # 0 = TensorFlow's default
+            continue
+        try:
+            setter(value or 0)
+        except RuntimeError:
+            raise ConfigError(
+                f"train.{key}", value, f"{current or None}, the value TensorFlow started with in "
+                "this process (its thread pools are fixed per process)",
+            ) from None
+
+
+def tf_threads() -> dict[str, int]:
+    """The pool sizes TensorFlow was asked for in this process (0 = its default)."""
+    import tensorflow as tf
+
+    return {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }

@@ -1,7 +1,7 @@
 """The `mnist-sweep` command: a thin Hydra entry point.
 
-The backend is selected from the composed config before anything imports Keras, which is why
-the experiment module is imported inside the task function.
+The backend and its thread pools are set from the composed config before anything imports Keras,
+which is why the experiment module is imported inside the task function.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
     try:
-        backend.select(cfg.train.backend)
+        backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 
         return run(cfg)

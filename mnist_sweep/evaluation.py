@@ -49,7 +49,7 @@ def evaluate(
     model: Any, x_test: np.ndarray, y_test: np.ndarray, ev: Mapping[str, Any]
 ) -> Evaluation:
     """Clean and noisy test metrics; noise uses one seed so every model sees the same images."""
-    probs = model.predict(x_test, batch_size=ev["batch_size"], verbose=0)
+    probs = predict(model, x_test, ev["batch_size"])
     metrics = {
         "test_accuracy": accuracy(probs, y_test),
         "test_loss": cross_entropy(probs, y_test),
@@ -62,12 +62,25 @@ def evaluate(
     noise_accuracy: dict[float, float] = {}
     for f in ev["noise_levels"]:
         noisy = add_noise(x_test, float(f), seed=ev.get("noise_seed"))
-        noisy_probs = model.predict(noisy, batch_size=ev["batch_size"], verbose=0)
+        noisy_probs = predict(model, noisy, ev["batch_size"])
         noise_accuracy[float(f)] = accuracy(noisy_probs, y_test)
         metrics[noise_metric_name(float(f))] = noise_accuracy[float(f)]
     if noise_accuracy:
         metrics["test_accuracy_noise_mean"] = float(np.mean(list(noise_accuracy.values())))
     return Evaluation(metrics=metrics, probabilities=probs, noise_accuracy=noise_accuracy)
+
+
+def predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """`model.predict` minus its per-call setup: the same batches, so the same outputs.
+
+    Each `predict` call builds a data pipeline and a progress loop (~50 ms on 2 cores, more than
+    the inference of 10,000 digits by the dense net), and a trial makes six of them.
+    """
+    batches = [
+        np.asarray(model.predict_on_batch(x[i : i + batch_size]))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(batches) if batches else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 def accuracy(probs: np.ndarray, y: np.ndarray) -> float:

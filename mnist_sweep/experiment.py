@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> float | list[float]:
         if len(splits.x_val):
             # Of the final weights (early stopping may restore an earlier epoch's). Not logged
             # again: the per-epoch val_accuracy/val_loss curves already end with these values.
-            val_probs = model.predict(splits.x_val, batch_size=cfg.eval.batch_size, verbose=0)
+            val_probs = evaluation.predict(model, splits.x_val, cfg.eval.batch_size)
             metrics["val_accuracy"] = evaluation.accuracy(val_probs, splits.y_val)
             metrics["val_loss"] = evaluation.cross_entropy(val_probs, splits.y_val)
         _record_in_trial(metrics)
@@ -112,7 +112,7 @@ def _print_summary(
     links = tracking.ui_links(uri, experiment_id, run_id)
     print(
         f"\n{cfg.model.family} model, {metrics['n_params']:,} params, "
-        f"{metrics['epochs_run']} epochs at batch {cfg.train.batch_size}\n"
+        f"{metrics['epochs_run']} epoch(s) at batch {cfg.train.batch_size}\n"
         f"  test accuracy   {metrics['test_accuracy']:.4f}   (loss {metrics['test_loss']:.4f})\n"
         f"  noisy accuracy  {noisy}\n"
         f"  train time      {metrics['train_time_s']:.1f} s "

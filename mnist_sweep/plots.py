@@ -70,9 +70,25 @@ def misclassified_gallery(
     if not len(indices):
         axes[0, 0].set_axis_off()
         axes[0, 1].text(0.5, 0.5, "no misclassified test digits", ha="center")
-    fig.suptitle("misclassified test digits (green = label, red = model output)", fontsize=9)
-    fig.tight_layout()
+    height = fig.get_figheight()
+    fig.suptitle("misclassified test digits (green = label, red = model output)", fontsize=9,
+                 y=1 - 0.12 / height, va="top")
+    _row_layout(fig, rows)
     return fig
+
+
+def _row_layout(fig: Figure, rows: int, row_gap_in: float = 0.45) -> None:
+    """Fixed margins in inches for the gallery's identical rows.
+
+    `tight_layout` measures every tick label of its 24 axes first, which took about a third of
+    a trial's plotting time; the rows are all alike, so their spacing is known in advance (and
+    the suptitle gets its own space, which tight_layout does not reserve).
+    """
+    height = fig.get_figheight()
+    top, bottom = 1 - 0.6 / height, 0.3 / height
+    axes_height = (height * (top - bottom) - (rows - 1) * row_gap_in) / rows
+    fig.subplots_adjust(left=0.02, right=0.98, top=top, bottom=bottom, wspace=0.0,
+                        hspace=row_gap_in / axes_height if rows > 1 else 0.0)
 
 
 def noise_accuracy(noise_accuracy: Mapping[float, float], clean: float) -> Figure:

@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from mnist_sweep.backend import validate_threads
 from mnist_sweep.data import Splits, add_noise
 from mnist_sweep.errors import ConfigError, TrainingDiverged
 
@@ -49,6 +50,7 @@ def validate_train_config(train: Mapping[str, Any]) -> None:
         raise ConfigError("train.learning_rate", lr, "a float in (0, 10)")
     if train.get("backend", "tensorflow") not in BACKENDS:
         raise ConfigError("train.backend", train.get("backend"), BACKENDS)
+    validate_threads(train)
     spe = train.get("steps_per_execution", "auto")
     if spe != "auto" and (not isinstance(spe, int) or spe < 1):
         raise ConfigError("train.steps_per_execution", spe, "'auto' or a positive int")

@@ -28,13 +28,15 @@ SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
 
 def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
+    # Not the default ./mlflow.db: MLFLOW_TRACKING_URI must win for the trials and the sweeper.
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/store.db"
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_sweep", "-m", *overrides],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     if ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert not (tmp_path / "mlflow.db").exists()
     return proc
 
 
@@ -46,7 +48,7 @@ def load_study(tmp_path: Path, name: str) -> optuna.Study:
 
 def mlflow_runs(tmp_path: Path) -> tuple[MlflowClient, Any, list[Any]]:
     """(client, the parent run, its child runs by trial number)."""
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
     experiment = client.get_experiment_by_name("mnist-sweep")
     every = client.search_runs([experiment.experiment_id], max_results=1000)
     [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]

@@ -1,0 +1,168 @@
+"""The benchmark's sweep measurements: parallel vs sequential trials, pruned TPE vs random.
+
+Each sweep is a real `python -m mnist_sweep -m ...` subprocess (the command a user runs), in a
+temp directory with its own Optuna and MLflow stores; results are read back from the study.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mnist_sweep.bench import Settings, clean_env, log, ratio
+
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+ONE_THREAD = ["train.intra_op_threads=1", "train.inter_op_threads=1"]
+
+
+class Sweeps:
+    """Runs sweeps under one temp directory; every sweep gets a copy of a ready MLflow store."""
+
+    def __init__(self, root: Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.root = root
+        self.template = root / "template.db"
+        # Schema creation takes seconds; paying it once keeps it out of every sweep's wall time.
+        MlflowClient(tracking_uri=f"sqlite:///{self.template}").search_experiments()
+
+    def run(self, name: str, overrides: Sequence[str]) -> dict[str, Any]:
+        """Run one sweep; its wall time and what its study recorded."""
+        store = self.root / f"{name}.db"
+        shutil.copy(self.template, store)
+        sweep_dir = self.root / name
+        command = [sys.executable, "-m", "mnist_sweep", "-m", f"hydra.sweep.dir={sweep_dir}",
+                   "progress=false", *overrides]
+        log(f"sweep {name}: {' '.join(overrides)}")
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=self.root, capture_output=True, text=True,
+                              env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
+                              timeout=3600)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"sweep {name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return {"wall_s": round(wall, 2), **study_stats(sweep_dir / "optuna.db")}
+
+
+def study_stats(path: Path) -> dict[str, Any]:
+    """Counts, best value, summed trial time and each finished trial's (seconds in, value)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = f"sqlite:///{path}"
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    t0 = min(t.datetime_start for t in trials if t.datetime_start)
+    done = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    train = [t.user_attrs["train_time_s"] for t in complete if "train_time_s" in t.user_attrs]
+    return {
+        "n_complete": len(complete),
+        "n_pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "n_failed": sum(t.state == TrialState.FAIL for t in trials),
+        "best_value": round(max(t.value for t in complete), 4) if complete else None,
+        "trial_time_s_sum": round(sum((t.datetime_complete - t.datetime_start).total_seconds()
+                                      for t in done), 2),
+        "train_time_s_sum": round(sum(train), 2),
+        "finished": [((t.datetime_complete - t0).total_seconds(), t.value) for t in complete],
+    }
+
+
+def time_to_reach(finished: list[tuple[float, float]], target: float) -> float | None:
+    """Seconds from the first trial's start until a finished trial scored >= target."""
+    for seconds, value in finished:
+        if value >= target - 1e-9:
+            return round(seconds, 2)
+    return None
+
+
+# ---- 3. parallel vs sequential trials --------------------------------------------------------
+def measure_parallel(settings: Settings) -> Iterator[dict[str, Any]]:
+    """The same grid of trials (seeds) sequentially and as 2 joblib workers, per thread setting.
+
+    Baseline: sequential with TensorFlow's default threads (one per core), what a plain sweep
+    does. `ratio` = baseline wall / parallel wall (> 1: parallel finished sooner).
+    """
+    n = settings.parallel_trials
+    with tempfile.TemporaryDirectory(prefix="mnist-sweep-bench-") as tmp:
+        sweeps = Sweeps(Path(tmp))
+        for model in settings.parallel_models:
+            common = [
+                f"model={model}", f"train.epochs={settings.parallel_epochs}",
+                f"data.limit_train={settings.parallel_limit or 'null'}",
+                "hydra/sweeper=optuna_mlflow", "hydra/sweeper/sampler=grid",
+                "hydra.sweeper.direction=maximize", f"hydra.sweeper.n_trials={n}",
+                f"train.seed=choice({','.join(str(i) for i in range(n))})",
+            ]
+            base = {"backend": "tensorflow", "model": model, "epochs": settings.parallel_epochs,
+                    "batch_size": 32, "limit_train": settings.parallel_limit, "n_trials": n}
+            seq = sweeps.run(f"{model}-seq", [*common, "hydra.sweeper.n_jobs=1"])
+            seq1 = sweeps.run(f"{model}-seq-1thread", [*common, "hydra.sweeper.n_jobs=1",
+                                                       *ONE_THREAD])
+            yield _line("sequential_threads", {**base, "n_jobs": 1, "threads": "1 intra, 1 inter"},
+                        seq, seq1)
+            for threads, extra in (("default", []), ("1 intra, 1 inter", ONE_THREAD)):
+                par = sweeps.run(f"{model}-par-{len(extra)}", [*common, *JOBLIB, *extra])
+                yield _line("parallel_trials", {**base, "n_jobs": 2, "launcher": "joblib",
+                                                "threads": threads}, seq, par)
+
+
+def _line(name: str, settings: dict[str, Any], baseline: dict[str, Any],
+          ours: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "measurement": name,
+        "settings": settings,
+        "baseline": _public(baseline),
+        "ours": _public(ours),
+        "ratio": ratio(baseline["wall_s"], ours["wall_s"]),
+        "train_time_ratio": ratio(baseline["train_time_s_sum"], ours["train_time_s_sum"]),
+    }
+
+
+def _public(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stats.items() if k != "finished"}
+
+
+# ---- 4. pruned TPE vs unpruned random search -------------------------------------------------
+def measure_pruning(settings: Settings) -> Iterator[dict[str, Any]]:
+    """sweeps/cnn_search.yaml as shipped (TPE + Hyperband) vs random sampling without pruning.
+
+    Same trial count, data slice and epochs; TPE's random start-up phase is shortened to a third
+    of the trials so a short benchmark still sees TPE choose. Target: the random search's best.
+    """
+    n = settings.prune_trials
+    startup = max(2, n // 3)
+    common = ["sweep=cnn_search", f"train.epochs={settings.prune_epochs}",
+              f"data.limit_train={settings.prune_limit or 'null'}",
+              f"hydra.sweeper.n_trials={n}", "hydra.sweeper.n_jobs=1"]
+    with tempfile.TemporaryDirectory(prefix="mnist-sweep-bench-") as tmp:
+        sweeps = Sweeps(Path(tmp))
+        random = sweeps.run("random", [*common, "hydra/sweeper/sampler=random",
+                                       "hydra/sweeper/pruner=none"])
+        tpe = sweeps.run("tpe", [*common, f"hydra.sweeper.sampler.n_startup_trials={startup}"])
+    target = random["best_value"]
+    reached = {}
+    for label, stats in (("random", random), ("tpe", tpe)):
+        reached[label] = None if target is None else time_to_reach(stats["finished"], target)
+    yield {
+        "measurement": "pruned_tpe_vs_random",
+        "settings": {"backend": "tensorflow", "model": "cnn (sweeps/cnn_search.yaml)",
+                     "epochs": settings.prune_epochs, "batch_size": 64,
+                     "limit_train": settings.prune_limit, "n_trials": n, "n_jobs": 1,
+                     "tpe_n_startup_trials": startup, "objective": "val_accuracy"},
+        "baseline": {"sampler": "random", "pruner": "none", **_public(random),
+                     "time_to_target_s": reached["random"]},
+        "ours": {"sampler": "tpe", "pruner": "hyperband", **_public(tpe),
+                 "time_to_target_s": reached["tpe"]},
+        "target": target,
+        "ratio": ratio(random["wall_s"], tpe["wall_s"]),
+        "time_to_target_ratio": ratio(reached["random"], reached["tpe"]),
+        "best_value_diff": None if target is None or tpe["best_value"] is None
+        else round(tpe["best_value"] - target, 4),
+    }
