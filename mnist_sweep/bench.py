@@ -52,18 +52,22 @@ class Settings:
     prune_trials: int = 6
     prune_epochs: int = 3
     prune_limit: int | None = 1000
+    prune_val_size: int = 1000  # validation images per epoch (the pruned objective)
     seed: int = 0
 
 
 MODES = {
     "small": Settings(),
-    "full": Settings(fit_epochs=4, fit_limit=None, overhead_limit=None, parallel_epochs=3,
+    "full": Settings(fit_epochs=4, fit_limit=None, overhead_limit=None, parallel_epochs=2,
                      parallel_limit=None, parallel_models=("dense", "cnn"), prune_trials=12,
-                     prune_epochs=5, prune_limit=10000),
+                     prune_epochs=5, prune_limit=10000, prune_val_size=5000),
 }
 
 
 def emit(line: dict[str, Any]) -> None:
+    """One JSON line; the load average says how busy the (possibly shared) CPU was meanwhile."""
+    if line.get("measurement") != "header":
+        line = {**line, "load_avg_1m": round(os.getloadavg()[0], 2)}
     print(json.dumps(line), flush=True)
 
 

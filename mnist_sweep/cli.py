@@ -7,7 +7,6 @@ which is why the experiment module is imported inside the task function.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,9 +14,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_sweep import backend
+from mnist_sweep.config import CONF_DIR
 from mnist_sweep.errors import ConfigError, DataUnavailableError
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SECTIONS = ("model", "data", "train", "eval", "tracking")
 
 RUN_METRICS = (
     "val_accuracy", "val_loss", "test_accuracy", "test_loss", "train_time_s", "epoch_time_s_mean",
@@ -52,6 +58,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
     from mnist_sweep.models import validate_model_config
     from mnist_sweep.training import validate_train_config
 
+    for section in SECTIONS:
+        unknown = sorted(set(cfg[section]) - known_keys(section))
+        if unknown:  # e.g. `+train.epoch=3`: Hydra adds it, nothing would ever read it
+            raise ConfigError(f"{section}.{unknown[0]}", cfg[section][unknown[0]],
+                              f"keys {', '.join(sorted(known_keys(section)))}")
     validate_model_config(cfg["model"])
     validate_data_config(cfg["data"])
     validate_train_config(cfg["train"])
@@ -60,3 +71,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
     allowed = allowed_objectives(cfg)
     if not objectives or any(o not in allowed for o in objectives):
         raise ConfigError("objectives", objectives, allowed)
+
+
+@functools.cache
+def known_keys(section: str) -> frozenset[str]:
+    """The keys a section may have: those its config group's files define."""
+    keys: set[str] = set()
+    for path in (CONF_DIR / section).glob("*.yaml"):
+        keys |= set(yaml.safe_load(path.read_text()) or {})
+    return frozenset(keys)

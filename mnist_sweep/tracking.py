@@ -185,7 +185,13 @@ def ui_links(uri: str, experiment_id: str, run_id: str, port: int = 5000) -> dic
     """Links that land on the runs table (MLflow 3 otherwise opens the GenAI traces view)."""
     base = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}"
     return {
-        "command": f"mlflow ui --backend-store-uri {uri} --port {port}",
+        "command": f"{_mlflow_command()} ui --backend-store-uri {uri} --port {port}",
         "run": f"{base}/runs/{run_id}?{TRAINING_VIEW}",
         "experiment": f"{base}?{TRAINING_VIEW}",
     }
+
+
+def _mlflow_command() -> str:
+    """The `mlflow` beside this interpreter (a venv's bin/), so the hint works unactivated."""
+    beside = Path(sys.executable).parent / "mlflow"
+    return str(beside) if beside.exists() else "mlflow"

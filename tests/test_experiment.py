@@ -85,6 +85,8 @@ def test_a_failing_run_ends_failed_with_the_error(tracking_store):
         (["eval.noise_levels=[0.5,-0.25]"], "eval.noise_levels"),
         (["data.limit_train=60000"], "data.limit_train"),
         (["objectives=[accuracy]"], "objectives"),
+        (["+train.epoch=3"], "train.epoch"),
+        (["+model.widths=[64]"], "model.widths"),
     ],
 )
 def test_bad_input_fails_before_anything_is_recorded(compose, tracking_store, overrides, key):

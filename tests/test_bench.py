@@ -1,0 +1,121 @@
+"""The speed benchmark's smallest run, for real, and the per-trial thread settings.
+
+Structure and sanity only (positive, finite ratios; both training paths reach the same accuracy):
+wall-clock figures depend on the machine and its load, so no test asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from mnist_sweep.backend import validate_threads
+from mnist_sweep.bench_sweeps import time_to_reach
+from mnist_sweep.errors import ConfigError
+from mnist_sweep.training import validate_train_config
+
+SETTINGS_KEYS = {"backend", "model", "epochs", "batch_size", "limit_train"}
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.slow
+def test_smallest_bench_prints_sane_json_lines(mnist_cache):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep.bench", "--only", "fit,overhead",
+         "--backends", "tensorflow", "--limit-train", "1000", "--epochs", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is JSON lines only
+    header, *results = lines
+    assert header["measurement"] == "header"
+    assert header["machine"]["cpu_count"] >= 1 and header["versions"]["tensorflow"]
+    assert not [r for r in results if "error" in r]
+
+    speedups = {r["settings"]["model"]: r for r in results if r["measurement"] == "epoch_speedup"}
+    assert set(speedups) == {"dense", "cnn"}
+    for r in speedups.values():
+        assert SETTINGS_KEYS <= set(r["settings"]) and r["settings"]["backend"] == "tensorflow"
+        assert r["settings"]["limit_train"] == 1000 and r["settings"]["epochs"] == 2
+        assert _positive(r["ratio"]) and _positive(r["first_epoch_ratio"])
+        for side in (r["baseline"], r["ours"]):
+            assert _positive(side["s_per_epoch"]) and _positive(side["first_epoch_s"])
+            assert side["test_accuracy"] > 0.3  # learned: chance is 0.1
+        assert r["baseline"]["steps_per_execution"] == 1 and r["ours"]["steps_per_execution"] > 1
+        # Same weights, data, seed and batches: the same math, whatever the speed.
+        assert abs(r["val_accuracy_diff"]) <= 0.02 and abs(r["test_accuracy_diff"]) <= 0.02
+
+    overhead = {r["process"]: r for r in results if r["measurement"] == "trial_overhead"}
+    assert set(overhead) == {"cold", "warm"}
+    for r in overhead.values():
+        assert SETTINGS_KEYS <= set(r["settings"]) and r["settings"]["epochs"] == 5
+        assert _positive(r["baseline"]["train_time_s"]) and _positive(r["ours"]["trial_wall_s"])
+        assert r["ratio"] >= 1 and _positive(r["overhead_s"])
+        assert 0 < r["overhead_fraction"] < 1
+        assert {"train", "evaluate", "log_plots", "log_model"} <= set(r["phases_s"])
+
+
+def test_time_to_reach_is_the_first_finished_trial_at_the_target():
+    finished = [(10.0, 0.80), (25.0, 0.91), (40.0, 0.95)]
+    assert time_to_reach(finished, 0.90) == 25.0
+    assert time_to_reach(finished, 0.95) == 40.0
+    assert time_to_reach(finished, 0.99) is None
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.intra_op_threads=0", "train.intra_op_threads"),
+        ("train.inter_op_threads=-2", "train.inter_op_threads"),
+        ("train.intra_op_threads=two", "train.intra_op_threads"),
+        ("train.inter_op_threads=true", "train.inter_op_threads"),
+        ("train.inter_op_threads=1.5", "train.inter_op_threads"),
+    ],
+)
+def test_bad_thread_settings_name_the_key(compose, override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        validate_train_config(compose([override]).train)
+
+
+def test_thread_settings_default_to_null_and_accept_positive_ints(compose):
+    assert compose().train.intra_op_threads is None and compose().train.inter_op_threads is None
+    validate_train_config(compose(["train.intra_op_threads=1", "train.inter_op_threads=2"]).train)
+
+
+def test_thread_settings_are_refused_with_jax(compose):
+    """XLA's CPU client has no thread-count setting: a value would be silently ignored."""
+    with pytest.raises(ConfigError, match="'train.intra_op_threads'.*jax"):
+        validate_threads(compose(["train.backend=jax", "train.intra_op_threads=1"]).train)
+
+
+def test_thread_settings_reach_tensorflow_and_are_fixed_per_process():
+    """In a fresh process (as a trial worker): applied before TensorFlow starts, then fixed."""
+    script = """
+import json
+from mnist_sweep import backend
+from mnist_sweep.errors import ConfigError
+backend.configure({"backend": "tensorflow", "intra_op_threads": 1, "inter_op_threads": 2})
+import tensorflow as tf
+tf.constant(1.0) + 1  # starts the runtime
+applied = backend.tf_threads()
+backend.configure({"backend": "tensorflow", "intra_op_threads": 1, "inter_op_threads": 2})
+try:
+    backend.configure({"backend": "tensorflow", "intra_op_threads": 2, "inter_op_threads": 2})
+    refused = None
+except ConfigError as exc:
+    refused = exc.key
+print(json.dumps({"applied": applied, "refused": refused}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["applied"] == {"intra_op_threads": 1, "inter_op_threads": 2}
+    assert out["refused"] == "train.intra_op_threads"
