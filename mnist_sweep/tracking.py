@@ -109,10 +109,8 @@ def _git_state(where: Path) -> tuple[str | None, bool]:
 
 
 def log_figure(fig: Any, name: str) -> None:
-    import matplotlib.pyplot as plt
-
+    """Under `plots/` of the active run; the figure is pyplot-free, so nothing to close."""
     mlflow.log_figure(fig, f"plots/{name}")
-    plt.close(fig)
 
 
 def log_dataset(x: Any, y: Any, name: str, context: str, source: str) -> None:

@@ -284,3 +284,12 @@ def test_limit_train_error_names_the_allowed_range():
 )  # fmt: skip
 def test_good_data_config_passes(overrides):
     data.validate_data_config(OmegaConf.create(_cfg(**overrides)))
+
+
+def test_seeded_noise_is_the_notebook_formula_drawn_once(mnist):
+    x = data.prepare_splits().x_test[:500]
+    expected = x + np.float32(0.75) * np.random.default_rng(7).random(x.shape, dtype=np.float32)
+    assert np.array_equal(data.add_noise(x, 0.75, seed=7), expected)
+    # every noise level of every trial shares one read-only draw instead of drawing again
+    first, second = data.uniform_noise(x.shape, 7), data.uniform_noise(x.shape, 7)
+    assert first is second and not first.flags.writeable

@@ -1,0 +1,85 @@
+"""Evaluation on real MNIST test digits with a really trained (briefly) notebook model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_sweep import data, evaluation, models, training
+from mnist_sweep.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_cache):
+    """The notebook's dense net after one epoch on 3000 images, and the prepared splits."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["progress=false", "train.epochs=1",
+                                           "data.limit_train=3000", "data.val_size=1000"])
+    splits = data.prepare(cfg.data)
+    model = models.build_model(cfg.model, seed=0)
+    training.fit(model, splits, cfg.train, verbose=0)
+    return model, splits, cfg
+
+
+@pytest.mark.parametrize("batch_size", [2048, 3000, 20000])  # short last batch; one batch
+def test_predict_equals_keras_predict(trained, batch_size):
+    model, splits, _ = trained
+    ours = evaluation.predict(model, splits.x_test, batch_size)
+    assert ours.shape == (len(splits.x_test), 10)
+    keras_probs = model.predict(splits.x_test, batch_size=batch_size, verbose=0)
+    np.testing.assert_allclose(ours, keras_probs, atol=1e-6)
+
+
+def test_metrics_agree_with_keras_evaluate(trained):
+    model, splits, cfg = trained
+    ev = evaluation.evaluate(model, splits.x_test, splits.y_test, cfg.eval)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    keras_loss = float(loss_fn(splits.y_test, model.predict(splits.x_test, verbose=0)))
+    assert ev.metrics["test_loss"] == pytest.approx(keras_loss, rel=1e-4)
+    assert ev.metrics["test_accuracy"] == pytest.approx(
+        float((ev.predictions == splits.y_test).mean()))
+    assert 0.5 < ev.metrics["test_accuracy"] < 1.0  # learned something, not everything
+    # per class: the confusion matrix' diagonal over its row sums
+    counts = evaluation.confusion_matrix(splits.y_test, ev.predictions)
+    assert counts.sum() == len(splits.y_test)
+    assert counts.sum(axis=1).tolist() == np.bincount(splits.y_test, minlength=10).tolist()
+    for digit in range(10):
+        assert ev.metrics[f"test_accuracy_class_{digit}"] == pytest.approx(
+            counts[digit, digit] / counts[digit].sum())
+
+
+def test_noise_levels_are_named_with_g_and_hurt_accuracy(trained):
+    model, splits, cfg = trained
+    ev = evaluation.evaluate(model, splits.x_test, splits.y_test, cfg.eval)
+    names = {evaluation.noise_metric_name(f) for f in cfg.eval.noise_levels}
+    assert names == {"test_accuracy_noise_0.25", "test_accuracy_noise_0.5",
+                     "test_accuracy_noise_0.75", "test_accuracy_noise_1"}
+    assert names <= set(ev.metrics)
+    assert ev.metrics["test_accuracy_noise_1"] < ev.metrics["test_accuracy"]
+    # the same seed gives the same noisy images, hence the same scores
+    again = evaluation.evaluate(model, splits.x_test, splits.y_test, cfg.eval)
+    assert again.noise_accuracy == ev.noise_accuracy
+
+
+def test_misclassified_are_the_first_wrong_ones_in_test_order(trained):
+    model, splits, _ = trained
+    predictions = evaluation.predict(model, splits.x_test, 2048).argmax(axis=1)
+    wrong = evaluation.misclassified(splits.y_test, predictions, 12)
+    assert len(wrong) == 12 and list(wrong) == sorted(wrong)
+    assert all(predictions[i] != splits.y_test[i] for i in wrong)
+    assert all(predictions[i] == splits.y_test[i] for i in range(wrong[-1]) if i not in wrong)
+
+
+@pytest.mark.parametrize("ev, key", [
+    ({"noise_levels": [0.5, -0.1], "batch_size": 64}, "eval.noise_levels"),
+    ({"noise_levels": "0.5", "batch_size": 64}, "eval.noise_levels"),
+    ({"noise_levels": [0.5], "batch_size": 0}, "eval.batch_size"),
+])
+def test_bad_eval_config_names_the_key(ev, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        evaluation.validate_eval_config(ev)
