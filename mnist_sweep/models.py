@@ -10,6 +10,7 @@ notebook pairs softmax with `from_logits=True`, which makes Keras treat probabil
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ FAMILIES = ("dense", "cnn")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "softplus", "linear")
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28)
+PADDINGS = ("valid", "same")
 
 
 def validate_model_config(model: Mapping[str, Any]) -> None:
@@ -35,6 +37,7 @@ def validate_model_config(model: Mapping[str, Any]) -> None:
         blocks = model.get("conv") or []
         if not blocks:
             raise ConfigError("model.conv", blocks, "a non-empty list of conv blocks")
+        side = INPUT_SHAPE[0]
         for i, block in enumerate(blocks):
             _check_layer(f"model.conv.{i}", block, size_key="filters")
             kernel = block.get("kernel", 3)
@@ -43,6 +46,25 @@ def validate_model_config(model: Mapping[str, Any]) -> None:
             pool = block.get("pool")
             if pool is not None and (not isinstance(pool, int) or pool < 1):
                 raise ConfigError(f"model.conv.{i}.pool", pool, "null or a positive int")
+            padding = block.get("padding", "valid")
+            if padding not in PADDINGS:
+                raise ConfigError(f"model.conv.{i}.padding", padding, PADDINGS)
+            side = _check_side(i, side, kernel, padding, pool)
+
+
+def _check_side(i: int, side: int, kernel: int, padding: str, pool: int | None) -> int:
+    """The feature map's side after block i: a stack that shrinks it to nothing is bad input,
+    caught here rather than as a Keras error in the middle of a sweep."""
+    after = side if padding == "same" else side - kernel + 1
+    if pool:
+        after //= pool
+    if after < 1:
+        raise ConfigError(
+            f"model.conv.{i}", f"kernel {kernel}, padding {padding}, pool {pool}",
+            f"a block that keeps the {side}x{side} feature map it receives at least 1x1 "
+            "(a smaller kernel or pool, padding: same, or fewer blocks)",
+        )
+    return after
 
 
 def _check_layer(key: str, layer: Mapping[str, Any], size_key: str) -> None:
@@ -81,16 +103,18 @@ def build_model(model: Mapping[str, Any], seed: int | None = None) -> Any:
 def _conv_block(block: Mapping[str, Any]) -> Sequence[Any]:
     """Conv -> [BatchNorm] -> activation -> [MaxPool] -> [Dropout]."""
     activation = block.get("activation", "relu")
+    conv = functools.partial(layers.Conv2D, block["filters"], block.get("kernel", 3),
+                             padding=block.get("padding", "valid"))
     out: list[Any] = []
     if block.get("batch_norm"):
         # BN between the linear conv and its nonlinearity; the conv's bias is redundant then.
         out += [
-            layers.Conv2D(block["filters"], block.get("kernel", 3), use_bias=False),
+            conv(use_bias=False),
             layers.BatchNormalization(),
             layers.Activation(activation),
         ]
     else:
-        out.append(layers.Conv2D(block["filters"], block.get("kernel", 3), activation=activation))
+        out.append(conv(activation=activation))
     if block.get("pool"):
         out.append(layers.MaxPooling2D(block["pool"]))
     if block.get("dropout"):

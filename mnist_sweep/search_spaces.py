@@ -38,6 +38,9 @@ def cnn_blocks(cfg: DictConfig, trial: optuna.Trial) -> dict[str, Any]:
             {
                 "filters": trial.suggest_categorical(f"{prefix}.filters", [4, 8, 16, 32, 64]),
                 "kernel": trial.suggest_categorical(f"{prefix}.kernel", [3, 5]),
+                # "same" keeps every stack of 3 blocks with pooling valid (28 -> 14 -> 7 -> 3);
+                # with "valid", 5x5 kernels after two poolings leave nothing to convolve.
+                "padding": "same",
                 "activation": "relu",
                 # Pooling keeps deeper stacks cheap; the first block may skip it.
                 "pool": 2 if i > 0 or trial.suggest_categorical(f"{prefix}.pool", [True, False])

@@ -57,6 +57,11 @@ def test_general_families_follow_their_config():
         ({"family": "cnn", "conv": [], "hidden": []}, "model.conv", "non-empty"),
         ({"family": "cnn", "conv": [{"filters": 4, "kernel": 0}], "hidden": []},
          "model.conv.0.kernel", "positive int"),
+        ({"family": "cnn", "conv": [{"filters": 4, "padding": "full"}], "hidden": []},
+         "model.conv.0.padding", "valid, same"),
+        # 28 -> 24 -> 12 -> 8 -> 4 -> a 5x5 kernel on a 4x4 map: nothing left
+        ({"family": "cnn", "hidden": [], "conv": [{"filters": 4, "kernel": 5, "pool": 2}] * 3},
+         "model.conv.2", "keeps the 4x4 feature map"),
     ],
 )
 def test_bad_model_configs_name_the_key_and_allowed_values(model, key, allowed):
@@ -71,3 +76,13 @@ def test_a_seed_fixes_the_initial_weights(compose):
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], other[0])
+
+
+def test_same_padding_keeps_the_map_so_deeper_stacks_build(compose):
+    block = {"filters": 4, "kernel": 5, "padding": "same", "pool": 2, "activation": "relu"}
+    cfg = OmegaConf.create({"family": "cnn", "conv": [block] * 3, "hidden": []})
+    validate_model_config(cfg)
+    model = build_model(cfg, seed=0)
+    assert model.output_shape == (None, 10)
+    flat = next(layer for layer in model.layers if layer.name.startswith("flatten"))
+    assert flat.output.shape[-1] == 3 * 3 * 4  # 28 -> 14 -> 7 -> 3
