@@ -185,6 +185,8 @@ def test_rerunning_the_command_resumes_the_study_and_parent_run(
     sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=3")
     proc = sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=5")
     assert "trials 5/5" in proc.stdout
+    again = sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=5")
+    assert "study app already has 5/5 trials: nothing to run" in again.stdout
 
     s = study(tmp_path)
     assert len(s.trials) == 5 and all(t.state == TrialState.COMPLETE for t in s.trials)
@@ -353,6 +355,8 @@ BAD_CONFIGS: dict[str, tuple[list[str], list[str]]] = {
     "direction": (["hydra.sweeper.direction=up"], ["hydra.sweeper.direction", "maximize"]),
     "direction list": (["hydra.sweeper.direction=[minimize,sideways]"],
                        ["hydra.sweeper.direction"]),
+    "metric_names": (["hydra.sweeper.metric_names=[a,b]"],
+                     ["hydra.sweeper.metric_names", "1 name(s), one per direction"]),
     "n_trials": (["hydra.sweeper.n_trials=0"], ["hydra.sweeper.n_trials", ">= 1"]),
     "null n_trials without grid": (["hydra.sweeper.n_trials=null"],
                                    ["hydra.sweeper.n_trials", "grid sampler"]),

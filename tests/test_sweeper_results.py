@@ -3,6 +3,7 @@ real in-memory Optuna studies."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -37,6 +38,19 @@ def test_single_objective_results_and_progress_line() -> None:
     line = results.progress_line(study, counts, 20)
     assert line == (f"[optuna_mlflow] trials 6/20 (pruned 1, failed 1) "
                     f"best value={study.best_value:.6g} (trial {study.best_trial.number})")
+
+
+def test_metric_names_name_the_objective_and_the_best_line_gives_params() -> None:
+    study = _study(["minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_loss"])
+    counts = count_trials(study.trials)
+    assert f"best val_loss={study.best_value:.6g}" in results.progress_line(study, counts, 20)
+    line = results.best_line(study, counts)
+    assert line.startswith(f"best trial {study.best_trial.number}: val_loss=")
+    assert all(f"{name}=" in line for name in study.best_params)
+    assert "Pareto front" in results.best_line(_study(["minimize", "minimize"]), counts)
 
 
 def test_multi_objective_results_are_a_pareto_front() -> None:

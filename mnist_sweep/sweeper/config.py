@@ -153,6 +153,8 @@ class OptunaMlflowSweeperConf:
     pruner: Any = MISSING
     # minimize | maximize | a list of them (multi-objective)
     direction: Any = "minimize"
+    # what each objective is called (Optuna's metric names), one per direction; null: "value"
+    metric_names: Any = None
     # null: sqlite:///<hydra.sweep.dir>/optuna.db (persistent: the same command resumes the study)
     storage: str | None = None
     # null: the app's job name

@@ -93,6 +93,12 @@ class OptunaMlflowSweeperImpl(Sweeper):
             counts = count_trials(p.study.get_trials(deepcopy=False))
             remaining = p.n_trials - counts.used
             if remaining <= 0:
+                if not done and p.progress:
+                    print(f"[optuna_mlflow] study {p.study_name} already has {counts.used}/"
+                          f"{int(p.n_trials)} trials: nothing to run. Raise "
+                          "hydra.sweeper.n_trials, or start over with another "
+                          "hydra.sweeper.study_name (or delete the sweep's optuna.db)",
+                          flush=True)
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("timeout of %ss reached: no new trials", p.timeout)
@@ -237,6 +243,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 return
             p.tracker.finish_parent(status)
             if p.progress:
+                print(results.best_line(p.study, counts), flush=True)
+                print(f"  all results     {path}", flush=True)
                 print(_where(p.tracker.summary()), flush=True)
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)

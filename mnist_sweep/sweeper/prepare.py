@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -68,6 +69,7 @@ def prepare(
     s = SimpleNamespace(**{**DEFAULTS, **settings})
     check.check_numbers(s)
     directions = check.directions(s.direction)
+    metric_names = check.metric_names(s.metric_names, directions)
     enqueue = check.enqueue_entries(s.enqueue)
     custom = check.custom_search_space(s.custom_search_space)
     space = build_search_space(check.plain(s.params) or {}, list(arguments))
@@ -84,6 +86,10 @@ def prepare(
     storage = make_storage(storage_url, s.heartbeat_interval, s.grace_period, s.max_retry)
     study_name = s.study_name or str(config.hydra.job.name)
     study = open_study(study_name, storage, sampler, pruner, directions)
+    if metric_names and study.metric_names != metric_names:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names)
     if n_enqueued := enqueue_once(study, enqueue, space.distributions):
         log.info("enqueued %d configs", n_enqueued)
 

@@ -43,8 +43,30 @@ def progress_line(study: optuna.Study, counts: Counts, n_trials: float) -> str:
         return line + f" pareto set {len(pareto(study))}"
     best = best_single(study)
     if best is not None:
-        line += f" best value={best.value:.6g} (trial {best.number})"
+        line += f" best {objective_name(study)}={best.value:.6g} (trial {best.number})"
     return line
+
+
+def objective_name(study: optuna.Study, index: int = 0) -> str:
+    """The sweep's `metric_names` entry (e.g. val_accuracy), or Optuna's generic "value"."""
+    names = study.metric_names
+    return names[index] if names else "value"
+
+
+def best_line(study: optuna.Study, counts: Counts) -> str:
+    """The answer of the sweep in one line: the best trial, its value and its params."""
+    if len(study.directions) > 1:
+        return (f"Pareto front: {len(pareto(study))} of {counts.complete} complete trials "
+                "(optimization_results.yaml lists them)")
+    best = best_single(study)
+    if best is None:
+        return f"no complete trial yet ({counts.finished} finished)"
+    params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+    return f"best trial {best.number}: {objective_name(study)}={best.value:.6g}  {params}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def results_dict(

@@ -32,6 +32,17 @@ def directions(direction: Any) -> list[str]:
     return [n.lower() for n in names]
 
 
+def metric_names(names: Any, directions: list[str]) -> list[str] | None:
+    value = plain(names)
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    if len(items) != len(directions) or not all(isinstance(n, str) and n for n in items):
+        raise config_error("hydra.sweeper.metric_names", value,
+                           f"null or {len(directions)} name(s), one per direction {directions}")
+    return items
+
+
 def check_numbers(sweeper: Any) -> None:
     checks: list[tuple[str, Any, bool, str]] = [
         ("n_trials", sweeper.n_trials,
