@@ -58,9 +58,9 @@ class Settings:
 
 MODES = {
     "small": Settings(),
-    "full": Settings(fit_epochs=4, fit_limit=None, overhead_limit=None, parallel_epochs=2,
-                     parallel_limit=None, parallel_models=("dense", "cnn"), prune_trials=12,
-                     prune_epochs=5, prune_limit=10000, prune_val_size=5000),
+    "full": Settings(fit_epochs=4, fit_limit=None, overhead_limit=None, parallel_trials=8,
+                     parallel_epochs=2, parallel_limit=None, parallel_models=("dense", "cnn"),
+                     prune_trials=12, prune_epochs=5, prune_limit=10000, prune_val_size=5000),
 }
 
 

@@ -74,8 +74,10 @@ def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
     study = load_study(tmp_path, "quickstart")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    # The enqueued known-good config runs first.
+    # The enqueued known-good config, the notebook's own model, runs first.
     assert trials[0].params["train.learning_rate"] == pytest.approx(1e-3)
+    assert trials[0].params["model.units"] == 16
+    assert trials[0].params["model.activation"] == "sigmoid"
     assert {"test_accuracy", "train_time_s", "val_accuracy"} <= set(trials[0].user_attrs)
 
     client, parent, children = mlflow_runs(tmp_path)
@@ -92,6 +94,9 @@ def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
         assert child.data.params["model.hidden.0.units"] == str(trial.params["model.units"])
     assert f"#/experiments/{parent.info.experiment_id}?workflowType=machine_learning" in proc.stdout
     assert parent.info.run_id in proc.stdout
+    best = study.best_trial
+    assert f"best trial {best.number}: val_accuracy={best.value:.6g}" in proc.stdout
+    assert "multirun/quickstart/optimization_results.yaml" in proc.stdout
 
 
 @pytest.mark.slow
