@@ -59,8 +59,12 @@ def test_a_diverging_run_raises_training_diverged(compose):
     cfg = compose(["data.limit_train=2000", "train.epochs=3", "train.optimizer=sgd",
                    "train.learning_rate=9.9",
                    "model.hidden=[{units:256,activation:linear},{units:256,activation:linear}]"])
-    with pytest.raises(TrainingDiverged):
-        _train(cfg)
+    epochs_seen = []
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        _train(cfg, on_epoch=lambda epoch, logs: epochs_seen.append(logs["loss"]))
+    # stopped at the end of the first epoch whose loss is not finite, not after all three
+    assert not np.isfinite(epochs_seen[-1]) and np.all(np.isfinite(epochs_seen[:-1]))
+    assert len(epochs_seen) < 3
 
 
 @pytest.mark.parametrize(
