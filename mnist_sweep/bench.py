@@ -1,7 +1,7 @@
 """Speed benchmark: the notebook's plain `model.fit` against mnist-sweep, as JSON lines on stdout.
 
     python -m mnist_sweep.bench            # small: data slices, few epochs/trials, a few minutes
-    python -m mnist_sweep.bench --full     # the real figures (full MNIST, ~20 minutes on 2 cores)
+    python -m mnist_sweep.bench --full     # the real figures (full MNIST, ~15 minutes on 2 cores)
 
 Why a benchmark and not a claim: the speed-ups come from `steps_per_execution` (batches per Python
 call), and the costs from what a trial records around training. Both depend on the machine, so
