@@ -157,8 +157,8 @@ def measure_fit(settings: Settings, backends: Sequence[str]) -> Iterator[dict[st
 
 
 def measure_overhead(settings: Settings) -> Iterator[dict[str, Any]]:
-    """2. Whole `experiment.run` minus its training time: cold, warm, and as a sweep runs it."""
-    log("overhead: experiment.run of a dense trial, cold, warm, then sweep-style")
+    """2. Whole `experiment.run` minus its training time, cold (a fresh process) and warm."""
+    log("overhead: experiment.run of a dense trial, cold then warm")
     args = ["overhead", "--epochs", str(settings.overhead_epochs)]
     if settings.overhead_limit:
         args += ["--limit-train", str(settings.overhead_limit)]

@@ -1,8 +1,8 @@
 """Figures of one run: the notebook's plots, made once and saved as artifacts.
 
-Each function returns a matplotlib `Figure` built without pyplot: pyplot keeps global state and
-is not thread-safe, and a sweep renders a trial's figures on a background thread while the next
-trial trains (see `tracking.in_background`). No pyplot also means nothing to close.
+Each function returns a matplotlib `Figure` built without pyplot: no global figure registry to
+leak figures into across a sweep's trials, nothing to close, and no GUI backend to pick (saving a
+bare Figure renders with Agg, so runs work on headless machines and in worker processes).
 """
 
 from __future__ import annotations

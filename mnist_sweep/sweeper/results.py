@@ -47,10 +47,10 @@ def progress_line(study: optuna.Study, counts: Counts, n_trials: float) -> str:
     return line
 
 
-def objective_name(study: optuna.Study, index: int = 0) -> str:
-    """The sweep's `metric_names` entry (e.g. val_accuracy), or Optuna's generic "value"."""
-    names = study.metric_names
-    return names[index] if names else "value"
+def objective_name(study: optuna.Study) -> str:
+    """A single-objective sweep's `metric_names` entry (e.g. val_accuracy), or "value"."""
+    names = study.metric_names  # read from storage: once
+    return names[0] if names else "value"
 
 
 def best_line(study: optuna.Study, counts: Counts) -> str:
