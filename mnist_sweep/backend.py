@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from mnist_sweep.errors import ConfigError
+from mnist_sweep.errors import ConfigError, is_positive_int
 
 BACKENDS = ("tensorflow", "jax")
 THREAD_KEYS = ("intra_op_threads", "inter_op_threads")
@@ -62,8 +62,7 @@ def validate_threads(train: Mapping[str, Any]) -> None:
     """
     for key in THREAD_KEYS:
         value = train.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 1):
+        if value is not None and not is_positive_int(value):
             raise ConfigError(f"train.{key}", value, "null (framework default) or a positive int")
         if value is not None and train.get("backend", "tensorflow") == "jax":
             raise ConfigError(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mnist_sweep import data_sources as sources
-from mnist_sweep.errors import ConfigError, DataUnavailableError
+from mnist_sweep.errors import ConfigError, DataUnavailableError, is_int
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +261,11 @@ def validate_data_config(data_cfg: Mapping[str, Any]) -> None:
     if source == "idx" and not data_cfg.get("dir"):
         raise ConfigError("data.dir", data_cfg.get("dir"), "an IDX directory with data.source=idx")
     val_size = data_cfg.get("val_size", 5000)
-    if not _is_int(val_size) or not 0 <= val_size < N_TRAIN:
+    if not is_int(val_size) or not 0 <= val_size < N_TRAIN:
         raise ConfigError("data.val_size", val_size, f"an integer in [0, {N_TRAIN})")
     limit = data_cfg.get("limit_train")
     most = N_TRAIN - val_size
-    if limit is not None and (not _is_int(limit) or not 1 <= limit <= most):
+    if limit is not None and (not is_int(limit) or not 1 <= limit <= most):
         raise ConfigError("data.limit_train", limit, f"null or an integer in [1, {most}]")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

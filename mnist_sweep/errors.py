@@ -6,8 +6,18 @@ costs a training run and never leaves a half-written MLflow run behind.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from typing import Any
+
+
+def is_int(value: Any) -> bool:
+    """An integer config value (NumPy's too). YAML's true/false are ints to Python: not these."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_positive_int(value: Any) -> bool:
+    return is_int(value) and value >= 1
 
 
 class ConfigError(ValueError):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mnist_sweep.data import add_noise
-from mnist_sweep.errors import ConfigError
+from mnist_sweep.errors import ConfigError, is_positive_int
 
 NUM_CLASSES = 10
 
@@ -36,7 +36,7 @@ def validate_eval_config(ev: Mapping[str, Any]) -> None:
     for f in levels:
         if not isinstance(f, (int, float)) or isinstance(f, bool) or f < 0:
             raise ConfigError("eval.noise_levels", list(levels), "a list of floats >= 0")
-    if not isinstance(ev.get("batch_size"), int) or ev["batch_size"] < 1:
+    if not is_positive_int(ev.get("batch_size")):
         raise ConfigError("eval.batch_size", ev.get("batch_size"), "a positive int")
 
 

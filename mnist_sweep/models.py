@@ -17,7 +17,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from mnist_sweep.errors import ConfigError
+from mnist_sweep.errors import ConfigError, is_positive_int
 
 FAMILIES = ("dense", "cnn")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "softplus", "linear")
@@ -41,10 +41,10 @@ def validate_model_config(model: Mapping[str, Any]) -> None:
         for i, block in enumerate(blocks):
             _check_layer(f"model.conv.{i}", block, size_key="filters")
             kernel = block.get("kernel", 3)
-            if not isinstance(kernel, int) or kernel < 1:
+            if not is_positive_int(kernel):
                 raise ConfigError(f"model.conv.{i}.kernel", kernel, "a positive int")
             pool = block.get("pool")
-            if pool is not None and (not isinstance(pool, int) or pool < 1):
+            if pool is not None and not is_positive_int(pool):
                 raise ConfigError(f"model.conv.{i}.pool", pool, "null or a positive int")
             padding = block.get("padding", "valid")
             if padding not in PADDINGS:
@@ -69,7 +69,7 @@ def _check_side(i: int, side: int, kernel: int, padding: str, pool: int | None) 
 
 def _check_layer(key: str, layer: Mapping[str, Any], size_key: str) -> None:
     size = layer.get(size_key)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if not is_positive_int(size):
         raise ConfigError(f"{key}.{size_key}", size, "a positive int")
     activation = layer.get("activation", "relu")
     if activation not in ACTIVATIONS:

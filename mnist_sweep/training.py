@@ -18,7 +18,7 @@ import numpy as np
 
 from mnist_sweep.backend import validate_threads
 from mnist_sweep.data import Splits, add_noise
-from mnist_sweep.errors import ConfigError, TrainingDiverged
+from mnist_sweep.errors import ConfigError, TrainingDiverged, is_positive_int
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 BACKENDS = ("tensorflow", "jax")
@@ -41,7 +41,7 @@ def validate_train_config(train: Mapping[str, Any]) -> None:
     """Fail on values Keras would only reject (or silently misuse) mid-run."""
     for key in ("epochs", "batch_size"):
         value = train.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_positive_int(value):
             raise ConfigError(f"train.{key}", value, "a positive int")
     if train.get("optimizer") not in OPTIMIZERS:
         raise ConfigError("train.optimizer", train.get("optimizer"), OPTIMIZERS)
@@ -52,12 +52,12 @@ def validate_train_config(train: Mapping[str, Any]) -> None:
         raise ConfigError("train.backend", train.get("backend"), BACKENDS)
     validate_threads(train)
     spe = train.get("steps_per_execution", "auto")
-    if spe != "auto" and (not isinstance(spe, int) or spe < 1):
+    if spe != "auto" and not is_positive_int(spe):
         raise ConfigError("train.steps_per_execution", spe, "'auto' or a positive int")
     if float(train.get("noise_augment") or 0.0) < 0:
         raise ConfigError("train.noise_augment", train.get("noise_augment"), "a float >= 0")
     patience = train.get("early_stopping_patience")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
+    if patience is not None and not is_positive_int(patience):
         raise ConfigError("train.early_stopping_patience", patience, "null or a positive int")
 
 
