@@ -124,9 +124,17 @@ def _load(source: str, data_dir: str | None, cache_file: str) -> Mnist:
         if origin != cache.as_uri():
             _write_cache(arrays, cache)
         for a in arrays.values():
-            a.setflags(write=False)
+            _freeze(a)
         return Mnist(**{k: arrays[k] for k in sources.KEYS}, origin=origin)
     raise DataUnavailableError(_unavailable_message(source, tried, cache))
+
+
+def _freeze(a: np.ndarray) -> None:
+    """Read-only down to the memory's owner (npz members are views of a writable buffer), so
+    every trial of a process sees the same bytes and per-array caches can key on them."""
+    while isinstance(a, np.ndarray):
+        a.setflags(write=False)
+        a = a.base
 
 
 def _read_caches(cache: Path) -> tuple[sources.Arrays, str]:

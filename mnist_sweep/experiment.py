@@ -52,12 +52,12 @@ def run(cfg: DictConfig) -> float | list[float]:
             "n_params": model.count_params(),
         }
         tracking.log_metrics(metrics)
-        if len(splits.x_val):
-            # Of the final weights (early stopping may restore an earlier epoch's). Not logged
-            # again: the per-epoch val_accuracy/val_loss curves already end with these values.
-            val_probs = evaluation.predict(model, splits.x_val, cfg.eval.batch_size)
-            metrics["val_accuracy"] = evaluation.accuracy(val_probs, splits.y_val)
-            metrics["val_loss"] = evaluation.cross_entropy(val_probs, splits.y_val)
+        if "val_accuracy" in result.history:
+            # Of the weights the model ends with (early stopping restores the best epoch's), as
+            # measured during training: not predicted again, and not logged again (the per-epoch
+            # curves carry them).
+            for key in ("val_accuracy", "val_loss"):
+                metrics[key] = result.history[key][result.weights_epoch]
         _record_in_trial(metrics)
         if cfg.tracking.log_plots:
             # On this thread, not a background one: measured, rendering beside the next trial

@@ -31,6 +31,7 @@ EpochHook = Callable[[int, dict[str, float]], None]
 class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     train_time_s: float = 0.0
+    weights_epoch: int = -1  # whose weights the model ends with (early stopping restores the best)
 
     @property
     def epochs_run(self) -> int:
@@ -102,14 +103,14 @@ def fit(
     # No TerminateOnNaN: its per-batch check syncs every execution (~0.2 s an epoch of the dense
     # net); _EpochHook stops a diverged run at the end of the epoch instead.
     callbacks: list[Any] = [_EpochHook(on_epoch)]
+    stopper = None
     if train.get("early_stopping_patience"):
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                patience=int(train["early_stopping_patience"]),
-                restore_best_weights=True,
-            )
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_accuracy",
+            patience=int(train["early_stopping_patience"]),
+            restore_best_weights=True,
         )
+        callbacks.append(stopper)
     validation = (splits.x_val, splits.y_val) if len(splits.x_val) else None
     start = time.perf_counter()
     hist = model.fit(
@@ -128,6 +129,9 @@ def fit(
         train_time_s=time.perf_counter() - start,
     )
     result.history["epoch_time_s"] = callbacks[0].epoch_times
+    result.weights_epoch = result.epochs_run - 1
+    if stopper is not None and stopper.best_weights is not None:
+        result.weights_epoch = stopper.best_epoch
     losses = result.history.get("loss", [])
     if not losses or not np.all(np.isfinite(losses)):
         raise TrainingDiverged(f"training loss became non-finite: {losses}")

@@ -90,6 +90,10 @@ def test_loaded_once_per_process_and_read_only(mnist):
     for key in sources.KEYS:
         with pytest.raises(ValueError, match="read-only"):
             getattr(mnist, key)[0] = 1
+        owner = getattr(mnist, key)  # and no writable view of the same memory exists
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        assert not owner.flags.writeable, key
     first, again = data.prepare_splits(), data.prepare_splits(limit_train=100)
     assert np.shares_memory(first.x_train, again.x_train)
     with pytest.raises(ValueError, match="read-only"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnist_sweep import data
+from mnist_sweep import data, evaluation
 from mnist_sweep.errors import ConfigError, TrainingDiverged
 from mnist_sweep.models import build_model
 from mnist_sweep.training import fit, validate_train_config
@@ -51,8 +51,15 @@ def test_steps_per_execution_does_not_change_the_math(compose):
 def test_early_stopping_stops_before_the_epoch_budget(compose):
     cfg = compose(["data.limit_train=1000", "train.epochs=30", "train.learning_rate=0.05",
                    "train.early_stopping_patience=1"])
-    _, result = _train(cfg)
+    model, result = _train(cfg)
     assert result.epochs_run < 30
+    # the best epoch's weights are restored, and its recorded val_accuracy is what they score
+    best = int(np.argmax(result.history["val_accuracy"]))
+    assert result.weights_epoch == best < result.epochs_run - 1
+    splits = data.prepare(cfg.data)
+    probs = evaluation.predict(model, splits.x_val, 1000)
+    assert evaluation.accuracy(probs, splits.y_val) == pytest.approx(
+        result.history["val_accuracy"][best], abs=1e-6)
 
 
 def test_a_diverging_run_raises_training_diverged(compose):
