@@ -53,6 +53,7 @@ class Settings:
     prune_epochs: int = 3
     prune_limit: int | None = 1000
     prune_val_size: int = 1000  # validation images per epoch (the pruned objective)
+    prune_seeds: tuple[int, ...] = (0,)  # sampler seeds: one pair of searches each
     seed: int = 0
 
 
@@ -60,7 +61,8 @@ MODES = {
     "small": Settings(),
     "full": Settings(fit_epochs=4, fit_limit=None, overhead_limit=None, parallel_trials=8,
                      parallel_epochs=2, parallel_limit=None, parallel_models=("dense", "cnn"),
-                     prune_trials=12, prune_epochs=5, prune_limit=10000, prune_val_size=5000),
+                     prune_trials=16, prune_epochs=5, prune_limit=10000, prune_val_size=5000,
+                     prune_seeds=(0, 1, 2)),
 }
 
 

@@ -119,3 +119,23 @@ print(json.dumps({"applied": applied, "refused": refused}))
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["applied"] == {"intra_op_threads": 1, "inter_op_threads": 2}
     assert out["refused"] == "train.intra_op_threads"
+
+
+def test_pruning_lines_compare_tpe_against_the_random_searchs_best():
+    from mnist_sweep.bench_sweeps import _pruning_line, _pruning_summary
+
+    def stats(wall, finished, pruned=0):
+        return {"wall_s": wall, "best_value": max(v for _, v in finished), "n_pruned": pruned,
+                "finished": finished}
+
+    random = stats(100.0, [(20.0, 0.95), (50.0, 0.98), (90.0, 0.97)])
+    hit = _pruning_line({"sampler_seed": 0}, random, stats(80.0, [(25.0, 0.985)], pruned=4))
+    assert hit["target"] == 0.98 and hit["ours"]["time_to_target_s"] == 25.0
+    assert hit["ratio"] == 4.0 and hit["time_to_target_ratio"] == 2.0  # 100/25 and 50/25
+    assert hit["wall_ratio"] == 1.25 and hit["best_value_diff"] == 0.005
+    miss = _pruning_line({"sampler_seed": 1}, random, stats(60.0, [(30.0, 0.97)]))
+    assert miss["ratio"] is None and "finished" not in miss["ours"]
+    summary = _pruning_summary({}, [hit, miss, hit])
+    assert summary["seeds_reaching_target"] == 2 and summary["n_pruned"] == [4, 0, 4]
+    assert summary["ratio"] == 4.0 and summary["settings"]["sampler_seeds"] == [0, 1, 0]
+    assert _pruning_summary({}, [hit, miss])["ratio"] == 2.0  # a miss counts as 0
