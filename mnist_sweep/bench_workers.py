@@ -178,7 +178,7 @@ def overhead_worker(epochs: int, limit: int | None, tmp: Path,
     start = _now()
     from hydra import compose, initialize_config_dir
 
-    from mnist_sweep import data, evaluation, experiment, models, plots, tracking, training
+    from mnist_sweep import data, evaluation, experiment, models, render, tracking, training
 
     imports_s = _now() - start
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -191,9 +191,10 @@ def overhead_worker(epochs: int, limit: int | None, tmp: Path,
         (tracking, "log_params", "log_params"), (tracking, "log_dataset", "log_dataset"),
         (models, "build_model", "build_model"), (training, "fit", "train"),
         (tracking, "log_epoch", "log_epoch"), (evaluation, "evaluate", "evaluate"),
-        (tracking, "log_keras_model", "log_model"), (tracking, "log_figure", "log_plots"),
-        *((plots, f, "log_plots") for f in ("learning_curves", "confusion",
-                                            "misclassified_gallery", "noise_accuracy")),
+        (tracking, "log_keras_model", "log_model"),
+        # this process' share of the figures: handing them to the helper, waiting, logging
+        (render.Figures, "draw", "log_plots"), (render.Figures, "wait", "log_plots"),
+        (tracking, "log_plot_dir", "log_plots"),
     ):
         phases.wrap(module, attr, name)
     phases.wrap_context(tracking, "start_run", "start_run", "end_run")
@@ -233,7 +234,7 @@ def overhead_worker(epochs: int, limit: int | None, tmp: Path,
             "overhead_fraction": round(overhead / wall, 4),
             "target_fraction": TARGET_OVERHEAD,
             "under_target": overhead / wall < TARGET_OVERHEAD,
-            # what the four matplotlib figures cost: the fraction with tracking.log_plots=false
+            # what the figures cost this process (the helper draws them): without log_plots
             "fraction_without_plots": round((overhead - plots_s) / (wall - plots_s), 4),
             "phases_s": {k: round(v, 3) for k, v in sorted(times.items(), key=lambda kv: -kv[1])},
             "imports_before_run_s": round(imports_s, 2) if process == "cold" else 0.0,

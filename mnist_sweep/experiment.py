@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import mlflow
 import numpy as np
-from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep import config as config_mod
-from mnist_sweep import data, evaluation, models, plots, tracking, training
+from mnist_sweep import data, evaluation, models, render, tracking, training
 from mnist_sweep.sweeper import trial as sweep_trial
 
 log = logging.getLogger(__name__)
@@ -25,6 +23,8 @@ def run(cfg: DictConfig) -> float | list[float]:
     splits = data.prepare(cfg.data)
     uri = tracking.tracking_uri(cfg.tracking.uri)
     run_name = f"{cfg.model.family}-bs{cfg.train.batch_size}-e{cfg.train.epochs}"
+    if cfg.tracking.log_plots:
+        render.HELPER.start()  # (once per process) its imports overlap this run's training
     with tracking.start_run(uri, cfg.tracking.experiment, run_name) as active:
         mlflow.set_tags(tracking.provenance_tags())
         tracking.log_params(config_mod.flatten(config_mod.to_dict(cfg)))
@@ -43,29 +43,35 @@ def run(cfg: DictConfig) -> float | list[float]:
         result = training.fit(
             model, splits, cfg.train, on_epoch=on_epoch, verbose=_verbosity(cfg.progress)
         )
-        ev = evaluation.evaluate(model, splits.x_test, splits.y_test, cfg.eval)
-        metrics = {
-            **ev.metrics,
-            "train_time_s": result.train_time_s,
-            "epoch_time_s_mean": float(np.mean(result.history["epoch_time_s"])),
-            "epochs_run": result.epochs_run,
-            "n_params": model.count_params(),
-        }
-        tracking.log_metrics(metrics)
-        if "val_accuracy" in result.history:
-            # Of the weights the model ends with (early stopping restores the best epoch's), as
-            # measured during training: not predicted again, and not logged again (the per-epoch
-            # curves carry them).
-            for key in ("val_accuracy", "val_loss"):
-                metrics[key] = result.history[key][result.weights_epoch]
-        _record_in_trial(metrics)
-        if cfg.tracking.log_plots:
-            # On this thread, not a background one: measured, rendering beside the next trial
-            # slowed its training (GIL contention) by more than the figures cost.
-            for name, fig in _figures(result.history, ev, splits, cfg.eval.misclassified):
-                tracking.log_figure(fig, name)
-        if cfg.tracking.log_model:
-            tracking.log_keras_model(model, splits.x_test[:5])
+        # Figures are drawn by a helper process while this one evaluates and saves the model;
+        # leaving the block waits for them and logs them under plots/.
+        with render.figures(cfg.tracking.log_plots, on_done=tracking.log_plot_dir) as figures:
+            figures.draw("learning_curves.png", "learning_curves", result.history)
+            ev = evaluation.evaluate(
+                model, splits.x_test, splits.y_test, cfg.eval,
+                on_clean=lambda probs: _draw_test_figures(figures, probs, splits,
+                                                          cfg.eval.misclassified),
+            )
+            figures.draw("noise_accuracy.png", "noise_accuracy", ev.noise_accuracy,
+                         ev.metrics["test_accuracy"])
+            model_id = None
+            if cfg.tracking.log_model:
+                model_id = tracking.log_keras_model(model, splits.x_test[:5])
+            metrics = {
+                **ev.metrics,
+                "train_time_s": result.train_time_s,
+                "epoch_time_s_mean": float(np.mean(result.history["epoch_time_s"])),
+                "epochs_run": result.epochs_run,
+                "n_params": model.count_params(),
+            }
+            tracking.log_metrics(metrics, model_id=model_id)
+            if "val_accuracy" in result.history:
+                # Of the weights the model ends with (early stopping restores the best epoch's),
+                # as measured during training: not predicted again, and not logged again (the
+                # per-epoch curves carry them).
+                for key in ("val_accuracy", "val_loss"):
+                    metrics[key] = result.history[key][result.weights_epoch]
+            _record_in_trial(metrics)
         if cfg.progress:
             _print_summary(cfg, metrics, ev, uri, active.info.experiment_id, active.info.run_id)
     return _objectives(cfg, metrics)
@@ -84,20 +90,16 @@ def _objectives(cfg: DictConfig, metrics: dict[str, float]) -> float | list[floa
     return values[0] if len(values) == 1 else values
 
 
-def _figures(
-    history: dict, ev: evaluation.Evaluation, splits: data.Splits, n_wrong: int
-) -> Iterator[tuple[str, Figure]]:
-    """The run's figures, made one at a time as they are logged."""
-    predictions = ev.predictions
-    yield "learning_curves.png", plots.learning_curves(history)
+def _draw_test_figures(
+    figures: render.Figures, probs: np.ndarray, splits: data.Splits, n_wrong: int
+) -> None:
+    """The figures of the clean test set: the confusion matrix and the misclassified digits."""
+    predictions = probs.argmax(axis=1)
     counts = evaluation.confusion_matrix(splits.y_test, predictions)
-    yield "confusion_matrix.png", plots.confusion(counts)
+    figures.draw("confusion_matrix.png", "confusion", counts)
     wrong = evaluation.misclassified(splits.y_test, predictions, n_wrong)
-    yield "misclassified.png", plots.misclassified_gallery(
-        splits.x_test, splits.y_test, ev.probabilities, wrong
-    )
-    clean = ev.metrics["test_accuracy"]
-    yield "noise_accuracy.png", plots.noise_accuracy(ev.noise_accuracy, clean)
+    figures.draw("misclassified.png", "misclassified_gallery", splits.x_test[wrong],
+                 splits.y_test[wrong], probs[wrong], wrong.tolist())
 
 
 def _verbosity(progress: bool) -> int:

@@ -51,7 +51,7 @@ def confusion(counts: np.ndarray) -> Figure:
 
 
 def misclassified_gallery(
-    images: np.ndarray, labels: np.ndarray, probs: np.ndarray, indices: Sequence[int],
+    images: np.ndarray, labels: np.ndarray, probs: np.ndarray, numbers: Sequence[int],
     columns: int = 4,
 ) -> Figure:
     """Each wrong digit beside the model's output bars (the notebook's `PlotModelOutput`).
@@ -59,8 +59,10 @@ def misclassified_gallery(
     A grid of panels on one axes: the digit, its ten output bars to the right (green = the label,
     red = the model's answer). Every sweep trial draws this, so it is drawn as three artists, not
     per digit: the digits as one mosaic image, all bars as one collection, the captions as text.
+    It takes only the digits shown (`numbers`: their places in the test set, for the captions),
+    so a run hands a few kilobytes, not the test set, to the process that draws it.
     """
-    n = len(indices)
+    n = len(numbers)
     rows = max(1, -(-n // columns))
     cell_w, cell_h = 2.6, 1.45  # panel size in data units: digit 1x1, bars 1.3 wide
     inch = 0.8  # per data unit, the same both ways so digits stay square
@@ -73,14 +75,14 @@ def misclassified_gallery(
     if not n:
         ax.text(columns * cell_w / 2, cell_h / 2, "no misclassified test digits", ha="center")
     else:
-        ax.imshow(_mosaic(images, indices, columns, rows, cell_w, cell_h), cmap="gray_r",
+        ax.imshow(_mosaic(images, columns, rows, cell_w, cell_h), cmap="gray_r",
                   extent=(0, columns * cell_w, rows * cell_h, 0), interpolation="nearest",
-                  vmin=0, vmax=float(max(1.0, images[list(indices)].max())))
-        ax.add_collection(_output_bars(labels, probs, indices, columns, cell_w, cell_h))
-        for k, index in enumerate(indices):
+                  vmin=0, vmax=float(max(1.0, np.max(images))))
+        ax.add_collection(_output_bars(labels, probs, columns, cell_w, cell_h))
+        for k, number in enumerate(numbers):
             x0, y0 = (k % columns) * cell_w, (k // columns) * cell_h
-            ax.text(x0, y0 - 0.05, f"test #{index}: label {int(labels[index])}, "
-                    f"model {int(np.argmax(probs[index]))}", fontsize=7)
+            ax.text(x0, y0 - 0.05, f"test #{number}: label {int(labels[k])}, "
+                    f"model {int(np.argmax(probs[k]))}", fontsize=7)
     ax.set_aspect("auto")  # imshow asks for "equal", which would shrink the grid to fit
     fig.suptitle("misclassified test digits: output bars 0-9 (green = label, red = model)",
                  fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
@@ -90,28 +92,28 @@ def misclassified_gallery(
 _PX = 28  # mosaic pixels per data unit: one MNIST pixel each
 
 
-def _mosaic(images: np.ndarray, indices: Sequence[int], columns: int, rows: int,
-            cell_w: float, cell_h: float) -> np.ma.MaskedArray:
+def _mosaic(images: np.ndarray, columns: int, rows: int, cell_w: float,
+            cell_h: float) -> np.ma.MaskedArray:
     """The digits pasted into one image at their panels; masked (transparent) elsewhere."""
     shape = (round(rows * cell_h * _PX), round(columns * cell_w * _PX))
     mosaic = np.ma.array(np.zeros(shape, np.float32), mask=np.ones(shape, bool))
-    for k, index in enumerate(indices):
+    for k, image in enumerate(images):
         top, left = round((k // columns) * cell_h * _PX), round((k % columns) * cell_w * _PX)
-        mosaic[top : top + _PX, left : left + _PX] = images[index].reshape(_PX, _PX)
+        mosaic[top : top + _PX, left : left + _PX] = image.reshape(_PX, _PX)
     return mosaic
 
 
-def _output_bars(labels: np.ndarray, probs: np.ndarray, indices: Sequence[int], columns: int,
-                 cell_w: float, cell_h: float) -> PolyCollection:
+def _output_bars(labels: np.ndarray, probs: np.ndarray, columns: int, cell_w: float,
+                 cell_h: float) -> PolyCollection:
     """Ten bars per panel growing up from the digit's baseline, with a grey baseline under them."""
     polygons, colors = [], []
-    for k, index in enumerate(indices):
+    for k, (label, p_k) in enumerate(zip(labels, probs, strict=True)):
         x0, base = (k % columns) * cell_w + 1.12, (k // columns) * cell_h + 1
-        predicted, label = int(np.argmax(probs[index])), int(labels[index])
+        predicted, label = int(np.argmax(p_k)), int(label)
         polygons.append([(x0 - 0.02, base), (x0 + 1.33, base), (x0 + 1.33, base + 0.01),
                          (x0 - 0.02, base + 0.01)])
         colors.append("0.6")
-        for digit, p in enumerate(np.asarray(probs[index], float)):
+        for digit, p in enumerate(np.asarray(p_k, float)):
             left = x0 + 0.13 * digit
             polygons.append([(left, base), (left + 0.11, base), (left + 0.11, base - p),
                              (left, base - p)])

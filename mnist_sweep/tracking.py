@@ -8,6 +8,7 @@ sweeper made it as the trial's child run and passes `MLFLOW_RUN_ID`), so it is r
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import shlex
@@ -70,8 +71,9 @@ def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     MlflowClient().log_batch(run.info.run_id, metrics=batch, synchronous=True)
 
 
-def log_metrics(metrics: Mapping[str, float]) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+def log_metrics(metrics: Mapping[str, float], model_id: str | None = None) -> None:
+    """`model_id`: also shown on that logged model's page (MLflow 3 links metrics to models)."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=model_id)
 
 
 def provenance_tags() -> dict[str, str]:
@@ -92,7 +94,9 @@ def provenance_tags() -> dict[str, str]:
     return tags
 
 
+@functools.lru_cache(maxsize=1)
 def _git_state(where: Path) -> tuple[str | None, bool]:
+    """Once per process: the code a process runs is what it imported when it started."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
@@ -108,9 +112,9 @@ def _git_state(where: Path) -> tuple[str | None, bool]:
         return None, False
 
 
-def log_figure(fig: Any, name: str) -> None:
-    """Under `plots/` of the active run; the figure is pyplot-free, so nothing to close."""
-    mlflow.log_figure(fig, f"plots/{name}")
+def log_plot_dir(directory: Path) -> None:
+    """A run's figures (PNG files drawn by `render`) under `plots/` of the active run."""
+    mlflow.log_artifacts(str(directory), "plots")
 
 
 def log_dataset(x: Any, y: Any, name: str, context: str, source: str) -> None:
@@ -152,11 +156,13 @@ def _frozen_identity(a: np.ndarray) -> tuple[Any, ...] | None:
     return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
 
 
-def log_keras_model(model: Any, example: Any) -> None:
-    """The trained model as an MLflow Keras model (`.keras` file) with its signature.
+def log_keras_model(model: Any, example: Any) -> str:
+    """The trained model as an MLflow Keras model (`.keras` file) with its signature; its id.
 
     Requirements are listed, not inferred: inference re-imports the model in a subprocess and
-    costs seconds per trial.
+    costs seconds per trial. Log it before the run's final metrics and pass them its id: MLflow
+    links a new model to the run's metrics by reading each metric's history, one request per
+    metric name (30 round trips against a tracking server).
     """
     import keras
     from mlflow.models import infer_signature
@@ -168,7 +174,9 @@ def log_keras_model(model: Any, example: Any) -> None:
     requirements = [
         f"{p}=={metadata.version(p)}" for p in ("keras", *backend, "numpy") if _installed(p)
     ]
-    mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+    info = mlflow.keras.log_model(model, name="model", signature=signature,
+                                  pip_requirements=requirements)
+    return info.model_id
 
 
 def _installed(package: str) -> bool:

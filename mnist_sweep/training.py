@@ -19,6 +19,7 @@ import numpy as np
 from mnist_sweep.backend import validate_threads
 from mnist_sweep.data import Splits, add_noise
 from mnist_sweep.errors import ConfigError, TrainingDiverged, is_positive_int
+from mnist_sweep.evaluation import batch_rows
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 BACKENDS = ("tensorflow", "jax")
@@ -120,7 +121,7 @@ def fit(
         batch_size=train["batch_size"],
         shuffle=bool(train.get("shuffle", True)),
         validation_data=validation,
-        validation_batch_size=2048,
+        validation_batch_size=batch_rows(model, 2048),  # measured: larger is no faster
         callbacks=callbacks,
         verbose=verbose,
     )

@@ -83,3 +83,26 @@ def test_misclassified_are_the_first_wrong_ones_in_test_order(trained):
 def test_bad_eval_config_names_the_key(ev, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         evaluation.validate_eval_config(ev)
+
+
+def test_on_clean_gets_the_clean_test_probabilities_once(trained):
+    model, splits, _ = trained
+    seen = []
+    ev = evaluation.evaluate(model, splits.x_test, splits.y_test,
+                             {"batch_size": 1000, "noise_levels": [0.5], "noise_seed": 0},
+                             on_clean=seen.append)
+    [probs] = seen
+    np.testing.assert_array_equal(probs, ev.probabilities)
+
+
+def test_inference_batches_are_large_but_bounded_per_layer(trained):
+    model, _, _ = trained
+    assert evaluation.batch_rows(model, 10000) == 10000  # the dense net: the whole test set
+    wide = models.build_model({"family": "cnn", "hidden": [{"units": 16}], "conv": [
+        {"filters": 32, "kernel": 3, "padding": "same", "activation": "relu"}]}, seed=0)
+    rows = evaluation.batch_rows(wide, 10000)
+    assert 1000 < rows < 10000
+    assert rows * 28 * 28 * 32 * 4 <= evaluation.LAYER_BYTES
+    x = np.random.default_rng(0).random((rows + 7, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(evaluation.predict(wide, x, 10000),
+                               wide.predict(x, batch_size=256, verbose=0), atol=1e-5)

@@ -57,6 +57,10 @@ def test_cnn_run_records_everything(compose, tracking_store):
         experiment_ids=[run.info.experiment_id], output_format="list"
     )
     assert model.source_run_id == run.info.run_id
+    # the model's page shows the run's results (linked when logged, not looked up per metric)
+    model_metrics = {m.key: m.value for m in model.metrics}
+    assert model_metrics["test_accuracy"] == metrics["test_accuracy"]
+    assert "test_accuracy_noise_1" in model_metrics
     loaded = mlflow.keras.load_model(f"models:/{model.model_id}")
     assert loaded.count_params() == 43_490
     assert run.inputs.dataset_inputs[0].dataset.name == "mnist-train"

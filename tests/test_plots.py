@@ -35,8 +35,8 @@ def test_each_figure_renders_to_a_png(test_set):
     figures = [
         plots.learning_curves(history),
         plots.confusion(evaluation.confusion_matrix(y, probs.argmax(axis=1))),
-        plots.misclassified_gallery(x, y, probs, wrong),
-        plots.misclassified_gallery(x, y, probs, []),  # a perfect model: a note, not an error
+        plots.misclassified_gallery(x[wrong], y[wrong], probs[wrong], wrong.tolist()),
+        plots.misclassified_gallery(x[:0], y[:0], probs[:0], []),  # a perfect model: a note
         plots.noise_accuracy({0.25: 0.9, 1.0: 0.6}, clean=0.95),
     ]
     for fig in figures:
@@ -48,7 +48,7 @@ def test_each_figure_renders_to_a_png(test_set):
 def test_gallery_grows_by_rows_of_four(test_set):
     x, y = test_set
     probs = np.eye(10, dtype=np.float32)[(y + 1) % 10]  # every digit wrong
-    heights = [plots.misclassified_gallery(x, y, probs, range(n)).get_figheight()
+    heights = [plots.misclassified_gallery(x[:n], y[:n], probs[:n], range(n)).get_figheight()
                for n in (4, 8, 12)]
     assert heights[0] < heights[1] < heights[2]
 
