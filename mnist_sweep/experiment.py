@@ -38,7 +38,9 @@ def run(cfg: DictConfig) -> float | list[float]:
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             tracking.log_epoch(epoch, metrics)
             if "val_accuracy" in metrics:
-                sweep_trial.report(metrics["val_accuracy"], epoch)
+                # Optuna's step = epochs done, the resource pruners count: Hyperband's
+                # min_resource=1 then judges a trial after its first epoch, not its second.
+                sweep_trial.report(metrics["val_accuracy"], epoch + 1)
 
         result = training.fit(
             model, splits, cfg.train, on_epoch=on_epoch, verbose=_verbosity(cfg.progress)

@@ -112,6 +112,8 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
     states = [t.state for t in study.get_trials()]
     assert states.count(TrialState.PRUNED) >= 1, states
     assert TrialState.COMPLETE in states
+    complete = next(t for t in study.get_trials() if t.state == TrialState.COMPLETE)
+    assert sorted(complete.intermediate_values) == [1, 2, 3]  # step = epochs done
 
     _, parent, children = mlflow_runs(tmp_path)
     pruned = [c for c in children if c.data.tags["optuna.state"] == "PRUNED"]

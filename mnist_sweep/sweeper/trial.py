@@ -8,7 +8,7 @@ launchers): everything it needs arrives as environment variables the sweeper set
 
     for epoch in range(epochs):
         ...
-        report(val_accuracy, epoch)  # raises optuna.TrialPruned when the pruner says so
+        report(val_accuracy, epoch + 1)  # raises optuna.TrialPruned when the pruner says so
 
 Imports nothing heavy at module level (optuna is imported on first use inside a sweep).
 """
