@@ -1,7 +1,7 @@
 """Speed benchmark: the notebook's plain `model.fit` against mnist-sweep, as JSON lines on stdout.
 
     python -m mnist_sweep.bench            # small: data slices, few epochs/trials, a few minutes
-    python -m mnist_sweep.bench --full     # the real figures (full MNIST, ~15 minutes on 2 cores)
+    python -m mnist_sweep.bench --full     # the real figures (full MNIST, ~30 minutes on 2 cores)
 
 Why a benchmark and not a claim: the speed-ups come from `steps_per_execution` (batches per Python
 call), and the costs from what a trial records around training. Both depend on the machine, so
@@ -41,6 +41,7 @@ class Settings:
     """Sizes of one benchmark mode; every JSON line repeats the ones it used."""
 
     fit_epochs: int = 3
+    fit_rounds: int = 1  # notebook-then-ours pairs per model; the medians are reported
     fit_limit: int | None = 3000
     batch_size: int = 32
     overhead_epochs: int = 5
@@ -59,8 +60,9 @@ class Settings:
 
 MODES = {
     "small": Settings(),
-    "full": Settings(fit_epochs=4, fit_limit=None, overhead_limit=None, parallel_trials=8,
-                     parallel_epochs=2, parallel_limit=None, parallel_models=("dense", "cnn"),
+    "full": Settings(fit_epochs=4, fit_rounds=3, fit_limit=None, overhead_limit=None,
+                     parallel_trials=16, parallel_epochs=2, parallel_limit=None,
+                     parallel_models=("dense", "cnn"),
                      prune_trials=16, prune_epochs=5, prune_limit=10000, prune_val_size=5000,
                      prune_seeds=(0, 1, 2)),
 }
@@ -152,6 +154,7 @@ def measure_fit(settings: Settings, backends: Sequence[str]) -> Iterator[dict[st
             continue
         log(f"fit: notebook vs mnist-sweep on {backend_name}")
         args = ["fit", "--backend", backend_name, "--epochs", str(settings.fit_epochs),
+                "--rounds", str(settings.fit_rounds),
                 "--batch-size", str(settings.batch_size), "--seed", str(settings.seed)]
         if settings.fit_limit:
             args += ["--limit-train", str(settings.fit_limit)]
@@ -183,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", default="tensorflow", help=argparse.SUPPRESS)
     parser.add_argument("--models", default="dense,cnn", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -236,7 +240,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     if args.worker == "fit":
         results = bench_workers.fit_worker(args.backend, args.models.split(","), args.epochs,
-                                           args.limit_train, args.batch_size, args.seed)
+                                           args.limit_train, args.batch_size, args.seed,
+                                           args.rounds)
     else:
         with tempfile.TemporaryDirectory(prefix="mnist-sweep-bench-") as tmp:
             results = bench_workers.overhead_worker(args.epochs, args.limit_train, Path(tmp))

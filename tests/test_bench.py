@@ -48,6 +48,7 @@ def test_smallest_bench_prints_sane_json_lines(mnist_cache):
         for side in (r["baseline"], r["ours"]):
             assert _positive(side["s_per_epoch"]) and _positive(side["first_epoch_s"])
             assert side["test_accuracy"] > 0.3  # learned: chance is 0.1
+            assert side["s_per_epoch_rounds"] == [side["s_per_epoch"]]  # one round when small
         assert r["baseline"]["steps_per_execution"] == 1 and r["ours"]["steps_per_execution"] > 1
         # Same weights, data, seed and batches: the same math, whatever the speed.
         assert abs(r["val_accuracy_diff"]) <= 0.02 and abs(r["test_accuracy_diff"]) <= 0.02
