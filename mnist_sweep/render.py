@@ -21,7 +21,7 @@ import atexit
 import contextlib
 import os
 import pickle
-import signal
+import select
 import subprocess
 import sys
 import tempfile
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+REPLY_TIMEOUT_S = 60.0  # a figure takes ~0.1 s: a helper this slow to answer is stuck
 # (png path, claim file, plots function name, its arguments)
 Job = tuple[str, str, str, tuple[Any, ...]]
 
@@ -51,20 +52,26 @@ def draw_now(job: Job) -> None:
 
 
 class Helper:
-    """The helper process of this worker: started once, fed jobs through a pipe, one reply each."""
+    """The helper process of this worker: started once, fed jobs through a pipe, one reply each.
+
+    Replies are read from the raw pipe with a timeout, so a hung helper is killed, not waited on.
+    """
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pending = b""  # reply bytes read but not yet returned
 
     def start(self) -> bool:
         """Start it if it is not running (its imports then overlap the run's training)."""
         if self._proc is not None and self._proc.poll() is None:
             return True
+        self.kill()
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "mnist_sweep.render"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1",
-                                             "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "agg"},
+                stdout=subprocess.PIPE, start_new_session=True,  # Ctrl-C is the run's alone
+                env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                     "MPLBACKEND": "agg"},
             )
         except OSError:
             self._proc = None
@@ -74,29 +81,50 @@ class Helper:
         """Queue a job; False if the helper is gone (the caller draws it itself)."""
         if self._proc is None or self._proc.poll() is not None:
             return False
-        message = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)  # whole, or not at all
         try:
+            message = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)  # whole, or not at all
             stdin: IO[bytes] = self._proc.stdin  # type: ignore[assignment]
             stdin.write(message)
             stdin.flush()
             return True
-        except OSError:
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
             return False
 
-    def reply(self) -> str | None:
-        """The next job's outcome: "ok", "error ...", or None if the helper died."""
+    def reply(self, timeout: float = REPLY_TIMEOUT_S) -> str | None:
+        """The next job's outcome: "ok", "error ...", or None if the helper died or hung."""
         if self._proc is None:
             return None
-        line = self._proc.stdout.readline()  # type: ignore[union-attr]
+        fd = self._proc.stdout.fileno()  # type: ignore[union-attr]
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
         return line.decode().strip() or None
 
     def stop(self) -> None:
+        """End of input: the helper exits; killed if it has not within a few seconds."""
         if self._proc is not None:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()  # type: ignore[union-attr]
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
-            self._proc = None
+        self.kill()
+
+    def kill(self) -> None:
+        """Now, whatever it was doing: its unread replies go with it, so none can be taken for
+        the next run's."""
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            self._proc.wait()
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()  # type: ignore[union-attr]
+        self._proc = None
+        self._pending = b""
 
 
 HELPER = Helper()
@@ -122,26 +150,39 @@ class Figures:
 
     def wait(self, *, strict: bool = True) -> None:
         """Until every sent figure is saved; a figure that cannot be drawn raises here (strict)
-        as it would have in this process, once the helper has answered for all of them."""
+        as it would have in this process. Not strict (the run failed): nothing more is drawn.
+
+        Anything escaping half-way (Ctrl-C, a hung or dead helper) kills the helper, so no
+        unread reply of this run is ever taken for the next run's.
+        """
         sent, self._sent = self._sent, []
+        drawn: set[str] = set()
         error: Exception | None = None
-        if strict:  # the helper takes jobs front to back: take from the back what it has not
+        try:
+            # The helper takes jobs front to back: take from the back what it has not started
+            # (not strict: claim them only, so it skips them).
             for job in reversed(sent):
                 if not claim(job):
                     break
-                try:
-                    draw_now(job)
-                except Exception as exc:
-                    error = error or _failed(job, f"{type(exc).__name__}: {exc}")
-        for i, job in enumerate(sent):
-            outcome = HELPER.reply()
-            if outcome is None:  # the helper died: draw here what it had not answered for
-                HELPER.stop()
-                for rest in sent[i:] if strict and error is None else []:
-                    draw_now(rest)
-                break
-            if outcome != "ok" and error is None:
-                error = _failed(job, outcome.removeprefix("error "))
+                drawn.add(job[0])
+                if strict:
+                    try:
+                        draw_now(job)
+                    except Exception as exc:
+                        error = error or _failed(job, f"{type(exc).__name__}: {exc}")
+            for i, job in enumerate(sent):
+                outcome = HELPER.reply()
+                if outcome is None:  # the helper died or hung: draw here what is missing
+                    HELPER.kill()
+                    for rest in sent[i:] if strict and error is None else []:
+                        if rest[0] not in drawn:
+                            draw_now(rest)
+                    break
+                if outcome != "ok" and error is None:
+                    error = _failed(job, outcome.removeprefix("error "))
+        except BaseException:
+            HELPER.kill()
+            raise
         if strict and error is not None:
             raise error
 
@@ -154,8 +195,8 @@ def _failed(job: Job, why: str) -> RuntimeError:
 def figures(enabled: bool, on_done: Callable[[Path], None]) -> Iterator[Figures]:
     """Figures drawn in the helper; on a clean exit, `on_done(directory)` once all are saved.
 
-    On an exception the helper is drained (so the next run's replies are its own) and nothing
-    is logged. Disabled: `draw` does nothing and no helper starts.
+    On an exception the run's figures are dropped (the helper skips those it has not started)
+    and nothing is logged. Disabled: `draw` does nothing and no helper starts.
     """
     if not enabled:
         yield Figures(None)
@@ -181,7 +222,6 @@ def _serve() -> int:
     The reply pipe is a private copy of stdout; stdout itself goes to stderr, so nothing a
     library prints can be taken for a reply.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; EOF ends this
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     jobs = sys.stdin.buffer
@@ -190,8 +230,10 @@ def _serve() -> int:
     while True:
         try:
             job: Job = pickle.load(jobs)
-        except (EOFError, pickle.UnpicklingError):  # the run's process closed the pipe, or died
+        except EOFError:  # the run's process closed the pipe, or died
             return 0
+        except Exception:  # a garbled stream: stop; the run draws what this did not
+            return 1
         try:
             if claim(job):  # else the run took it
                 draw_now(job)

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,6 +26,8 @@ def test_figures_are_drawn_by_a_helper_process_and_handed_over_when_all_are_save
     with _figures(done) as figures:
         figures.draw("curves.png", "learning_curves", HISTORY)
         figures.draw("noise.png", "noise_accuracy", {0.5: 0.8, 1.0: 0.6}, 0.95)
+        for name in ("curves.png", "noise.png"):  # taken by the helper: the run only waits
+            _claimed(figures, name)
     assert done == [["curves.png", "noise.png"]]
     helper = render.HELPER._proc
     assert helper is not None and helper.poll() is None and helper.pid != os.getpid()
@@ -73,17 +76,47 @@ def test_a_run_that_raises_drains_its_figures_so_the_next_run_gets_its_own_repli
     assert done == [["noise.png"]]
 
 
-def test_a_helper_killed_mid_run_costs_no_figure():
+def test_a_helper_killed_mid_figure_costs_no_figure():
+    long_history = {k: list(np.linspace(0, 1, 20000)) for k in HISTORY}  # ~1 s to draw
+    saved = {}
+    with render.figures(True, on_done=lambda d: saved.update(
+            {p.name: p.stat().st_mtime for p in d.iterdir()})) as figures:
+        figures.draw("curves.png", "learning_curves", long_history)
+        _claimed(figures, "curves.png")
+        helper = render.HELPER._proc
+        os.kill(helper.pid, signal.SIGSTOP)  # mid-figure, before it can answer
+        os.kill(helper.pid, signal.SIGKILL)
+        killed = time.time()
+        figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)  # drawn here instead
+    assert sorted(saved) == ["curves.png", "noise.png"]
+    assert saved["curves.png"] > killed  # redrawn by the run after the helper died
+    done = []
+    with _figures(done) as figures:  # and the next run starts a new helper
+        figures.draw("curves.png", "learning_curves", HISTORY)
+    assert done == [["curves.png"]] and render.HELPER._proc.poll() is None
+
+
+def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
+    """Ctrl-C while the run waits on a stalled helper: the helper is replaced, so the next run
+    reads its own replies (its failing figure is reported under its own name)."""
+    render.HELPER.start()
+    stalled = render.HELPER._proc
+    os.kill(stalled.pid, signal.SIGSTOP)
+    main = threading.main_thread().ident
+    timer = threading.Timer(1.0, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt), _figures([]) as figures:
+        figures.draw("curves.png", "learning_curves", HISTORY)
+        figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
+    timer.join()
+    assert stalled.poll() is not None  # killed, unread replies and all
+    with pytest.raises(RuntimeError, match="bad.png failed"), _figures([]) as figures:
+        figures.draw("bad.png", "noise_accuracy", "not a mapping", 0.9)
+        _claimed(figures, "bad.png")
     done = []
     with _figures(done) as figures:
         figures.draw("curves.png", "learning_curves", HISTORY)
-        render.HELPER._proc.kill()
-        render.HELPER._proc.wait()
-        figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)  # drawn here instead
-    assert done == [["curves.png", "noise.png"]]
-    with _figures(done) as figures:  # and the next run starts a new helper
-        figures.draw("curves.png", "learning_curves", HISTORY)
-    assert done[-1] == ["curves.png"] and render.HELPER._proc.poll() is None
+    assert done == [["curves.png"]]
 
 
 def test_disabled_draws_nothing_and_logs_nothing():
