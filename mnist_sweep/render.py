@@ -61,10 +61,10 @@ class Helper:
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending = b""  # reply bytes read but not yet returned
 
-    def start(self) -> bool:
+    def start(self) -> None:
         """Start it if it is not running (its imports then overlap the run's training)."""
         if self._proc is not None and self._proc.poll() is None:
-            return True
+            return
         self.kill()
         try:
             self._proc = subprocess.Popen(
@@ -74,8 +74,7 @@ class Helper:
                      "MPLBACKEND": "agg"},
             )
         except OSError:
-            self._proc = None
-        return self._proc is not None
+            self._proc = None  # every figure is then drawn in the run
 
     def send(self, job: Job) -> bool:
         """Queue a job; False if the helper is gone (the caller draws it itself)."""
