@@ -17,15 +17,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from mnist_sweep.errors import ConfigError, is_positive_int
-
-BACKENDS = ("tensorflow", "jax")
-THREAD_KEYS = ("intra_op_threads", "inter_op_threads")
+from mnist_sweep.errors import ConfigError
+from mnist_sweep.schema import BACKENDS
 
 
 def configure(train: Mapping[str, Any]) -> None:
-    """Backend then threads, from the `train` config group: what a trial process calls first."""
-    validate_threads(train)
+    """Backend then threads, from the checked `train` config: what a trial process calls first."""
     backend = train.get("backend", "tensorflow")
     select(backend)
     if backend == "tensorflow":
@@ -52,23 +49,6 @@ def select(backend: str) -> None:
             )
         return
     os.environ["KERAS_BACKEND"] = backend
-
-
-def validate_threads(train: Mapping[str, Any]) -> None:
-    """null (framework default) or a positive int; only TensorFlow's pools can be sized.
-
-    XLA's CPU client (jax) has no thread-count flag: `--xla_cpu_multi_thread_eigen=false` was
-    measured to change nothing with jaxlib 0.10, so a set value with jax would be a silent no-op.
-    """
-    for key in THREAD_KEYS:
-        value = train.get(key)
-        if value is not None and not is_positive_int(value):
-            raise ConfigError(f"train.{key}", value, "null (framework default) or a positive int")
-        if value is not None and train.get("backend", "tensorflow") == "jax":
-            raise ConfigError(
-                f"train.{key}", value, "null with train.backend=jax (XLA's CPU client has no "
-                "thread-count setting; it uses one thread per core)",
-            )
 
 
 def set_tf_threads(intra: int | None, inter: int | None) -> None:

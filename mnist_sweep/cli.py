@@ -1,7 +1,7 @@
 """The `mnist-sweep` command: a thin Hydra entry point.
 
-The backend and its thread pools are set from the composed config before anything imports Keras,
-which is why the experiment module is imported inside the task function.
+The config is checked, then the backend and its thread pools are set from it, before anything
+imports Keras: which is why the experiment module is imported inside the task function.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_sweep import backend
-from mnist_sweep.config import CONF_DIR
+from mnist_sweep import backend, config
 from mnist_sweep.errors import ConfigError, DataUnavailableError
 
+config.register()
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+
+@hydra.main(version_base="1.3", config_path=config.CONFIG_PATH, config_name=config.CONFIG_NAME)
 def main(cfg: DictConfig) -> float | list[float]:
     try:
+        config.validate(cfg)
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from mnist_sweep import data_sources as sources
-from mnist_sweep.errors import ConfigError, DataUnavailableError, is_int
+from mnist_sweep.errors import DataUnavailableError
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "cache", "idx", "keras", "pypi")
 N_TRAIN, N_TEST = 60_000, 10_000
+NUM_CLASSES = 10
 SHAPES = {"x_train": (N_TRAIN, 28, 28), "y_train": (N_TRAIN,),
           "x_test": (N_TEST, 28, 28), "y_test": (N_TEST,)}  # fmt: skip
 TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
@@ -54,6 +54,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    x_test_raw: np.ndarray  # uint8 as in the files: what the logged model takes
 
 
 def cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -90,8 +91,6 @@ def load_mnist(
     cache_dir: str | os.PathLike | None = None,
 ) -> Mnist:
     """MNIST from `source` ("auto" tries cache, idx, keras, pypi), loaded once per process."""
-    if source not in SOURCES:
-        raise ConfigError("data.source", source, SOURCES)
     return _load(source, str(data_dir) if data_dir else None, str(cache_path(cache_dir)))
 
 
@@ -191,8 +190,7 @@ def _unavailable_message(source: str, tried: list[str], cache: Path) -> str:
 
 
 def prepare(data_cfg: Mapping[str, Any]) -> Splits:
-    """The `data` config group (conf/data/mnist.yaml) -> splits; bad values fail before loading."""
-    validate_data_config(data_cfg)
+    """The `data` config group (conf/data/mnist.yaml, checked by `config.validate`) -> splits."""
     return prepare_splits(
         source=data_cfg.get("source", "auto"),
         data_dir=data_cfg.get("dir"),
@@ -223,6 +221,7 @@ def prepare_splits(
         x_test=x_test,
         y_test=mnist.y_test,
         source=mnist.origin,
+        x_test_raw=mnist.x_test,
     )
 
 
@@ -234,46 +233,3 @@ def _scaled(mnist: Mnist) -> tuple[np.ndarray, np.ndarray]:
         a /= 255.0  # in place: one 190 MB array, not two
         a.setflags(write=False)
     return out
-
-
-def add_noise(x: np.ndarray, f: float, seed: int | None = None) -> np.ndarray:
-    """The notebook's AddNoise, x + f*U[0,1) as float32; seeded so noisy scores are repeatable."""
-    x = np.asarray(x, dtype=np.float32)
-    return x + np.float32(f) * uniform_noise(x.shape, seed)
-
-
-def uniform_noise(shape: tuple[int, ...], seed: int | None) -> np.ndarray:
-    """U[0,1) float32 of `shape`; a seeded draw is made once per process and shared read-only.
-
-    Every trial of a sweep evaluates on the same noisy test images (same seed, same shape), and
-    drawing 4 x 7.8M uniforms took half of a trial's evaluation time. One draw also serves every
-    noise level, as before: each level's fresh generator with the same seed drew the same numbers.
-    """
-    if seed is None:
-        return np.random.default_rng().random(shape, dtype=np.float32)
-    return _seeded_uniform(tuple(shape), int(seed))
-
-
-@functools.lru_cache(maxsize=2)  # the test set's and, with noise_augment, the training set's
-def _seeded_uniform(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    noise = np.random.default_rng(seed).random(shape, dtype=np.float32)
-    noise.flags.writeable = False
-    return noise
-
-
-def validate_data_config(data_cfg: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the dotted key, before any loading: a typo costs nothing."""
-    source = data_cfg.get("source", "auto")
-    if source not in SOURCES:
-        raise ConfigError("data.source", source, SOURCES)
-    if source == "idx" and not data_cfg.get("dir"):
-        raise ConfigError("data.dir", data_cfg.get("dir"), "an IDX directory with data.source=idx")
-    val_size = data_cfg.get("val_size", 5000)
-    if not is_int(val_size) or not 0 <= val_size < N_TRAIN:
-        raise ConfigError("data.val_size", val_size, f"an integer in [0, {N_TRAIN})")
-    limit = data_cfg.get("limit_train")
-    most = N_TRAIN - val_size
-    if limit is not None and (not is_int(limit) or not 1 <= limit <= most):
-        raise ConfigError("data.limit_train", limit, f"null or an integer in [1, {most}]")
-
-

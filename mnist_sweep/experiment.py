@@ -1,4 +1,8 @@
-"""One tracked run: validate, load, train, evaluate, record. The task every sweep trial runs."""
+"""One tracked run: load, build, train, evaluate (clean, then noisy), record.
+
+The task every sweep trial runs, on a config `config.validate` has checked and with the backend
+chosen (`cli.main` does both before Keras is imported).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,6 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> float | list[float]:
     """Run one experiment and return the configured objective value(s) for a sweeper."""
-    config_mod.validate(cfg)
     splits = data.prepare(cfg.data)
     uri = tracking.tracking_uri(cfg.tracking.uri)
     run_name = f"{cfg.model.family}-bs{cfg.train.batch_size}-e{cfg.train.epochs}"
@@ -35,12 +38,12 @@ def run(cfg: DictConfig) -> float | list[float]:
         model = models.build_model(cfg.model, seed=cfg.train.seed)
         mlflow.log_param("model.n_params", model.count_params())
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            tracking.log_epoch(epoch, metrics)
+        def on_epoch(step: int, metrics: dict[str, float]) -> None:
+            # step = epochs done, in MLflow and Optuna alike: the resource pruners count
+            # (Hyperband's min_resource=1 judges a trial after its first epoch).
+            tracking.log_epoch(step, metrics)
             if "val_accuracy" in metrics:
-                # Optuna's step = epochs done, the resource pruners count: Hyperband's
-                # min_resource=1 then judges a trial after its first epoch, not its second.
-                sweep_trial.report(metrics["val_accuracy"], epoch + 1)
+                sweep_trial.report(metrics["val_accuracy"], step)
 
         result = training.fit(
             model, splits, cfg.train, on_epoch=on_epoch, verbose=_verbosity(cfg.progress)
@@ -49,18 +52,22 @@ def run(cfg: DictConfig) -> float | list[float]:
         # leaving the block waits for them and logs them under plots/.
         with render.figures(cfg.tracking.log_plots, on_done=tracking.log_plot_dir) as figures:
             figures.draw("learning_curves.png", "learning_curves", result.history)
-            ev = evaluation.evaluate(
-                model, splits.x_test, splits.y_test, cfg.eval,
-                on_clean=lambda probs: _draw_test_figures(figures, probs, splits,
-                                                          cfg.eval.misclassified),
+            clean = evaluation.evaluate_clean(model, splits.x_test, splits.y_test,
+                                              cfg.eval.batch_size)
+            _draw_test_figures(figures, clean, splits, cfg.eval.misclassified)
+            noise_accuracy = evaluation.evaluate_noise(
+                model, splits.x_test, splits.y_test, cfg.eval.noise_levels, cfg.eval.noise_seed,
+                cfg.eval.batch_size,
             )
-            figures.draw("noise_accuracy.png", "noise_accuracy", ev.noise_accuracy,
-                         ev.metrics["test_accuracy"])
+            figures.draw("noise_accuracy.png", "noise_accuracy", noise_accuracy,
+                         clean.metrics["test_accuracy"])
             model_id = None
-            if cfg.tracking.log_model:
-                model_id = tracking.log_keras_model(model, splits.x_test[:5])
+            if cfg.tracking.log_model:  # it takes raw uint8 digits, as a caller has them
+                model_id = tracking.log_keras_model(models.serving_model(model),
+                                                    splits.x_test_raw[:5])
             metrics = {
-                **ev.metrics,
+                **clean.metrics,
+                **evaluation.noise_metrics(noise_accuracy),
                 "train_time_s": result.train_time_s,
                 "epoch_time_s_mean": float(np.mean(result.history["epoch_time_s"])),
                 "epochs_run": result.epochs_run,
@@ -75,7 +82,8 @@ def run(cfg: DictConfig) -> float | list[float]:
                     metrics[key] = result.history[key][result.weights_epoch]
             _record_in_trial(metrics)
         if cfg.progress:
-            _print_summary(cfg, metrics, ev, uri, active.info.experiment_id, active.info.run_id)
+            _print_summary(cfg, metrics, noise_accuracy, uri, active.info.experiment_id,
+                           active.info.run_id)
     return _objectives(cfg, metrics)
 
 
@@ -93,10 +101,10 @@ def _objectives(cfg: DictConfig, metrics: dict[str, float]) -> float | list[floa
 
 
 def _draw_test_figures(
-    figures: render.Figures, probs: np.ndarray, splits: data.Splits, n_wrong: int
+    figures: render.Figures, clean: evaluation.Clean, splits: data.Splits, n_wrong: int
 ) -> None:
     """The figures of the clean test set: the confusion matrix and the misclassified digits."""
-    predictions = probs.argmax(axis=1)
+    probs, predictions = clean.probabilities, clean.predictions
     counts = evaluation.confusion_matrix(splits.y_test, predictions)
     figures.draw("confusion_matrix.png", "confusion", counts)
     wrong = evaluation.misclassified(splits.y_test, predictions, n_wrong)
@@ -112,7 +120,7 @@ def _verbosity(progress: bool) -> int:
 
 
 def _print_summary(
-    cfg: DictConfig, metrics: dict[str, Any], ev: evaluation.Evaluation, uri: str,
+    cfg: DictConfig, metrics: dict[str, Any], noise_accuracy: dict[float, float], uri: str,
     experiment_id: str, run_id: str,
 ) -> None:
     if sweep_trial.in_sweep():  # one line per trial; the sweeper prints where to look at the end
@@ -120,7 +128,7 @@ def _print_summary(
               f"train {metrics['train_time_s']:.1f} s, MLflow run {run_id}", flush=True)
         return
     noisy = "  ".join(
-        f"f={f:g}: {acc:.4f}" for f, acc in sorted(ev.noise_accuracy.items())
+        f"f={f:g}: {acc:.4f}" for f, acc in sorted(noise_accuracy.items())
     )
     links = tracking.ui_links(uri, experiment_id, run_id)
     print(

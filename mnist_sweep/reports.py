@@ -46,10 +46,11 @@ def _short(value: Any) -> str:
 
 
 def epochs_to_target(trial: optuna.trial.FrozenTrial, target: float) -> float:
-    """First epoch (1-based) whose validation accuracy reached `target`; NaN if never."""
+    """Epochs done when validation accuracy first reached `target` (the trial's reports are
+    stepped by epochs done, 1, 2, ...); NaN if never."""
     for step in sorted(trial.intermediate_values):
         if trial.intermediate_values[step] >= target:
-            return float(step + 1)
+            return float(step)
     return math.nan
 
 

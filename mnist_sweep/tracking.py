@@ -61,13 +61,14 @@ def log_params(flat: Mapping[str, Any]) -> None:
     mlflow.log_params({k: ("null" if v is None else v) for k, v in flat.items()})
 
 
-def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
-    """All of one epoch's metrics in a single request, stepped by epoch (0-based as Keras')."""
+def log_epoch(step: int, metrics: Mapping[str, float]) -> None:
+    """All of one epoch's metrics in a single request; step = epochs done (1, 2, ...), as the
+    Optuna reports of the same values."""
     run = mlflow.active_run()
     if run is None:
         return
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     MlflowClient().log_batch(run.info.run_id, metrics=batch, synchronous=True)
 
 
@@ -157,7 +158,8 @@ def _frozen_identity(a: np.ndarray) -> tuple[Any, ...] | None:
 
 
 def log_keras_model(model: Any, example: Any) -> str:
-    """The trained model as an MLflow Keras model (`.keras` file) with its signature; its id.
+    """The trained model as an MLflow Keras model (`.keras` file) with its signature and input
+    example; its id.
 
     Requirements are listed, not inferred: inference re-imports the model in a subprocess and
     costs seconds per trial. Log it before the run's final metrics and pass them its id: MLflow
@@ -175,7 +177,7 @@ def log_keras_model(model: Any, example: Any) -> str:
         f"{p}=={metadata.version(p)}" for p in ("keras", *backend, "numpy") if _installed(p)
     ]
     info = mlflow.keras.log_model(model, name="model", signature=signature,
-                                  pip_requirements=requirements)
+                                  input_example=example, pip_requirements=requirements)
     return info.model_id
 
 

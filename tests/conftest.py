@@ -9,21 +9,26 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from hydra import compose as hydra_compose  # noqa: E402
-from hydra import initialize_config_dir  # noqa: E402
+from hydra import initialize_config_module  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from mnist_sweep import config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose_config(overrides=(), return_hydra_config=False):
+    """The app's config as the CLI composes it (packaged configs, schemas, sweeps), quiet."""
+    config.register()
+    with initialize_config_module(config_module=config.CONF_PACKAGE, version_base="1.3"):
+        return hydra_compose(config.CONFIG_NAME, overrides=["progress=false", *overrides],
+                             return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture
 def compose(mnist_cache):
     """`compose(["train.epochs=1"])` -> the app's config with those overrides, quiet."""
-
-    def _compose(overrides=()):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose("config", overrides=["progress=false", *overrides])
-
-    return _compose
+    return compose_config
 
 
 @pytest.fixture

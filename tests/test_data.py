@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from mnist_sweep import data
 from mnist_sweep import data_sources as sources
-from mnist_sweep.errors import ConfigError, DataUnavailableError
+from mnist_sweep.errors import DataUnavailableError
+from tests.conftest import compose_config
 
-DATA_YAML = Path(__file__).resolve().parent.parent / "conf" / "data" / "mnist.yaml"
 KERAS_ONLINE = sources.connect_error(*sources.KERAS_HOST) is None
 
 
@@ -101,7 +100,7 @@ def test_loaded_once_per_process_and_read_only(mnist):
 
 
 def test_prepare_validation_is_the_first_5000_and_limit_keeps_the_first_n(mnist):
-    cfg = OmegaConf.load(DATA_YAML)
+    cfg = compose_config().data
     splits = data.prepare(cfg)
     assert len(splits.x_val) == 5000 and len(splits.x_train) == 55000
     assert np.array_equal(splits.x_val, mnist.x_train[:5000] / np.float32(255))
@@ -236,64 +235,3 @@ def test_keras_offline_fails_fast(isolated):
     with pytest.raises(DataUnavailableError, match="keras: ConnectionError: storage.googleapis"):
         data.load_mnist("keras", cache_dir=isolated)
 
-
-def test_add_noise_is_seeded_bounded_and_keeps_the_shape(mnist):
-    x = data.prepare_splits().x_test[:50]
-    noisy = data.add_noise(x, 0.5, seed=3)
-    assert noisy.dtype == np.float32 and noisy.shape == x.shape
-    assert np.array_equal(noisy, data.add_noise(x, 0.5, seed=3))
-    assert not np.array_equal(noisy, data.add_noise(x, 0.5, seed=4))
-    added = noisy - x
-    assert added.min() >= 0.0 and added.max() < 0.5 and added.max() > 0.45
-    for shape in [(7,), (2, 3), (2, 3, 4, 5)]:
-        assert data.add_noise(np.zeros(shape), 1.0, seed=0).shape == shape
-    assert np.array_equal(data.add_noise(x, 0.0, seed=None), x)
-
-
-def _cfg(**overrides):
-    return {**OmegaConf.to_container(OmegaConf.load(DATA_YAML)), **overrides}
-
-
-@pytest.mark.parametrize(
-    ("overrides", "key"),
-    [
-        ({"source": "s3"}, "data.source"),
-        ({"source": "idx"}, "data.dir"),
-        ({"val_size": -1}, "data.val_size"),
-        ({"val_size": 60000}, "data.val_size"),
-        ({"val_size": 0.5}, "data.val_size"),
-        ({"limit_train": 0}, "data.limit_train"),
-        ({"limit_train": 55001}, "data.limit_train"),
-        ({"limit_train": "100"}, "data.limit_train"),
-        ({"val_size": 0, "limit_train": 60001}, "data.limit_train"),
-    ],
-)
-def test_bad_data_config_names_the_key_before_loading(overrides, key):
-    with pytest.raises(ConfigError, match=f"'{key}'.*allowed") as raised:
-        data.validate_data_config(_cfg(**overrides))
-    assert raised.value.key == key
-    with pytest.raises(ConfigError):
-        data.prepare(_cfg(**overrides))
-
-
-def test_limit_train_error_names_the_allowed_range():
-    with pytest.raises(ConfigError, match=r"'data.limit_train'.*\[1, 55000\]"):
-        data.validate_data_config(_cfg(limit_train=60000))
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [{}, {"source": "idx", "dir": "/data/mnist"}, {"val_size": 0, "limit_train": 60000},
-     {"limit_train": 55000}, {"source": "pypi"}],
-)  # fmt: skip
-def test_good_data_config_passes(overrides):
-    data.validate_data_config(OmegaConf.create(_cfg(**overrides)))
-
-
-def test_seeded_noise_is_the_notebook_formula_drawn_once(mnist):
-    x = data.prepare_splits().x_test[:500]
-    expected = x + np.float32(0.75) * np.random.default_rng(7).random(x.shape, dtype=np.float32)
-    assert np.array_equal(data.add_noise(x, 0.75, seed=7), expected)
-    # every noise level of every trial shares one read-only draw instead of drawing again
-    first, second = data.uniform_noise(x.shape, 7), data.uniform_noise(x.shape, 7)
-    assert first is second and not first.flags.writeable

@@ -59,13 +59,21 @@ def test_summary_agrees_with_the_trials(batch_size_study):
         assert row["reached_target"] == sum(not math.isnan(r) for r in reached)
 
 
-def test_epochs_to_target_reads_the_per_epoch_validation_accuracy():
-    trial = optuna.trial.create_trial(
-        value=0.9, intermediate_values={0: 0.80, 1: 0.91, 2: 0.95},
-        distributions={}, params={},
-    )
-    assert reports.epochs_to_target(trial, 0.9) == 2.0
-    assert math.isnan(reports.epochs_to_target(trial, 0.99))
+@pytest.mark.slow
+def test_epochs_to_target_agrees_with_each_runs_per_epoch_history(batch_size_study):
+    """One step convention: MLflow's per-epoch curve and Optuna's reports both count epochs done,
+    so epochs-to-target read from the study is the MLflow step where the curve first gets there."""
+    tmp_path, _ = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    client, _, children = mlflow_runs(tmp_path)
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for trial in study.trials:
+        history = client.get_metric_history(by_number[trial.number].info.run_id, "val_accuracy")
+        assert sorted(m.step for m in history) == [1, 2] == sorted(trial.intermediate_values)
+        target = max(m.value for m in history)  # reached at a known epoch
+        first = min(m.step for m in history if m.value >= target)
+        assert reports.epochs_to_target(trial, target) == first
+        assert math.isnan(reports.epochs_to_target(trial, target + 1e-6))
 
 
 @pytest.mark.slow

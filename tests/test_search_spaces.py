@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mnist_sweep import search_spaces
-from mnist_sweep.models import validate_model_config
+from mnist_sweep.schema import check_model
 
 
 @pytest.mark.parametrize("space, family", [
@@ -24,7 +24,7 @@ def test_every_suggestion_is_a_valid_model(compose, space, family):
         overrides = space(base, trial)
         model = OmegaConf.merge(base.model, {k.removeprefix("model."): v
                                              for k, v in overrides.items()})
-        validate_model_config(model)  # raises on a stack that shrinks the image to nothing
+        check_model(model)  # raises on a stack that shrinks the image to nothing
         depths.add(len(model.conv if family == "cnn" else model.hidden))
         study.tell(trial, 0.5)
     assert len(depths) > 1 or space is search_spaces.dense_width

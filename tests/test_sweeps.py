@@ -15,12 +15,13 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-SWEEPS = sorted(p.stem for p in (CONF_DIR.parent / "sweeps").glob("*.yaml"))
+from mnist_sweep.config import sweep_names
+from tests.conftest import compose_config
+
+SWEEPS = sweep_names()
 # Small and quiet: a slice of MNIST, no model artifacts, one epoch unless a test says otherwise.
 SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
          "tracking.log_model=false", "tracking.log_plots=false"]
@@ -58,8 +59,7 @@ def mlflow_runs(tmp_path: Path) -> tuple[MlflowClient, Any, list[Any]]:
 
 @pytest.mark.parametrize("name", SWEEPS)
 def test_every_ready_made_sweep_composes(name, mnist_cache):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"sweep={name}"], return_hydra_config=True)
+    cfg = compose_config([f"sweep={name}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == name
     assert cfg.hydra.sweep.dir == f"multirun/{name}"

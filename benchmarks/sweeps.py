@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_sweep.bench import Settings, clean_env, log, ratio
+from benchmarks.common import Settings, clean_env, log, ratio
 
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
 ONE_THREAD = ["train.intra_op_threads=1", "train.inter_op_threads=1"]

@@ -1,6 +1,6 @@
 """The benchmark's measurements that train in-process; each runs in its own worker subprocess.
 
-Separate from `mnist_sweep.bench` because they import Keras, which fixes the backend for the
+Separate from `run.py`'s own code because they import Keras, which fixes the backend for the
 process: the parent stays backend-free and starts one worker per backend.
 """
 
@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_sweep.bench import ratio
+from benchmarks.common import ratio
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TARGET_OVERHEAD = 0.10  # the issue's target: framework overhead under 10% of a 5-epoch trial
 
 
@@ -41,7 +40,7 @@ def fit_worker(backend_name: str, families: Sequence[str], epochs: int, limit: i
     _notebook_fit({"family": "dense", "hidden": [{"units": 8}]}, _head(splits, 320), 1, 32, seed)
     results = []
     for family in families:
-        model_cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{family}.yaml"))
+        model_cfg = OmegaConf.to_container(_compose([f"model={family}"]).model)
         assert isinstance(model_cfg, dict)
         pairs = [(_notebook_fit(model_cfg, splits, epochs, batch_size, seed),
                   _our_fit(model_cfg, splits, epochs, batch_size, seed)) for _ in range(rounds)]
@@ -129,6 +128,17 @@ def _now() -> float:
     return time.perf_counter()
 
 
+def _compose(overrides: Sequence[str]) -> Any:
+    """The app's config as `mnist-sweep` composes it."""
+    from hydra import compose, initialize_config_module
+
+    from mnist_sweep import config
+
+    config.register()
+    with initialize_config_module(config_module=config.CONF_PACKAGE, version_base="1.3"):
+        return compose(config.CONFIG_NAME, overrides=list(overrides))
+
+
 # ---- 2. framework overhead of one tracked trial ----------------------------------------------
 class Phases:
     """Wall time per named step of `experiment.run`, by wrapping module attributes it calls.
@@ -187,21 +197,18 @@ def overhead_worker(epochs: int, limit: int | None, tmp: Path,
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     os.environ.pop("MLFLOW_RUN_ID", None)
     start = _now()
-    from hydra import compose, initialize_config_dir
-
     from mnist_sweep import data, evaluation, experiment, models, render, tracking, training
 
     imports_s = _now() - start
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "progress=false", "model=dense", f"train.epochs={epochs}",
-            f"data.limit_train={limit if limit else 'null'}", "tracking.experiment=bench"])
+    cfg = _compose(["progress=false", "model=dense", f"train.epochs={epochs}",
+                    f"data.limit_train={limit if limit else 'null'}", "tracking.experiment=bench"])
     phases = Phases()
     for module, attr, name in (
         (data, "prepare", "load_data"), (tracking, "provenance_tags", "provenance_tags"),
         (tracking, "log_params", "log_params"), (tracking, "log_dataset", "log_dataset"),
         (models, "build_model", "build_model"), (training, "fit", "train"),
-        (tracking, "log_epoch", "log_epoch"), (evaluation, "evaluate", "evaluate"),
+        (tracking, "log_epoch", "log_epoch"), (evaluation, "evaluate_clean", "evaluate"),
+        (evaluation, "evaluate_noise", "evaluate"),
         (tracking, "log_keras_model", "log_model"),
         # this process' share of the figures: handing them to the helper, waiting, logging
         (render.Figures, "draw", "log_plots"), (render.Figures, "wait", "log_plots"),

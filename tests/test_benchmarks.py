@@ -13,10 +13,8 @@ import sys
 
 import pytest
 
-from mnist_sweep.backend import validate_threads
-from mnist_sweep.bench_sweeps import time_to_reach
-from mnist_sweep.errors import ConfigError
-from mnist_sweep.training import validate_train_config
+from benchmarks.sweeps import time_to_reach
+from tests.conftest import ROOT
 
 SETTINGS_KEYS = {"backend", "model", "epochs", "batch_size", "limit_train"}
 
@@ -28,9 +26,9 @@ def _positive(x: object) -> bool:
 @pytest.mark.slow
 def test_smallest_bench_prints_sane_json_lines(mnist_cache):
     proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep.bench", "--only", "fit,overhead",
+        [sys.executable, "-m", "benchmarks", "--only", "fit,overhead",
          "--backends", "tensorflow", "--limit-train", "1000", "--epochs", "2"],
-        capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout is JSON lines only
@@ -70,60 +68,8 @@ def test_time_to_reach_is_the_first_finished_trial_at_the_target():
     assert time_to_reach(finished, 0.99) is None
 
 
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [
-        ("train.intra_op_threads=0", "train.intra_op_threads"),
-        ("train.inter_op_threads=-2", "train.inter_op_threads"),
-        ("train.intra_op_threads=two", "train.intra_op_threads"),
-        ("train.inter_op_threads=true", "train.inter_op_threads"),
-        ("train.inter_op_threads=1.5", "train.inter_op_threads"),
-    ],
-)
-def test_bad_thread_settings_name_the_key(compose, override, key):
-    with pytest.raises(ConfigError, match=f"'{key}'"):
-        validate_train_config(compose([override]).train)
-
-
-def test_thread_settings_default_to_null_and_accept_positive_ints(compose):
-    assert compose().train.intra_op_threads is None and compose().train.inter_op_threads is None
-    validate_train_config(compose(["train.intra_op_threads=1", "train.inter_op_threads=2"]).train)
-
-
-def test_thread_settings_are_refused_with_jax(compose):
-    """XLA's CPU client has no thread-count setting: a value would be silently ignored."""
-    with pytest.raises(ConfigError, match="'train.intra_op_threads'.*jax"):
-        validate_threads(compose(["train.backend=jax", "train.intra_op_threads=1"]).train)
-
-
-def test_thread_settings_reach_tensorflow_and_are_fixed_per_process():
-    """In a fresh process (as a trial worker): applied before TensorFlow starts, then fixed."""
-    script = """
-import json
-from mnist_sweep import backend
-from mnist_sweep.errors import ConfigError
-backend.configure({"backend": "tensorflow", "intra_op_threads": 1, "inter_op_threads": 2})
-import tensorflow as tf
-tf.constant(1.0) + 1  # starts the runtime
-applied = backend.tf_threads()
-backend.configure({"backend": "tensorflow", "intra_op_threads": 1, "inter_op_threads": 2})
-try:
-    backend.configure({"backend": "tensorflow", "intra_op_threads": 2, "inter_op_threads": 2})
-    refused = None
-except ConfigError as exc:
-    refused = exc.key
-print(json.dumps({"applied": applied, "refused": refused}))
-"""
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["applied"] == {"intra_op_threads": 1, "inter_op_threads": 2}
-    assert out["refused"] == "train.intra_op_threads"
-
-
 def test_pruning_lines_compare_tpe_against_the_random_searchs_best():
-    from mnist_sweep.bench_sweeps import _pruning_line, _pruning_summary
+    from benchmarks.sweeps import _pruning_line, _pruning_summary
 
     def stats(wall, finished, pruned=0):
         return {"wall_s": wall, "best_value": max(v for _, v in finished), "n_pruned": pruned,

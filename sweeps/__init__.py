@@ -1,0 +1,1 @@
+"""Ready-made sweeps: the `sweep` config group (pkg://mnist_sweep.conf, group sweep)."""
