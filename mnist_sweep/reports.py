@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,10 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
+from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+
+from mnist_sweep import studies  # noqa: E402
 
 TABLE_ATTRS = ("test_accuracy", "val_accuracy", "train_time_s")
 
@@ -156,24 +160,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnist-sweep-report", description=main.__doc__)
     parser.add_argument("study", help="study name (e.g. batch_size_study)")
     parser.add_argument(
-        "--storage", help="Optuna storage URL (default: sqlite:///multirun/STUDY/optuna.db)"
+        "--storage", default=os.environ.get("OPTUNA_STORAGE"),
+        help="Optuna storage URL (default: $OPTUNA_STORAGE, ./multirun/STUDY/optuna.db, or "
+             "where that sweep recorded it)",
     )
     parser.add_argument("--out", default=None, help="directory for plots (default: reports/STUDY)")
     parser.add_argument("--target-accuracy", type=float, default=0.93)
     args = parser.parse_args(argv)
-    storage = args.storage or f"sqlite:///multirun/{args.study}/optuna.db"
     try:
-        study = optuna.load_study(study_name=args.study, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        print(f"no study {args.study!r} in {storage}; studies there: {names}", file=sys.stderr)
+        study = _load(args.study, args.storage)
+    except LookupError as exc:
+        print(f"mnist-sweep-report: {exc}", file=sys.stderr)
         return 2
     print(trials_table(study))
     out = Path(args.out or f"reports/{args.study}")
     out.mkdir(parents=True, exist_ok=True)
-    from mnist_sweep.sweeper import results as sweep_results
-
-    written = sweep_results.write_study_plots(study, out)
+    written = write_study_plots(study, out)
     summary = batch_size_summary(study, args.target_accuracy)
     if len({row["batch_size"] for row in summary}) > 1:
         print("\n" + format_batch_size_summary(summary))
@@ -183,6 +185,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             written.append(out / name)
     print(f"\nwrote {len(written)} plots to {out}/")
     return 0
+
+
+def _load(name: str, storage: str | None) -> optuna.Study:
+    """The study, or LookupError with one line saying what was looked at and what is known."""
+    url = studies.find(name, storage)
+    if url is None:
+        names = ", ".join(sorted(studies.known())) or "none recorded yet"
+        raise LookupError(f"no study {name!r} in ./multirun/{name}/ nor among the sweeps run by "
+                          f"this user ({names}); pass --storage URL")
+    path = studies.sqlite_file(url)
+    if path is not None and not path.is_file():  # opening it would create an empty database
+        raise LookupError(f"study {name!r}: {path} does not exist (moved or deleted?)")
+    if "***" in url:
+        raise LookupError(f"study {name!r} is in {url}: pass --storage with the password, or "
+                          "set OPTUNA_STORAGE")
+    try:
+        return optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(url)) or "none"
+        raise LookupError(f"no study {name!r} in {studies.mask(url)}; studies there: "
+                          f"{names}") from None
+    except Exception as exc:  # a server down, a bad URL: the reason, not a traceback
+        raise LookupError(f"could not open {studies.mask(url)}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 if __name__ == "__main__":

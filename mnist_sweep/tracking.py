@@ -41,11 +41,18 @@ def tracking_uri(configured: str | None) -> str:
 def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterator[Any]:
     """A run that always ends: FINISHED, KILLED (pruned) or FAILED with the error as a tag."""
     mlflow.set_tracking_uri(uri)
-    if os.environ.get("MLFLOW_RUN_ID"):
-        run = mlflow.start_run()  # the sweeper's child run for this trial
+    outer = _mlflow_run_default_run()
+    if os.environ.get("MLFLOW_RUN_ID") and outer is None:
+        # the sweeper's child run for this trial, or `mlflow run --experiment-name X`'s run
+        run = mlflow.start_run()
     else:
-        mlflow.set_experiment(experiment)
-        run = mlflow.start_run(run_name=run_name)
+        with _without("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+            mlflow.set_experiment(experiment)
+            run = mlflow.start_run(run_name=run_name)
+        if outer is not None:  # the two point at each other
+            mlflow.set_tag("mlflow_run.run_id", outer)
+            MlflowClient().set_tag(outer, "mnist_sweep.run",
+                                   f"{run.info.experiment_id}/{run.info.run_id}")
     try:
         yield run
     except BaseException as exc:
@@ -55,6 +62,29 @@ def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterato
         mlflow.end_run("KILLED" if pruned else "FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def _mlflow_run_default_run() -> str | None:
+    """The run `mlflow run` opened in MLflow's Default experiment (no --experiment-name), if any.
+
+    A run belongs in the app's own experiment; the one `mlflow run` made stays as a pointer.
+    """
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return None
+    run = MlflowClient().get_run(run_id)
+    if run.info.experiment_id == "0" and "mlflow.project.entryPoint" in run.data.tags:
+        return run_id
+    return None
+
+
+@contextlib.contextmanager
+def _without(*names: str) -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def log_params(flat: Mapping[str, Any]) -> None:
@@ -176,9 +206,26 @@ def log_keras_model(model: Any, example: Any) -> str:
     requirements = [
         f"{p}=={metadata.version(p)}" for p in ("keras", *backend, "numpy") if _installed(p)
     ]
-    info = mlflow.keras.log_model(model, name="model", signature=signature,
-                                  input_example=example, pip_requirements=requirements)
+    info = mlflow.models.Model.log(
+        artifact_path=None, name="model", flavor=_KerasFlavor, model=model, signature=signature,
+        input_example=example, pip_requirements=requirements,
+        # MLflow would load the model back and predict the example (0.3 s a trial, and a Keras
+        # progress bar on the terminal); the test suite checks that the logged model serves it.
+        validate_serving_input=False,
+    )
     return info.model_id
+
+
+class _KerasFlavor:
+    """`mlflow.keras` whose model directory exists before the input example is written into it:
+    MLflow 3.17's Keras flavor writes the example first and fails with FileNotFoundError."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
 
 
 def _installed(package: str) -> bool:

@@ -5,10 +5,11 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mnist_sweep import experiment, tracking
+from mnist_sweep import data, experiment, tracking
 
 NOISE_METRICS = [f"test_accuracy_noise_{f}" for f in ("0.25", "0.5", "0.75", "1")]
 
@@ -32,7 +33,7 @@ def test_cnn_run_records_everything(compose, tracking_store):
     assert metrics["test_accuracy_noise_1"] < metrics["test_accuracy"]
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s"):
         history = client.get_metric_history(run.info.run_id, name)
-        assert [m.step for m in history] == [0, 1], name
+        assert [m.step for m in history] == [1, 2], name  # epochs done, as Optuna's steps
 
     params = run.data.params
     assert params["model.family"] == "cnn"
@@ -59,9 +60,22 @@ def test_cnn_run_records_everything(compose, tracking_store):
     model_metrics = {m.key: m.value for m in model.metrics}
     assert model_metrics["test_accuracy"] == metrics["test_accuracy"]
     assert "test_accuracy_noise_1" in model_metrics
-    loaded = mlflow.keras.load_model(f"models:/{model.model_id}")
-    assert loaded.count_params() == 43_490
     assert run.inputs.dataset_inputs[0].dataset.name == "mnist-train"
+
+    # A model users can call: raw MNIST digits (uint8, 28x28) in, scaled inside, as its signature
+    # and input example say; through MLflow's generic pyfunc interface too.
+    uri = f"models:/{model.model_id}"
+    info = mlflow.models.Model.load(uri)
+    [spec] = info.signature.inputs.inputs
+    assert spec.type.name == "uint8" and spec.shape == (-1, 28, 28)
+    example = info.load_input_example(mlflow.artifacts.download_artifacts(uri))
+    assert example.dtype == np.uint8 and example.shape == (5, 28, 28)
+    raw = data.load_mnist()
+    probs = mlflow.pyfunc.load_model(uri).predict(raw.x_test)
+    accuracy = float((np.asarray(probs).argmax(axis=1) == raw.y_test).mean())
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=2e-4)  # 1/255 vs /255: ties
+    keras_model = mlflow.keras.load_model(uri)
+    assert keras_model.count_params() == 43_490  # the trained net, behind a Rescaling layer
 
 
 def test_a_failing_run_ends_failed_with_the_error(tracking_store):

@@ -1,4 +1,8 @@
-"""`mlflow run` of the MLproject's entry points, in the current environment."""
+"""`mlflow run` of the MLproject's entry points, in the current environment.
+
+Each runs on a copy of the project (so a stray file would show) from another folder, with the
+Hydra folders sent to a temporary XDG_DATA_HOME.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +15,63 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*") if "__pycache__" not in p.parts}
+
+
+def mlflow_run(tmp_path: Path, *args: str) -> tuple[Path, str, set[str]]:
+    """(the project copy, the tracking URI, the files the run added to the copy)."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "mlruns", "multirun", "outputs", "mlflow.db", "__pycache__", "build",
+        "*.egg-info", ".pytest_cache", ".ruff_cache"))
+    before = files_under(project)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env.update(MLFLOW_TRACKING_URI=uri, XDG_DATA_HOME=str(tmp_path / "data"),
+               XDG_STATE_HOME=str(tmp_path / "state"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(project), "--env-manager", "local", *args],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return project, uri, files_under(project) - before
+
+
+@pytest.mark.slow
+def test_mlflow_run_of_main_records_in_the_mnist_sweep_experiment(tmp_path, mnist_cache):
+    overrides = ("data.limit_train=500 tracking.log_model=false tracking.log_plots=false "
+                 "eval.noise_levels='[0.5]'")
+    _, uri, added = mlflow_run(tmp_path, "-e", "main", "-P", "epochs=1", "-P", "model=dense",
+                               "-P", f"overrides={overrides}")
+    assert added == set()  # nothing written into the project
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("mnist-sweep").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "1"
+    assert "test_accuracy_noise_0.5" in run.data.metrics
+    # the run `mlflow run` opened in the Default experiment points at it
+    [outer] = client.search_runs(["0"])
+    assert outer.data.tags["mnist_sweep.run"].endswith(run.info.run_id)
+    assert run.data.tags["mlflow_run.run_id"] == outer.info.run_id
+    assert list((tmp_path / "data" / "mnist-sweep" / "outputs").iterdir())
 
 
 @pytest.mark.slow
 def test_mlflow_run_of_the_sweep_entry_point_passes_overrides_through(tmp_path, mnist_cache):
-    project = tmp_path / "project"  # a copy, so the sweep's files land outside the checkout
-    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "mlruns", "multirun", "outputs", "mlflow.db", "__pycache__"))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(MLFLOW_TRACKING_URI=uri,
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     overrides = ("data.limit_train=500 train.epochs=1 hydra.sweeper.n_trials=2 "
                  "tracking.log_model=false tracking.log_plots=false "
                  "eval.noise_levels='[0.5]'")  # quoted as on a shell command line
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(project), "-e", "sweep", "--env-manager",
-         "local", "--experiment-name", "mnist-sweep", "-P", "name=quickstart",
-         "-P", f"overrides={overrides}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    _, uri, added = mlflow_run(tmp_path, "-e", "sweep", "--experiment-name", "mnist-sweep",
+                               "-P", "name=quickstart", "-P", f"overrides={overrides}")
+    assert added == set()
+    assert (tmp_path / "data" / "mnist-sweep" / "multirun" / "quickstart" / "optuna.db").is_file()
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("mnist-sweep")

@@ -8,7 +8,7 @@ import math
 import optuna
 import pytest
 
-from mnist_sweep import reports
+from mnist_sweep import reports, studies
 from tests.test_sweeps import SMALL, load_study, mlflow_runs, run_sweep
 
 FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
@@ -95,4 +95,34 @@ def test_report_cli_names_the_studies_it_found(tmp_path, capsys):
     optuna.create_study(study_name="other", storage=storage)
     assert reports.main(["missing", "--storage", storage]) == 2
     err = capsys.readouterr().err
-    assert "'missing'" in err and "'other'" in err
+    assert err.count("\n") == 1 and "'missing'" in err and "other" in err
+
+
+@pytest.mark.slow
+def test_report_finds_a_study_from_any_folder(batch_size_study, tmp_path, monkeypatch, capsys):
+    """The sweep recorded where its study is; the report needs only the name."""
+    sweep_path, _ = batch_size_study
+    monkeypatch.setenv("XDG_STATE_HOME", str(sweep_path / "state"))
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert reports.main(["batch_size_study", "--target-accuracy", "0.5"]) == 0
+    assert capsys.readouterr().out.count("COMPLETE") == 4
+    assert (elsewhere / "reports" / "batch_size_study" / "optimization_history.png").is_file()
+
+    # an unknown name: one line naming what is known, no traceback, nothing created
+    assert reports.main(["batch_size_studdy"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'batch_size_studdy'" in err and "batch_size_study" in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["reports"]
+
+
+def test_report_of_a_moved_study_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    studies.record("gone", str(tmp_path / "multirun" / "gone"), None)
+    assert reports.main(["gone"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+    assert not (tmp_path / "multirun").exists()  # not created by looking

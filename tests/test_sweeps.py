@@ -16,6 +16,7 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from hydra.types import RunMode
 from optuna.trial import TrialState
 
 from mnist_sweep.config import sweep_names
@@ -27,12 +28,14 @@ SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
          "tracking.log_model=false", "tracking.log_plots=false"]
 
 
-def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
+def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
+              multirun_flag: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
     # Not the default ./mlflow.db: MLFLOW_TRACKING_URI must win for the trials and the sweeper.
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/store.db"
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the index of sweeps' studies (reports)
     proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "-m", *overrides],
+        [sys.executable, "-m", "mnist_sweep", *(["-m"] if multirun_flag else []), *overrides],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     if ok:
@@ -63,13 +66,16 @@ def test_every_ready_made_sweep_composes(name, mnist_cache):
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == name
     assert cfg.hydra.sweep.dir == f"multirun/{name}"
+    assert cfg.hydra.mode == RunMode.MULTIRUN  # `mnist-sweep sweep=NAME` sweeps without -m
     assert sweeper.mlflow.tracking_uri == cfg.tracking.uri
     assert sweeper.params or sweeper.custom_search_space
 
 
 @pytest.mark.slow
 def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
-    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=3")
+    # without -m: a ready-made sweep sets hydra.mode=MULTIRUN itself
+    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=3",
+                     multirun_flag=False)
 
     study = load_study(tmp_path, "quickstart")
     trials = study.get_trials()

@@ -1,0 +1,85 @@
+"""The built wheels, installed in a fresh virtualenv, run the README's commands from an empty folder.
+
+A checkout hides what a wheel lacks (configs read from the source tree, modules that only import
+from the repository): this builds both wheels from this checkout, installs them the way a user
+would (dependencies from the package index), and runs a small sweep and its report far from the
+checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT
+
+PLUGIN = ROOT / "plugins" / "hydra_optuna_mlflow_sweeper"
+
+
+def run(args: list, timeout: float, **kwargs) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> list[Path]:
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", out, ROOT, PLUGIN], timeout=300)
+    return sorted(out.glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_its_configs_and_no_benchmarks(wheels):
+    [app] = [w for w in wheels if w.name.startswith("mnist_sweep-")]
+    names = zipfile.ZipFile(app).namelist()
+    assert "mnist_sweep/conf/config.yaml" in names
+    assert "mnist_sweep/conf/model/cnn.yaml" in names
+    assert "mnist_sweep/sweeps/quickstart.yaml" in names
+    assert not [n for n in names if "bench" in n or n.startswith(("tests/", "benchmarks/"))]
+    assert not [n for n in names if n.startswith("hydra_plugins/")]  # the plugin's own wheel
+
+
+@pytest.mark.slow
+def test_installed_wheels_run_a_sweep_and_its_report_from_an_empty_folder(
+    wheels, tmp_path, mnist_cache
+):
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", venv], timeout=120)
+    run([venv / "bin" / "python", "-m", "pip", "install", "-q", *wheels], timeout=900)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "OPTUNA_", "PYTHON", "VIRTUAL_ENV"))}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    # the README's first command, made small; no MLFLOW_TRACKING_URI: the embedded default
+    sweep = run(["mnist-sweep", "sweep=quickstart", "hydra.sweeper.n_trials=2",
+                 "data.limit_train=500", "train.epochs=1", "tracking.log_plots=false"],
+                timeout=600, cwd=empty, env=env)
+    assert "best trial" in sweep.stdout
+    client = MlflowClient(f"sqlite:///{empty}/mlflow.db")
+    experiment = client.get_experiment_by_name("mnist-sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    # the code that ran is the installed wheel, not this checkout
+    [trial] = runs[:1]
+    assert trial.data.tags["version.mnist-sweep"]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    report = run(["mnist-sweep-report", "quickstart"], timeout=300, cwd=elsewhere, env=env)
+    assert report.stdout.count("COMPLETE") == 2
+    where = run([venv / "bin" / "python", "-c", "import mnist_sweep; print(mnist_sweep.__file__)"],
+                timeout=60, cwd=elsewhere, env=env)
+    assert str(venv) in where.stdout
