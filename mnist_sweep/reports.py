@@ -170,9 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(trials_table(study))
     out = Path(args.out or f"reports/{args.study}")
     out.mkdir(parents=True, exist_ok=True)
-    from mnist_sweep.sweeper import results as sweep_results
+    from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots
 
-    written = sweep_results.write_study_plots(study, out)
+    written = write_study_plots(study, out)
     summary = batch_size_summary(study, args.target_accuracy)
     if len({row["batch_size"] for row in summary}) > 1:
         print("\n" + format_batch_size_summary(summary))
