@@ -12,11 +12,11 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep import config as config_mod
 from mnist_sweep import data, evaluation, models, render, tracking, training
-from mnist_sweep.sweeper import trial as sweep_trial
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> float | list[float]:
     """Run one experiment and return the configured objective value(s) for a sweeper."""
     splits = data.prepare(cfg.data)
-    uri = tracking.tracking_uri(cfg.tracking.uri)
+    uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
     run_name = f"{cfg.model.family}-bs{cfg.train.batch_size}-e{cfg.train.epochs}"
     if cfg.tracking.log_plots:
         render.HELPER.start()  # (once per process) its imports overlap this run's training
@@ -131,6 +131,8 @@ def _print_summary(
         f"f={f:g}: {acc:.4f}" for f, acc in sorted(noise_accuracy.items())
     )
     links = tracking.ui_links(uri, experiment_id, run_id)
+    ui = (f"  open the UI     {links['command']}\n                  then {links['run']}\n"
+          if links["command"] else f"  in the UI       {links['run']}\n")  # a tracking server
     print(
         f"\n{cfg.model.family} model, {metrics['n_params']:,} params, "
         f"{metrics['epochs_run']} epoch(s) at batch {cfg.train.batch_size}\n"
@@ -140,8 +142,7 @@ def _print_summary(
         f"{metrics['epoch_time_s_mean']:.2f} s per epoch of training "
         "(the rest: compiling, validation)\n"
         f"  MLflow run      {run_id}  in {uri}\n"
-        f"  open the UI     {links['command']}\n"
-        f"                  then {links['run']}\n"
+        f"{ui}"
         f"  compare runs    {links['experiment']}\n",
         flush=True,
     )

@@ -3,6 +3,8 @@
 Per-epoch metrics go out in one `log_batch` call per epoch (not one call per value): against a
 tracking server each call is a round trip. Under the Optuna sweeper the run already exists (the
 sweeper made it as the trial's child run and passes `MLFLOW_RUN_ID`), so it is resumed, not created.
+Where runs go (`resolve_tracking_uri`) and how to open them (`ui_links`) are the sweeper plugin's,
+so a run and a sweep agree on both.
 """
 
 from __future__ import annotations
@@ -23,18 +25,16 @@ from typing import Any
 
 import mlflow
 import numpy as np
+
+# One rule for runs and sweeps ($MLFLOW_TRACKING_URI wins), and the UI links both print.
+from hydra_plugins.optuna_mlflow_sweeper.tracking import resolve_tracking_uri, ui_links
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-PACKAGES = ("tensorflow", "keras", "jax", "numpy", "optuna", "hydra-core", "mlflow", "mnist-sweep")
-DEFAULT_URI = "sqlite:///mlflow.db"
-# MLflow 3.17 opens experiments in its GenAI view unless the URL asks for "Model training".
-TRAINING_VIEW = "workflowType=machine_learning"
+__all__ = ["resolve_tracking_uri", "ui_links"]  # re-exported for experiment.py
 
-
-def tracking_uri(configured: str | None) -> str:
-    """`MLFLOW_TRACKING_URI` wins over the config, so one env var redirects every run and trial."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_URI
+PACKAGES = ("tensorflow", "keras", "jax", "numpy", "optuna", "hydra-core", "mlflow", "mnist-sweep",
+            "hydra-optuna-mlflow-sweeper")
 
 
 @contextlib.contextmanager
@@ -234,19 +234,3 @@ def _installed(package: str) -> bool:
         return True
     except metadata.PackageNotFoundError:
         return False
-
-
-def ui_links(uri: str, experiment_id: str, run_id: str, port: int = 5000) -> dict[str, str]:
-    """Links that land on the runs table (MLflow 3 otherwise opens the GenAI traces view)."""
-    base = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}"
-    return {
-        "command": f"{_mlflow_command()} ui --backend-store-uri {uri} --port {port}",
-        "run": f"{base}/runs/{run_id}?{TRAINING_VIEW}",
-        "experiment": f"{base}?{TRAINING_VIEW}",
-    }
-
-
-def _mlflow_command() -> str:
-    """The `mlflow` beside this interpreter (a venv's bin/), so the hint works unactivated."""
-    beside = Path(sys.executable).parent / "mlflow"
-    return str(beside) if beside.exists() else "mlflow"

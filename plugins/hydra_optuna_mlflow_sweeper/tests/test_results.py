@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mnist_sweep.sweeper import results
-from mnist_sweep.sweeper.study import count_trials
+from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 
 
 def _study(directions: list[str]) -> optuna.Study:

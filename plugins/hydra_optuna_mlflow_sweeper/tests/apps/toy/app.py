@@ -9,7 +9,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from mnist_sweep.sweeper.trial import current_trial, report
+from hydra_plugins.optuna_mlflow_sweeper import current_trial, report
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")

@@ -1,4 +1,4 @@
-"""Real sweeps of the generic app in tests/sweeper_app with `hydra/sweeper=optuna_mlflow`.
+"""Real sweeps of the generic app in tests/apps/toy with `hydra/sweeper=optuna_mlflow`.
 
 Each sweep is a subprocess (cwd=tmp_path, MLFLOW_TRACKING_URI=sqlite:///tmp_path/mlflow.db);
 results are read back with a real Optuna storage and MlflowClient. No mocks.
@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-APP = Path(__file__).parent / "sweeper_app" / "app.py"
+APP = Path(__file__).parent / "apps" / "toy" / "app.py"
 XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
 
 

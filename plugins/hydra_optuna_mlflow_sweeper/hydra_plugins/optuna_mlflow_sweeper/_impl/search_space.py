@@ -28,8 +28,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from mnist_sweep.sweeper.errors import config_error
-from mnist_sweep.sweeper.overrides import format_value
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
 
 GRAMMAR_HELP = (
     "an override-grammar expression: interval(a,b), int(interval(a,b)), "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import re
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +17,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_sweep.sweeper.errors import config_error
-from mnist_sweep.sweeper.overrides import format_value
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +27,9 @@ ENQUEUED_ATTR = "optuna_mlflow:enqueued"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 
 
-def absolute_sqlite_url(url: str) -> str:
-    """`sqlite:///rel.db` -> `sqlite:////abs/rel.db`, so jobs that chdir still find it."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + os.path.abspath(url[len(prefix):])
-    return url
-
-
 def default_storage_url(sweep_dir: str) -> str:
     os.makedirs(sweep_dir, exist_ok=True)
     return "sqlite:///" + os.path.join(os.path.abspath(sweep_dir), "optuna.db")
-
-
-def mask_url(url: str | None) -> str:
-    """The storage URL with any password replaced by ***."""
-    if not url:
-        return ""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
 
 
 def make_storage(
@@ -75,13 +56,25 @@ def make_storage(
         ) from None
 
 
+@contextlib.contextmanager
+def optuna_quiet() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created...") off: the sweeper says it in its own words."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 def open_study(
     name: str, storage: BaseStorage, sampler: Any, pruner: Any, directions: list[str]
 ) -> optuna.Study:
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-        directions=directions, load_if_exists=True,
-    )
+    with optuna_quiet():
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+            directions=directions, load_if_exists=True,
+        )
     existing = [d.name.lower() for d in study.directions]
     if existing != directions:
         raise config_error(

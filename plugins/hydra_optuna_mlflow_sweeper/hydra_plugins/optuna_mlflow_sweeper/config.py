@@ -5,9 +5,9 @@ n_jobs, max_failure_rate, params, custom_search_space): a user moves over by cha
 name. Added: the `pruner` group, timeout, enqueue, heartbeat/grace period, progress, mlflow.
 
 Imported by Hydra's plugin scanner in every Hydra process, so this module imports nothing heavy.
+No `from __future__ import annotations` here: the scanner runs this module before it is in
+sys.modules, and dataclasses cannot resolve string annotations of such a module.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,18 +135,15 @@ class HyperbandPrunerConfig:
 @dataclass
 class MlflowConfig:
     enabled: bool = True
-    # null: env MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory
+    # $MLFLOW_TRACKING_URI wins; else this; else sqlite:///mlflow.db in the working directory
     tracking_uri: str | None = None
     # null: the study name
     experiment: str | None = None
 
 
 @dataclass
-class OptunaMlflowSweeperConf:
-    _target_: str = SWEEPER_TARGET
-    # sampler/pruner arrive as configs; the sweeper instantiates them (grid needs the search space)
-    _recursive_: bool = False
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
+class SweeperSettings:
+    """The sweeper's own keys, with their defaults: what the plugin class is constructed with."""
 
     # filled by the defaults list (MISSING, unlike None, does not override what it merges in)
     sampler: Any = MISSING
@@ -181,8 +178,19 @@ class OptunaMlflowSweeperConf:
     grace_period: int | None = None
     # how often a trial whose process died is retried
     max_retry: int = 1
+    # a line per trial and per batch, links at the end; false: errors and the answer only
     progress: bool = True
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+@dataclass
+class OptunaMlflowSweeperConf(SweeperSettings):
+    """`hydra/sweeper=optuna_mlflow`: the settings plus what Hydra needs to build the plugin."""
+
+    _target_: str = SWEEPER_TARGET
+    # sampler/pruner arrive as configs; the sweeper instantiates them (grid needs the search space)
+    _recursive_: bool = False
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
 
 
 SAMPLERS: dict[str, type] = {
@@ -204,6 +212,7 @@ PRUNERS: dict[str, type] = {
 
 
 def register_configs() -> None:
+    """The sweeper, its samplers and its pruners as config groups under hydra/sweeper."""
     cs = ConfigStore.instance()
     cs.store(group="hydra/sweeper", name="optuna_mlflow", node=OptunaMlflowSweeperConf,
              provider=PROVIDER)

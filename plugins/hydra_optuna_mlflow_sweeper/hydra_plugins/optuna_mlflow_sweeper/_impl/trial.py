@@ -1,10 +1,10 @@
-"""Trial-side API: what task code calls while the `optuna_mlflow` sweeper runs it.
+"""Trial side: what task code calls while the `optuna_mlflow` sweeper runs it (public: ../trial.py).
 
 Works in any process that runs a trial (in-process basic launcher, joblib/loky workers, remote
 launchers): everything it needs arrives as environment variables the sweeper sets per job through
 `hydra.job.env_set`. Outside a sweep every function is a cheap no-op.
 
-    from mnist_sweep.sweeper.trial import report
+    from hydra_plugins.optuna_mlflow_sweeper import report
 
     for epoch in range(epochs):
         ...

@@ -9,8 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mnist_sweep.sweeper.errors import config_error
-from mnist_sweep.sweeper.search_space import SearchSpace, grid_choices
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, grid_choices
 
 DIRECTIONS = ("minimize", "maximize")
 # samplers whose optional dependency is only imported when they first sample

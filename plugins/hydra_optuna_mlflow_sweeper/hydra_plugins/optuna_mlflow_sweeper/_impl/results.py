@@ -13,7 +13,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_sweep.sweeper.study import Counts
+from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, short
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import Counts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def pareto(study: optuna.Study) -> list[FrozenTrial]:
 
 def progress_line(study: optuna.Study, counts: Counts, n_trials: float) -> str:
     budget = "inf" if n_trials == float("inf") else int(n_trials)
-    line = (f"[optuna_mlflow] trials {counts.finished}/{budget} "
+    line = (f"{PREFIX} trials {counts.finished}/{budget} "
             f"(pruned {counts.pruned}, failed {counts.failed}")
     if counts.running:
         line += f", running {counts.running}"
@@ -61,12 +62,8 @@ def best_line(study: optuna.Study, counts: Counts) -> str:
     best = best_single(study)
     if best is None:
         return f"no complete trial yet ({counts.finished} finished)"
-    params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+    params = ", ".join(f"{k}={short(v)}" for k, v in best.params.items())
     return f"best trial {best.number}: {objective_name(study)}={best.value:.6g}  {params}"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def results_dict(

@@ -1,5 +1,5 @@
-"""The trial-side API (mnist_sweep.sweeper.trial) against a real Optuna storage, in-process:
-the environment variables are what the sweeper's `hydra.job.env_set` gives a job."""
+"""The trial-side API (hydra_plugins.optuna_mlflow_sweeper.trial) against a real Optuna storage,
+in-process: the environment variables are what the sweeper's `hydra.job.env_set` gives a job."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from mnist_sweep.sweeper import trial as api
+from hydra_plugins.optuna_mlflow_sweeper._impl import trial as api
 
 ENV = (api.ENV_STORAGE, api.ENV_STUDY, api.ENV_TRIAL_ID, api.ENV_TRIAL_NUMBER, api.ENV_HEARTBEAT)
 

@@ -5,38 +5,34 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_sweep.sweeper import validation as check
-from mnist_sweep.sweeper.errors import config_error
-from mnist_sweep.sweeper.jobs import trial_overrides
-from mnist_sweep.sweeper.search_space import SearchSpace, build_search_space
-from mnist_sweep.sweeper.study import (
-    absolute_sqlite_url,
+from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
+from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, build_search_space
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     default_storage_url,
     enqueue_once,
     make_storage,
-    mask_url,
     open_study,
+    optuna_quiet,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
+    absolute_sqlite_url,
+    has_password,
+    mask_url,
+)
+from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
 
 log = logging.getLogger(__name__)
-
-DEFAULTS: dict[str, Any] = dict(
-    sampler=None, pruner=None, direction="minimize", storage=None, study_name=None, n_trials=20,
-    n_jobs=2, max_failure_rate=0.5, params=None, custom_search_space=None, timeout=None,
-    enqueue=None, heartbeat_interval=60, grace_period=None, max_retry=1, progress=True,
-    mlflow={"enabled": True, "tracking_uri": None, "experiment": None},
-)
-_PASSWORD = re.compile(r"://[^/@:]+:[^/@]+@")
 
 
 @dataclass
@@ -64,9 +60,9 @@ class Prepared:
 
 
 def prepare(
-    settings: dict[str, Any], config: DictConfig, loader: Any, arguments: list[str]
+    s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[str]
 ) -> Prepared:
-    s = SimpleNamespace(**{**DEFAULTS, **settings})
+    """Check every setting, compose one sample trial, open the study and the parent run."""
     check.check_numbers(s)
     directions = check.directions(s.direction)
     metric_names = check.metric_names(s.metric_names, directions)
@@ -76,7 +72,6 @@ def prepare(
     sampler, grid_size = check.make_sampler(s.sampler, space)
     pruner, pruner_config = check.make_pruner(s.pruner)
     check_composes(config, loader, space, custom, s.custom_search_space)
-    mlflow_cfg = {**DEFAULTS["mlflow"], **(check.plain(s.mlflow) or {})}
 
     n_trials = _budget(s.n_trials, grid_size, s.timeout)
     sweep_dir = str(config.hydra.sweep.dir)
@@ -90,8 +85,7 @@ def prepare(
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metric_names)
-    if n_enqueued := enqueue_once(study, enqueue, space.distributions):
-        log.info("enqueued %d configs", n_enqueued)
+    n_enqueued = enqueue_once(study, enqueue, space.distributions)
 
     p = Prepared(
         study=study, study_name=study_name, space=space, custom=custom, directions=directions,
@@ -100,22 +94,23 @@ def prepare(
         storage_url=storage_url, storage_masked=mask_url(storage_url), sweep_dir=sweep_dir,
         progress=bool(s.progress),
     )
-    if _PASSWORD.search(storage_url):
+    if has_password(storage_url):
         p.secret_env["OPTUNA_MLFLOW_STORAGE"] = storage_url
-    if mlflow_cfg["enabled"]:
-        from mnist_sweep.sweeper.runs import MlflowTracker
+    if s.mlflow.enabled:
+        from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
 
-        experiment = mlflow_cfg["experiment"] or study_name
-        p.tracker = MlflowTracker(mlflow_cfg["tracking_uri"], experiment)
+        p.tracker = MlflowTracker(s.mlflow.tracking_uri, s.mlflow.experiment or study_name)
         study_key = f"{p.storage_masked}|{study_name}"
         p.tracker.open_parent(study, study_key, parent_params(config, space, n_trials), {
             "optuna.study_name": study_name, "optuna.storage": p.storage_masked,
             "optuna.directions": ",".join(directions), "sweeper": "optuna_mlflow",
         })
-        if _PASSWORD.search(p.tracker.tracking_uri):
+        if has_password(p.tracker.tracking_uri):
             p.secret_env["MLFLOW_TRACKING_URI"] = p.tracker.tracking_uri
-    log.info("study %s (%s), storage %s, sampler %s, pruner %s", study_name, ",".join(directions),
-             p.storage_masked, type(sampler).__name__, type(pruner).__name__ if pruner else None)
+    say(p.progress, f"{PREFIX} study {study_name} ({','.join(directions)}), storage "
+        f"{p.storage_masked}, sampler {type(sampler).__name__}, "
+        f"pruner {type(pruner).__name__ if pruner else None}"
+        + (f", {n_enqueued} enqueued config(s) first" if n_enqueued else ""))
     return p
 
 
@@ -138,13 +133,9 @@ def check_composes(
     config: DictConfig, loader: Any, space: SearchSpace, custom: Any, custom_path: str | None
 ) -> None:
     """Compose the app config for one sampled trial; name the key that breaks composition."""
-    with_warnings_off = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with optuna_quiet():
         dry = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         trial = dry.ask(space.distributions)
-    finally:
-        optuna.logging.set_verbosity(with_warnings_off)
     try:
         lines = trial_overrides(trial, space, custom, config)
     except Exception as e:

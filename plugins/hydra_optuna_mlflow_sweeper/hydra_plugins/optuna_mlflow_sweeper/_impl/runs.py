@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mnist_sweep.sweeper.study import PARENT_RUN_ATTR, absolute_sqlite_url, mask_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,6 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _SEVERITY = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
 _TERMINAL = set(_SEVERITY)
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """Configured URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (made absolute)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if "://" not in uri and not uri.startswith(("file:", "databricks")):
-        return os.path.abspath(uri)
-    return absolute_sqlite_url(uri)
 
 
 def mlflow_key(key: str) -> str:

@@ -1,11 +1,9 @@
 """Unit tests of the optuna_mlflow sweeper's pure parts: grammar -> distributions, override text,
-trial outcomes, budget counting. No subprocesses (see test_sweeper.py for real sweeps)."""
+trial outcomes, budget counting. No subprocesses (see test_sweeps.py for real sweeps)."""
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import optuna
 import pytest
@@ -15,12 +13,18 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from mnist_sweep.errors import ConfigError
-from mnist_sweep.sweeper.jobs import DIVERGED, outcome
-from mnist_sweep.sweeper.overrides import env_override, format_value, override, quote
-from mnist_sweep.sweeper.search_space import build_search_space, grid_choices
-from mnist_sweep.sweeper.study import count_trials, mask_url
-from mnist_sweep.sweeper.validation import directions, has_key
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError as ConfigError
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import DIVERGED, outcome
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import (
+    env_override,
+    format_value,
+    override,
+    quote,
+)
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import build_search_space, grid_choices
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.validation import directions, has_key
 
 
 @pytest.mark.parametrize(
@@ -183,29 +187,3 @@ def test_directions_and_has_key() -> None:
     cfg = OmegaConf.create({"model": {"hidden": [{"units": 1}], "lr": "???"}})
     assert has_key(cfg, "model.hidden.0.units") and has_key(cfg, "model.lr")
     assert not has_key(cfg, "model.nope") and not has_key(cfg, "model.hidden.1")
-
-
-def test_plugin_entry_point_is_light_and_registered() -> None:
-    """Hydra imports the plugin in every process: no optuna/mlflow/tensorflow at import time."""
-    code = (
-        "import sys\n"
-        "import hydra_plugins.optuna_mlflow_sweeper.optuna_mlflow_sweeper as m\n"
-        "import mnist_sweep.sweeper.trial\n"
-        "heavy = {'optuna', 'mlflow', 'tensorflow', 'keras'} & set(sys.modules)\n"
-        "assert not heavy, heavy\n"
-        "import mnist_sweep.sweeper.core\n"
-        "assert not {'tensorflow', 'keras', 'mlflow'} & set(sys.modules)\n"
-        "from hydra.core.config_store import ConfigStore\n"
-        "repo = ConfigStore.instance().repo['hydra']\n"
-        "assert 'optuna_mlflow.yaml' in repo['sweeper']\n"
-        "assert {'tpe.yaml', 'random.yaml', 'grid.yaml', 'cmaes.yaml', 'nsgaii.yaml', 'gp.yaml'}"
-        " <= set(repo['sweeper']['sampler'])\n"
-        "assert {'none.yaml', 'median.yaml', 'percentile.yaml', 'successive_halving.yaml',"
-        " 'hyperband.yaml'} <= set(repo['sweeper']['pruner'])\n"
-        "from hydra.core.plugins import Plugins\n"
-        "from hydra.plugins.sweeper import Sweeper\n"
-        "names = {f'{c.__module__}.{c.__name__}' for c in Plugins.instance().discover(Sweeper)}\n"
-        "assert m.__name__ + '.OptunaMlflowSweeper' in names, names\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr

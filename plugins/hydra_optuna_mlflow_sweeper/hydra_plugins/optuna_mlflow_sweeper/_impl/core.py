@@ -21,12 +21,19 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from mnist_sweep.sweeper import results
-from mnist_sweep.sweeper.errors import SweepAborted
-from mnist_sweep.sweeper.jobs import env_overrides, outcome, trial_overrides
-from mnist_sweep.sweeper.prepare import Prepared, prepare
-from mnist_sweep.sweeper.study import BatchHeartbeat, count_trials, fail_stale_trials
-from mnist_sweep.sweeper.trial import PRUNER_ATTR
+from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console, trial_line
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
+    BatchHeartbeat,
+    count_trials,
+    fail_stale_trials,
+)
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import ui_links
+from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR
+from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +43,13 @@ class Plan:
     trial: optuna.Trial
     overrides: list[str]
     run_id: str | None = None
+    retry_of: int | None = None
     error: str | None = None
     state: TrialState | None = None
 
 
 class OptunaMlflowSweeperImpl(Sweeper):
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, settings: SweeperSettings) -> None:
         self.settings = settings
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -58,7 +66,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None
-        p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
+        with sweep_console(bool(self.settings.progress), self.launcher):
+            p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
+            self._run(p)
+
+    def _run(self, p: Prepared) -> None:
         # mlflow.start_run() deletes MLFLOW_RUN_ID from the job's environment; Hydra's env_set
         # restore then raises KeyError unless the variable existed before the job.
         exported = {"MLFLOW_RUN_ID": os.environ.get("MLFLOW_RUN_ID", ""), **p.secret_env}
@@ -93,12 +105,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
             counts = count_trials(p.study.get_trials(deepcopy=False))
             remaining = p.n_trials - counts.used
             if remaining <= 0:
-                if not done and p.progress:
-                    print(f"[optuna_mlflow] study {p.study_name} already has {counts.used}/"
-                          f"{int(p.n_trials)} trials: nothing to run. Raise "
-                          "hydra.sweeper.n_trials, or start over with another "
-                          "hydra.sweeper.study_name (or delete the sweep's optuna.db)",
-                          flush=True)
+                if not done:
+                    say(p.progress, f"{PREFIX} study {p.study_name} already has {counts.used}/"
+                        f"{int(p.n_trials)} trials: nothing to run. Raise "
+                        "hydra.sweeper.n_trials, or start over with another "
+                        "hydra.sweeper.study_name (or delete the sweep's optuna.db)")
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("timeout of %ss reached: no new trials", p.timeout)
@@ -139,11 +150,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
         except Exception as e:
             plan.error = f"invalid overrides: {type(e).__name__}: {e}"
         trial.set_user_attr("overrides", plan.overrides)
+        plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         if p.tracker is not None:
-            retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
             plan.run_id = p.tracker.start_child(
                 trial.number, p.study_name, trial.params, plan.overrides,
-                {"optuna.retry_of": retry_of} if retry_of is not None else None,
+                {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
             )
             trial.set_user_attr("mlflow_run_id", plan.run_id)
 
@@ -159,6 +170,9 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 groups.append([plan])
         with BatchHeartbeat(p.study, [plan.trial._trial_id for plan in plans]):
             for group in groups:
+                for plan in group:
+                    say(p.progress, trial_line(plan.trial.number, plan.trial.params,
+                                               plan.retry_of))
                 batch = [
                     plan.overrides + env_overrides(
                         p.storage_url, p.study_name, plan.trial, p.heartbeat_interval,
@@ -203,8 +217,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
     def _report(self, p: Prepared) -> None:
         counts = count_trials(p.study.get_trials(deepcopy=False))
-        if p.progress:
-            print(results.progress_line(p.study, counts, p.n_trials), flush=True)
+        say(p.progress, results.progress_line(p.study, counts, p.n_trials))
         if p.tracker is None:
             return
         metrics: dict[str, Any] = {"n_complete": counts.complete, "n_pruned": counts.pruned,
@@ -232,20 +245,18 @@ class OptunaMlflowSweeperImpl(Sweeper):
                                         p.tracker.summary() if p.tracker else None)
             path = results.write_results(os.path.join(p.sweep_dir, "optimization_results.yaml"),
                                          data)
-            log.info("results: %s", path)
-            if p.tracker is None:
-                return
-            p.tracker.log_artifact(path)
-            results.log_plots(p.study, p.tracker.log_figure)
-            if status == "FINISHED" and counts.running:
-                log.info("%d trials still run in other processes: parent run stays RUNNING",
-                         counts.running)
-                return
-            p.tracker.finish_parent(status)
-            if p.progress:
-                print(results.best_line(p.study, counts), flush=True)
-                print(f"  all results     {path}", flush=True)
-                print(_where(p.tracker.summary()), flush=True)
+            if p.tracker is not None:
+                p.tracker.log_artifact(path)
+                results.log_plots(p.study, p.tracker.log_figure)
+                if status == "FINISHED" and counts.running:
+                    log.info("%d trials still run in other processes: parent run stays RUNNING",
+                             counts.running)
+                else:
+                    p.tracker.finish_parent(status)
+            # the answer, even with progress off
+            print(f"{results.best_line(p.study, counts)}\n  all results     {path}", flush=True)
+            if p.tracker is not None:
+                say(p.progress, _where(p.tracker.summary()))
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
 
@@ -259,12 +270,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
 def _where(summary: dict[str, Any]) -> str:
     """Where to look next: the parent run, and its trials side by side, in the MLflow UI."""
-    from mnist_sweep.tracking import ui_links
-
     links = ui_links(summary["tracking_uri"], summary["experiment_id"],
                      summary["parent_run_id"])
-    return (f"sweep recorded in MLflow as parent run {summary['parent_run_id']}\n"
-            f"  open the UI     {links['command']}\n"
-            f"  compare trials  {links['experiment']}\n"
-            f"  sweep summary   {links['run']}")
+    lines = [f"sweep recorded in MLflow as parent run {summary['parent_run_id']}"]
+    if links["command"]:  # a local store: the UI has to be started first
+        lines.append(f"  open the UI     {links['command']}")
+    lines += [f"  compare trials  {links['experiment']}", f"  sweep summary   {links['run']}"]
+    return "\n".join(lines)
 

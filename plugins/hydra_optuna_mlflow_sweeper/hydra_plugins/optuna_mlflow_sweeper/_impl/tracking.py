@@ -1,0 +1,91 @@
+"""Store URLs and the MLflow UI: one tracking-URI rule, links to runs, no passwords shown.
+
+The public face is `hydra_plugins.optuna_mlflow_sweeper.tracking`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+_PASSWORD = re.compile(r"://[^/@:]+:[^/@]+@")
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """`sqlite:///rel.db` -> `sqlite:////abs/rel.db`, so jobs that chdir still find it."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + os.path.abspath(url[len(prefix):])
+    return url
+
+
+def has_password(url: str) -> bool:
+    return bool(_PASSWORD.search(url))
+
+
+def mask_url(url: str | None) -> str:
+    """The URL with any password replaced by *** (for logs, tags and results files)."""
+    if not url:
+        return ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+
+
+def without_credentials(url: str) -> str:
+    """`http://user:pw@host:5000/x/` -> `http://host:5000/x` (a link to print and click)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+# MLflow 3 opens an experiment in its GenAI (traces) view unless the URL asks for model training.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def resolve_tracking_uri(configured: str | None = None) -> str:
+    """`MLFLOW_TRACKING_URI`, else `configured`, else `sqlite:///mlflow.db`.
+
+    Relative sqlite paths (and bare paths) are made absolute, so trials that change directory
+    still write to the store the sweep started with.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_URI
+    if "://" not in uri and not uri.startswith(("file:", "databricks")):
+        return os.path.abspath(uri)
+    return absolute_sqlite_url(uri)
+
+
+def ui_links(
+    uri: str, experiment_id: str, run_id: str, port: int = 5000
+) -> dict[str, str | None]:
+    """Links to a run and its experiment in the MLflow UI, landing on the runs table.
+
+    A tracking server (`http(s)://`) serves its own UI: the links point at it (credentials
+    dropped) and `command` is None. A local store (sqlite, file, a database) needs
+    `mlflow ui` started first: `command` says how, and the links are on 127.0.0.1:`port`.
+    """
+    if uri.startswith(("http://", "https://")):
+        command, base = None, without_credentials(uri)
+    else:
+        command = f"{_mlflow_command()} ui --backend-store-uri {shlex.quote(uri)} --port {port}"
+        base = f"http://127.0.0.1:{port}"
+    experiment = f"{base}/#/experiments/{experiment_id}"
+    return {
+        "command": command,
+        "run": f"{experiment}/runs/{run_id}?{TRAINING_VIEW}",
+        "experiment": f"{experiment}?{TRAINING_VIEW}",
+    }
+
+
+def _mlflow_command() -> str:
+    """The `mlflow` beside this interpreter (a venv's bin/), so the hint works unactivated."""
+    beside = Path(sys.executable).parent / "mlflow"
+    return str(beside) if beside.exists() else "mlflow"

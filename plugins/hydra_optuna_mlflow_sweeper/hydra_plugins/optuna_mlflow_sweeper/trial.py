@@ -1,0 +1,27 @@
+"""The trial API for task code (any Hydra app run by the `optuna_mlflow` sweeper).
+
+    from hydra_plugins.optuna_mlflow_sweeper import report
+
+    for epoch in range(epochs):
+        ...
+        report(val_accuracy, epoch + 1)  # raises optuna.TrialPruned when the pruner says so
+
+- report(value, step)   an intermediate value; prunes the trial when the pruner says so
+- current_trial()       the running `optuna.Trial` (set user attrs, read params), or None
+- in_sweep()            whether this process runs a trial of the sweeper
+- trial_heartbeat()     a context manager that keeps a long trial alive before its first report
+
+Outside a sweep each is a cheap no-op, so the same task code runs alone and in a sweep. Defined
+in `_impl/trial.py` and re-exported here: Hydra's plugin scanner executes this module a second
+time in every Hydra process, and functions defined here would change identity (a task that
+imported them first could then not be pickled to joblib workers).
+"""
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
+    current_trial,
+    in_sweep,
+    report,
+    trial_heartbeat,
+)
+
+__all__ = ["current_trial", "in_sweep", "report", "trial_heartbeat"]
