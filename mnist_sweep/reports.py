@@ -24,6 +24,7 @@ import optuna  # noqa: E402
 import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots  # noqa: E402
+from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from mnist_sweep import studies  # noqa: E402
@@ -204,10 +205,10 @@ def _load(name: str, storage: str | None) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=url)
     except KeyError:
         names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(url)) or "none"
-        raise LookupError(f"no study {name!r} in {studies.mask(url)}; studies there: "
+        raise LookupError(f"no study {name!r} in {mask_url(url)}; studies there: "
                           f"{names}") from None
     except Exception as exc:  # a server down, a bad URL: the reason, not a traceback
-        raise LookupError(f"could not open {studies.mask(url)}: {type(exc).__name__}: "
+        raise LookupError(f"could not open {mask_url(url)}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,5 @@ class RecordStudy(Callback):
         name = sweeper.get("study_name") or config.hydra.job.name
         storage = sweeper.get("storage")
         if storage and "@" in storage.split("//", 1)[-1].split("/", 1)[0]:
-            storage = mask(storage)
+            storage = mask_url(storage)
         record(str(name), str(config.hydra.sweep.dir), storage)
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -27,7 +27,11 @@ import mlflow
 import numpy as np
 
 # One rule for runs and sweeps ($MLFLOW_TRACKING_URI wins), and the UI links both print.
-from hydra_plugins.optuna_mlflow_sweeper.tracking import resolve_tracking_uri, ui_links
+from hydra_plugins.optuna_mlflow_sweeper.tracking import (
+    ensure_experiment,
+    resolve_tracking_uri,
+    ui_links,
+)
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
@@ -47,7 +51,7 @@ def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterato
         run = mlflow.start_run()
     else:
         with _without("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
-            mlflow.set_experiment(experiment)
+            mlflow.set_experiment(experiment_id=ensure_experiment(MlflowClient(), experiment))
             run = mlflow.start_run(run_name=run_name)
         if outer is not None:  # the two point at each other
             mlflow.set_tag("mlflow_run.run_id", outer)

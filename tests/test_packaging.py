@@ -1,4 +1,4 @@
-"""The built wheels, installed in a fresh virtualenv, run the README's commands from an empty folder.
+"""Built wheels, installed in a fresh virtualenv, run the README's commands from an empty folder.
 
 A checkout hides what a wheel lacks (configs read from the source tree, modules that only import
 from the repository): this builds both wheels from this checkout, installs them the way a user

@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 from hydra.types import RunMode
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.config import sweep_names

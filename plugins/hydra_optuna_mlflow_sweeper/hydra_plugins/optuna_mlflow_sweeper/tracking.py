@@ -19,8 +19,11 @@ identities (and make them unpicklable for launchers such as joblib).
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     DEFAULT_URI,
     TRAINING_VIEW,
+    ensure_experiment,
+    mask_url,
     resolve_tracking_uri,
     ui_links,
 )
 
-__all__ = ["DEFAULT_URI", "TRAINING_VIEW", "resolve_tracking_uri", "ui_links"]
+__all__ = ["DEFAULT_URI", "TRAINING_VIEW", "ensure_experiment", "mask_url",
+           "resolve_tracking_uri", "ui_links"]

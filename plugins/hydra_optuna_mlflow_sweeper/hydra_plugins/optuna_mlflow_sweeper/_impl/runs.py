@@ -13,7 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, resolve_tracking_uri
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
+    ensure_experiment,
+    mask_url,
+    resolve_tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +39,8 @@ class MlflowTracker:
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        self.experiment_id = self._experiment(experiment)
+        self.experiment_id = ensure_experiment(self.client, experiment)
         self.parent_id: str | None = None
-
-    def _experiment(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
-
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
-            try:
-                return self.client.create_experiment(name)
-            except MlflowException:  # created meanwhile by a concurrent sweep
-                exp = self.client.get_experiment_by_name(name)
-                assert exp is not None
-        if exp.lifecycle_stage == "deleted":
-            self.client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
 
     # ---- parent run ----
     def open_parent(

@@ -10,6 +10,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 _PASSWORD = re.compile(r"://[^/@:]+:[^/@]+@")
@@ -83,6 +84,38 @@ def ui_links(
         "run": f"{experiment}/runs/{run_id}?{TRAINING_VIEW}",
         "experiment": f"{experiment}?{TRAINING_VIEW}",
     }
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment `name`, created (or restored from the bin) if needed.
+
+    A new experiment on a local SQLite store keeps its artifacts in `mlruns/` beside the
+    database, not in the folder the creating process happens to run in (`mlflow run` runs in the
+    project's checkout, a chdir'ing job in its output folder). Two sweeps creating it at once:
+    the second finds the first's.
+    """
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(
+                client.tracking_uri))
+        except MlflowException:  # created meanwhile by a concurrent sweep
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """`<db folder>/mlruns` for a SQLite store (None: the store's or server's own default)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
+        return None
+    return (Path(tracking_uri[len(prefix):]).resolve().parent / "mlruns").as_uri()
 
 
 def _mlflow_command() -> str:
