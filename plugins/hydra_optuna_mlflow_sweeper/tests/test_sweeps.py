@@ -83,6 +83,11 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
     s = study(tmp_path)
     assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 4
     assert "[optuna_mlflow] trials 4/4 (pruned 0, failed 0) best value=" in proc.stdout
+    # a trial's launch line names its params, nothing internal (Hydra's launcher lists are off)
+    x, y = (s.trials[3].params[k] for k in ("x", "y"))
+    assert f"[optuna_mlflow] trial 3: y={y:.4g} x={x:.4g}\n" in proc.stdout
+    shown = proc.stdout + proc.stderr
+    assert not any(word in shown for word in ("env_set", "MLFLOW_RUN_ID", "Launching", " : "))
 
     client, parents, children = runs(tmp_path)
     assert len(parents) == 1 and len(children) == 4
@@ -126,9 +131,17 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
 def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    sweep(tmp_path, env, *XY, "hydra.sweeper.n_trials=4", "hydra.sweeper.max_failure_rate=1.0",
-          "hydra.sweeper.enqueue=[{fail:true},{nan:true}]", "hydra.sweeper.progress=false")
+    proc = sweep(tmp_path, env, *XY, "hydra.sweeper.n_trials=4",
+                 "hydra.sweeper.max_failure_rate=1.0",
+                 "hydra.sweeper.enqueue=[{fail:true},{nan:true}]", "hydra.sweeper.progress=false")
     s = study(tmp_path)
+    # progress off: the failures (warnings) and the answer, nothing else
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if "WARNING" not in line and " failed: " not in line] == [
+        f"best trial {s.best_trial.number}: value={s.best_value:.6g}  "
+        + ", ".join(f"{k}={v:.4g}" for k, v in s.best_params.items()),
+        "  all results     sweep/optimization_results.yaml",
+    ]
     states = [t.state for t in s.trials]
     assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert s.trials[0].user_attrs["fail_reason"].startswith("RuntimeError: boom at x=")
@@ -289,6 +302,7 @@ def test_joblib_launcher_runs_trials_in_subprocesses_with_pruning(
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, out[-2000:] + err[-5000:]
+    assert "env_set" not in out + err and "Joblib.Parallel" not in out + err
     s = study(tmp_path)
     pids = {t.user_attrs["pid"] for t in s.trials}
     assert proc.pid not in pids  # jobs ran in loky workers, not in the sweeper process

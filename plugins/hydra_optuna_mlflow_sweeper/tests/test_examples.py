@@ -1,0 +1,102 @@
+"""The example apps in example/, run as a user would: `python example/X.py -m` in an empty folder,
+recording to the default ./mlflow.db (no MLFLOW_TRACKING_URI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example"
+
+
+def run_example(python: str, name: str, cwd: Path, *overrides: str,
+                timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """`python example/<name>.py -m ...` in `cwd`, with no MLflow/Optuna/Hydra variables set."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_", "PYTHON", "VIRTUAL_ENV"))}
+    proc = subprocess.run([python, str(EXAMPLES / f"{name}.py"), "-m", *overrides], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def recorded(cwd: Path) -> tuple[dict, list, list]:
+    """(optimization_results.yaml, parent runs, child runs) of the one sweep run in `cwd`."""
+    [path] = cwd.glob("multirun/*/*/optimization_results.yaml")
+    client = MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    every = client.search_runs(ids, max_results=1000)
+    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
+    return yaml.safe_load(path.read_text()), parents, children
+
+
+@pytest.mark.slow
+def test_sphere_prunes_through_report(tmp_path: Path) -> None:
+    proc = run_example(sys.executable, "sphere", tmp_path, "hydra.sweeper.n_trials=8")
+    results, [parent], children = recorded(tmp_path)
+    assert results["study_name"] == "sphere" and results["counts"]["pruned"] >= 1
+    assert results["best_params"]["y"] in (-5, 0, 5)
+    assert parent.info.status == "FINISHED" and len(children) == 8
+    assert {c.info.status for c in children} == {"FINISHED", "KILLED"}  # KILLED: pruned
+    assert "[optuna_mlflow] trial 0: x=" in proc.stdout
+    assert f"best trial {results['best_trial']}: value=" in proc.stdout
+
+
+@pytest.mark.slow
+def test_multi_objective_gives_a_pareto_front(tmp_path: Path) -> None:
+    run_example(sys.executable, "multi_objective", tmp_path, "hydra.sweeper.n_trials=6")
+    results, [parent], children = recorded(tmp_path)
+    assert results["solutions"] and "best_value" not in results
+    assert parent.data.params["direction"] == "['minimize', 'minimize']"
+    assert len(children) == 6
+
+
+@pytest.mark.slow
+def test_custom_search_space_adds_conditional_params(tmp_path: Path) -> None:
+    run_example(sys.executable, "custom_search_space", tmp_path, "hydra.sweeper.n_trials=4")
+    results, _, children = recorded(tmp_path)
+    best = results["best_params"]
+    assert abs(best["z"] - best["x"]) <= 0.5 and 0 <= best["+w"] <= 1
+    assert "+w=" in " ".join(results["best_overrides"])
+    assert len(children) == 4
+
+
+@pytest.mark.slow
+def test_the_wheel_works_in_a_fresh_venv_without_tensorflow(tmp_path: Path) -> None:
+    """Build the wheel, install it (and hydra-core, optuna, mlflow from the package index) into
+    a new venv, and sweep an example there from an empty folder. Slow the first time (the
+    dependencies download); pip's cache makes it about a minute after."""
+    plugin = EXAMPLES.parent
+
+    def run(*command: str | Path, timeout: int = 600) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        proc = subprocess.run([str(c) for c in command], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", plugin)
+    [wheel] = (tmp_path / "dist").glob("hydra_optuna_mlflow_sweeper-0.1.0-*.whl")
+    run(sys.executable, "-m", "venv", tmp_path / "venv", timeout=120)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    run(python, "-m", "pip", "install", "-q", wheel, timeout=900)
+
+    where = run(python, "-c", "import hydra_plugins.optuna_mlflow_sweeper as m; print(m.__file__)\n"
+                "import importlib.util as u; print(u.find_spec('tensorflow'))")
+    assert str(tmp_path / "venv") in where.splitlines()[0]  # the wheel's copy, not this checkout's
+    assert where.splitlines()[1] == "None"  # no TensorFlow there
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_example(python, "sphere", empty, "hydra.sweeper.n_trials=4")
+    results, [parent], children = recorded(empty)
+    assert parent.info.status == "FINISHED" and len(children) == 4
+    assert results["counts"]["complete"] + results["counts"]["pruned"] == 4
+    assert "best trial" in proc.stdout
