@@ -38,7 +38,7 @@ from mlflow.tracking import MlflowClient
 __all__ = ["resolve_tracking_uri", "ui_links"]  # re-exported for experiment.py
 
 PACKAGES = ("tensorflow", "keras", "jax", "numpy", "optuna", "hydra-core", "mlflow", "mnist-sweep",
-            "hydra-optuna-mlflow-sweeper")
+            "optuna-mlflow-sweeper")
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT
 
-PLUGIN = ROOT / "plugins" / "hydra_optuna_mlflow_sweeper"
+PLUGIN = ROOT / "plugins" / "optuna_mlflow_sweeper"
 
 
 def run(args: list, timeout: float, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -83,7 +83,7 @@ def test_the_wheel_works_in_a_fresh_venv_without_tensorflow(tmp_path: Path) -> N
         return proc.stdout
 
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", plugin)
-    [wheel] = (tmp_path / "dist").glob("hydra_optuna_mlflow_sweeper-0.1.0-*.whl")
+    [wheel] = (tmp_path / "dist").glob("optuna_mlflow_sweeper-0.1.0-*.whl")
     run(sys.executable, "-m", "venv", tmp_path / "venv", timeout=120)
     python = str(tmp_path / "venv" / "bin" / "python")
     run(python, "-m", "pip", "install", "-q", wheel, timeout=900)
