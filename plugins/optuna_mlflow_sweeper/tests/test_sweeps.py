@@ -9,71 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-
-APP = Path(__file__).parent / "apps" / "toy" / "app.py"
-XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised MLflow sqlite DB; copying it saves every sweep the schema migrations."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
-    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
-    return environ
-
-
-def command(*overrides: str, sweep_dir: str = "sweep", config: str | None = None) -> list[str]:
-    """The app in multirun mode; with `config`, that config file selects the sweeper itself."""
-    select = [f"--config-name={config}"] if config else ["hydra/sweeper=optuna_mlflow"]
-    return [sys.executable, str(APP), "-m", *select, f"hydra.sweep.dir={sweep_dir}", *overrides]
-
-
-def sweep(tmp_path: Path, env: dict[str, str], *overrides: str, ok: bool = True,
-          sweep_dir: str = "sweep", config: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(command(*overrides, sweep_dir=sweep_dir, config=config), cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=240)
-    if ok:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def study(tmp_path: Path, name: str = "app", sweep_dir: str = "sweep") -> optuna.Study:
-    return optuna.load_study(study_name=name,
-                             storage=f"sqlite:///{tmp_path / sweep_dir / 'optuna.db'}")
-
-
-def runs(tmp_path: Path) -> tuple[MlflowClient, list[Any], list[Any]]:
-    """(client, parent runs, child runs) across all experiments."""
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    ids = [e.experiment_id for e in client.search_experiments()]
-    every = client.search_runs(ids, max_results=1000) if ids else []
-    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
-
-
-def by_number(children: list[Any]) -> dict[int, Any]:
-    return {int(r.data.tags["optuna.trial_number"]): r for r in children}
+from toyapp import APP, XY, by_number, command, runs, study, sweep  # noqa: F401
 
 
 @pytest.mark.slow

@@ -159,8 +159,10 @@ class SweeperSettings:
     # total budget of the study, shared by every process running against the same storage
     # (null: the whole grid with the grid sampler, or no limit but the timeout)
     n_trials: int | None = 20
-    # trials launched per batch
-    n_jobs: int = 2
+    # workers, each a warm process running one trial after another on the shared study (no batch
+    # barrier): 1 = this process; N = N local processes, or N jobs of the configured launcher
+    # (joblib, submitit, ray: every worker runs many trials)
+    n_jobs: int = 1
     # abort when failed/finished trials of this sweep exceeds it
     max_failure_rate: float = 0.5
     # override key -> override grammar: interval(a,b), int(interval(a,b)), range(a,b,step=s),
@@ -178,6 +180,10 @@ class SweeperSettings:
     grace_period: int | None = None
     # how often a trial whose process died is retried
     max_retry: int = 1
+    # resuming a study with other fixed overrides than it started with (another data size, say)
+    # mixes conditions in one study: refused, naming what differs, unless this is true (or lists
+    # the keys that may change, e.g. [progress])
+    allow_changed_overrides: Any = False
     # a line per trial and per batch, links at the end; false: errors and the answer only
     progress: bool = True
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

@@ -44,6 +44,7 @@ class OptunaMlflowSweeper(Sweeper):
         heartbeat_interval: int | None,
         grace_period: int | None,
         max_retry: int,
+        allow_changed_overrides: Any,
         progress: bool,
         mlflow: DictConfig,
     ) -> None:
@@ -55,7 +56,8 @@ class OptunaMlflowSweeper(Sweeper):
             max_failure_rate=max_failure_rate, params=params,
             custom_search_space=custom_search_space, timeout=timeout, enqueue=enqueue,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            max_retry=max_retry, progress=progress, mlflow=MlflowConfig(**mlflow),
+            max_retry=max_retry, allow_changed_overrides=allow_changed_overrides,
+            progress=progress, mlflow=MlflowConfig(**mlflow),
         )
         self.sweeper = OptunaMlflowSweeperImpl(settings)
 

@@ -24,6 +24,9 @@ LAUNCHER_LOGGERS = (
 )
 # Quieted to WARNING with progress off: this plugin, and the libraries it drives.
 CHATTY_LOGGERS = ("hydra_plugins.optuna_mlflow_sweeper", "optuna", "mlflow")
+# Always quieted: MLflow announcing its schema set-up of a new store ("Creating initial MLflow
+# database tables...") is not news to a user who just asked for a sweep.
+ALWAYS_QUIET = ("mlflow.store.db.utils",)
 
 
 class _WarningsOnly(logging.Filter):
@@ -41,7 +44,8 @@ def sweep_console(progress: bool, launcher: Any) -> Iterator[None]:
     drop = _WarningsOnly()
     launchers = [logging.getLogger(name)
                  for name in {*LAUNCHER_LOGGERS, type(launcher).__module__}]
-    chatty = [] if progress else [logging.getLogger(name) for name in CHATTY_LOGGERS]
+    chatty = [logging.getLogger(name)
+              for name in (ALWAYS_QUIET if progress else CHATTY_LOGGERS + ALWAYS_QUIET)]
     levels = [(logger, logger.level) for logger in chatty]
     for logger in launchers:
         logger.addFilter(drop)

@@ -32,5 +32,6 @@ def config_error(
     return error
 
 
-class SweepAborted(RuntimeError):
-    """Too many trials failed (max_failure_rate), so the sweep stopped early."""
+class SweepAborted(RuntimeError, CompactHydraException):
+    """Too many trials failed (max_failure_rate), so the sweep stopped early: one line on the
+    terminal (Hydra prints a CompactHydraException's message alone), the reasons in the study."""

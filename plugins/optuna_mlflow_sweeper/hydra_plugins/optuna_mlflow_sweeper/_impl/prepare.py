@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -17,10 +18,19 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
+from hydra_plugins.optuna_mlflow_sweeper._impl.resume import (
+    check_enqueue,
+    check_resume,
+    fixed_conditions,
+    register_worker,
+    reseed,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, build_search_space
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     default_storage_url,
     enqueue_once,
+    fail_orphans,
     make_storage,
     open_study,
     optuna_quiet,
@@ -29,6 +39,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     absolute_sqlite_url,
     has_password,
     mask_url,
+    resolve_tracking_uri,
 )
 from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
 
@@ -52,6 +63,8 @@ class Prepared:
     storage_masked: str
     sweep_dir: str
     progress: bool
+    worker: int = 0  # this process' number among the study's workers (seeds its sampler)
+    max_retry: int = 1
     tracker: Any = None
     # env values holding a password are exported by the sweeper process, not written to the
     # per-job overrides (Hydra saves those in every job's .hydra/hydra.yaml)
@@ -75,38 +88,57 @@ def prepare(
 
     n_trials = _budget(s.n_trials, grid_size, s.timeout)
     sweep_dir = str(config.hydra.sweep.dir)
-    os.makedirs(sweep_dir, exist_ok=True)
-    OmegaConf.save(config, os.path.join(sweep_dir, "multirun.yaml"))  # as Hydra's basic sweeper
+    try:
+        os.makedirs(sweep_dir, exist_ok=True)
+        OmegaConf.save(config, os.path.join(sweep_dir, "multirun.yaml"))  # as Hydra's sweeper
+    except OSError as e:
+        raise config_error("hydra.sweep.dir", sweep_dir, "a folder this user can write",
+                           f"{type(e).__name__}: {e.strerror or e}") from None
     storage_url = absolute_sqlite_url(s.storage) if s.storage else default_storage_url(sweep_dir)
-    storage = make_storage(storage_url, s.heartbeat_interval, s.grace_period, s.max_retry)
     study_name = s.study_name or str(config.hydra.job.name)
-    study = open_study(study_name, storage, sampler, pruner, directions)
-    if metric_names and study.metric_names != metric_names:
-        with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(metric_names)
-    n_enqueued = enqueue_once(study, enqueue, space.distributions)
+    # Workers started together on fresh stores: one at a time through everything that creates
+    # or records something once (tables, the study, enqueued configs, the parent run).
+    with setup_lock(storage_url):
+        storage = make_storage(storage_url, s.heartbeat_interval, s.grace_period, s.max_retry)
+        study = open_study(study_name, storage, sampler, pruner, directions)
+        check_resume(study, fixed_conditions(space), s.allow_changed_overrides)
+        worker = register_worker(study)
+        sampler = reseed(sampler, s.sampler, space, worker)
+        study.sampler = sampler
+        if metric_names and study.metric_names != metric_names:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(metric_names)
+        check_enqueue(enqueue, space)
+        n_enqueued = enqueue_once(study, enqueue, space.distributions)
+        if s.heartbeat_interval:  # asked, then killed before a first heartbeat: never stale
+            grace = s.grace_period or 2 * s.heartbeat_interval
+            fail_orphans(study, "its process ended before it started (no heartbeat)",
+                         older_than=grace)
 
-    p = Prepared(
-        study=study, study_name=study_name, space=space, custom=custom, directions=directions,
-        n_trials=n_trials, n_jobs=s.n_jobs, max_failure_rate=float(s.max_failure_rate),
-        timeout=s.timeout, heartbeat_interval=s.heartbeat_interval, pruner_config=pruner_config,
-        storage_url=storage_url, storage_masked=mask_url(storage_url), sweep_dir=sweep_dir,
-        progress=bool(s.progress),
-    )
-    if has_password(storage_url):
-        p.secret_env["OPTUNA_MLFLOW_STORAGE"] = storage_url
-    if s.mlflow.enabled:
-        from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
+        p = Prepared(
+            study=study, study_name=study_name, space=space, custom=custom,
+            directions=directions, n_trials=n_trials, n_jobs=s.n_jobs,
+            max_failure_rate=float(s.max_failure_rate), timeout=s.timeout,
+            heartbeat_interval=s.heartbeat_interval, pruner_config=pruner_config,
+            storage_url=storage_url, storage_masked=mask_url(storage_url), sweep_dir=sweep_dir,
+            progress=bool(s.progress), worker=worker, max_retry=s.max_retry,
+        )
+        if has_password(storage_url):
+            p.secret_env["OPTUNA_MLFLOW_STORAGE"] = storage_url
+        if s.mlflow.enabled:
+            from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
 
-        p.tracker = MlflowTracker(s.mlflow.tracking_uri, s.mlflow.experiment or study_name)
-        study_key = f"{p.storage_masked}|{study_name}"
-        p.tracker.open_parent(study, study_key, parent_params(config, space, n_trials), {
-            "optuna.study_name": study_name, "optuna.storage": p.storage_masked,
-            "optuna.directions": ",".join(directions), "sweeper": "optuna_mlflow",
-        })
-        if has_password(p.tracker.tracking_uri):
-            p.secret_env["MLFLOW_TRACKING_URI"] = p.tracker.tracking_uri
+            tracking_uri = resolve_tracking_uri(s.mlflow.tracking_uri)
+            with setup_lock(tracking_uri):  # MLflow's own schema migrations race too
+                p.tracker = MlflowTracker(tracking_uri, s.mlflow.experiment or study_name)
+            study_key = f"{p.storage_masked}|{study_name}"
+            p.tracker.open_parent(study, study_key, parent_params(config, space, n_trials), {
+                "optuna.study_name": study_name, "optuna.storage": p.storage_masked,
+                "optuna.directions": ",".join(directions), "sweeper": "optuna_mlflow",
+            })
+            if has_password(p.tracker.tracking_uri):
+                p.secret_env["MLFLOW_TRACKING_URI"] = p.tracker.tracking_uri
     say(p.progress, f"{PREFIX} study {study_name} ({','.join(directions)}), storage "
         f"{p.storage_masked}, sampler {type(sampler).__name__}, "
         f"pruner {type(pruner).__name__ if pruner else None}"
@@ -143,6 +175,7 @@ def check_composes(
                            "fn(cfg, trial) -> dict | None", f"{type(e).__name__}: {e}") from None
     error = _compose_error(config, loader, lines)
     if error is None:
+        _check_added_keys(config, loader, space)
         return
     fixed = list(space.fixed.values())
     culprits: list[tuple[str, list[str]]] = []
@@ -161,6 +194,24 @@ def check_composes(
             )
     raise config_error("hydra.sweeper.custom_search_space", custom_path,
                        "overrides of keys in the composed app config", error)
+
+
+def _check_added_keys(config: DictConfig, loader: Any, space: SearchSpace) -> None:
+    """`+train.nonexistent=choice(1,2)`: Hydra adds the key even to a typed (structured) config
+    node, whose schema says what keys exist; the app would never read it. Name it now."""
+    added = [key for key in [*space.fixed, *space.distributions]
+             if key.startswith("+") and not key.startswith("++")]
+    if not added:
+        return
+    base = loader.load_sweep_config(config, [])
+    for key in added:
+        parent_path, _, leaf = key.lstrip("+").rpartition(".")
+        parent = OmegaConf.select(base, parent_path) if parent_path else base
+        schema = OmegaConf.get_type(parent) if isinstance(parent, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema) and leaf not in parent:
+            fields = ", ".join(f.name for f in dataclasses.fields(schema))
+            raise config_error(space.sources[key], space.exprs.get(key, key),
+                               f"a key {schema.__name__} has ({fields}): '{leaf}' is not one")
 
 
 def _compose_error(config: DictConfig, loader: Any, overrides: list[str]) -> str | None:

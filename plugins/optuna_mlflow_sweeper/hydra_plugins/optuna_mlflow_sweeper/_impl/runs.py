@@ -115,9 +115,11 @@ class MlflowTracker:
         return run.info.run_id
 
     def finish_child(
-        self, run_id: str, state: str, values: Sequence[float] | None, reason: str | None
+        self, run_id: str, state: str, values: Sequence[float] | None, reason: str | None,
+        status: str | None = None,
     ) -> None:
-        """Record the trial outcome; keep a richer terminal status the job may have set."""
+        """Record the trial outcome; keep a richer terminal status the job may have set, unless
+        `status` says what it is (KILLED: interrupted, whatever the job made of it)."""
         if values:
             names = (["objective"] if len(values) == 1
                      else [f"objective_{i}" for i in range(len(values))])
@@ -127,9 +129,11 @@ class MlflowTracker:
         self.client.set_tag(run_id, "optuna.state", state)
         if reason:
             self.client.set_tag(run_id, "fail_reason", _clip(reason, 8000))
-        wanted = RUN_STATUS[state]
+        wanted = status or RUN_STATUS[state]
         current = self.client.get_run(run_id).info.status
-        if current not in _TERMINAL:
+        if status is not None and current != status:
+            self.client.update_run(run_id, status=status)
+        elif current not in _TERMINAL:
             self.client.set_terminated(run_id, status=wanted)
         elif state == "PRUNED" and current != wanted:
             # TrialPruned raised inside `with mlflow.start_run()` ends the run FAILED: it was pruned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -14,7 +15,11 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import (
+    BaseStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
@@ -150,6 +155,65 @@ def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
         optuna.storages.fail_stale_trials(study)
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     return [t for t in failed if t._trial_id in running]
+
+
+def fail_orphans(
+    study: optuna.Study, reason: str, exclude: set[int] | None = None,
+    older_than: float | None = None,
+) -> list[int]:
+    """Fail RUNNING trials that never had a heartbeat: a process asked them and died (or failed)
+    before the first one, so heartbeat checks would never reclaim them and the study would jam.
+
+    `exclude` (the trial ids before a failed `ask`): fail the one trial that ask created, if it
+    is unambiguous. `older_than` (seconds, at start-up): fail every such trial that old, to be
+    retried, since its process is long gone.
+    """
+    storage = study._storage
+    beating = _heartbeat_trial_ids(storage)
+    if beating is None:
+        return []
+    now = datetime.datetime.now()
+    orphans = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t._trial_id not in beating
+        and (exclude is None or t._trial_id not in exclude)
+        and (older_than is None or t.datetime_start is None
+             or (now - t.datetime_start).total_seconds() > older_than)
+    ]
+    if exclude is not None and len(orphans) != 1:
+        return []  # another worker's trial, about to get its first heartbeat: not ours
+    for t in orphans:
+        storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if older_than is not None:
+            retry_later(study, storage.get_trial(t._trial_id))
+        log.warning("trial %d failed: %s", t.number, reason)
+    return [t.number for t in orphans]
+
+
+def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None = None) -> None:
+    """Queue a failed trial's params to run again first, as Optuna's heartbeat retry does
+    (`failed_trial`, `retry_history`), without its user attrs (its failure, its MLflow run)."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if max_retry is not None and len(history) > max_retry:
+        return
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        system_attrs={**trial.system_attrs, "failed_trial": history[0],
+                      "retry_history": history},
+    ))
+
+
+def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
+    """Ids of trials with a heartbeat record (None: this storage keeps none)."""
+    storage = getattr(storage, "_backend", storage)  # a study wraps an RDBStorage in a cache
+    if not isinstance(storage, RDBStorage) or not storage.get_heartbeat_interval():
+        return None
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        return {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
 
 
 class BatchHeartbeat:

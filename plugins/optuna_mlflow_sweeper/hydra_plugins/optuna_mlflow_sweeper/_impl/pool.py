@@ -1,0 +1,213 @@
+"""N workers on one study, and the one process that shows what they do.
+
+With `n_jobs: N` the sweeping process starts N workers and watches the study: each worker is a
+whole sweeper of its own in a long-lived process (it joins the study, asks, runs and tells trials
+until the budget is spent), so trials never wait for each other and a worker's imports, data and
+compiled state serve all of its trials. The workers are started as local processes (Python's
+`spawn`), or, when a launcher other than Hydra's basic one is configured (joblib, submitit for
+SLURM, ray), as N jobs of that launcher: the launcher starts workers, not trials. Either way the
+same mechanism as the same command run on N machines: processes joining one study.
+
+Each local worker writes its output to `<sweep dir>/workers/worker-<i>.log`; the watching process
+prints one progress display read from the study. Ctrl-C reaches every worker (one process group):
+each records its trial in flight as interrupted; a second Ctrl-C stops them at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
+
+log = logging.getLogger(__name__)
+
+WORKER_ENV = "OPTUNA_MLFLOW_WORKER"  # set in a worker: run trials here, leave the summary
+CPUS_ENV = "OPTUNA_MLFLOW_CPUS_PER_WORKER"  # the cores each worker may use (apps size threads)
+INTERRUPT_GRACE_S = 60.0  # for workers to record their trials after Ctrl-C
+POLL_S = 1.0
+
+
+@dataclass
+class Payload:
+    """Everything a worker process needs to be the sweeper (pickled with cloudpickle)."""
+
+    settings: Any
+    config: Any
+    hydra_context: Any
+    task_function: Callable[..., Any]
+    arguments: list[str]
+    singletons: dict[Any, Any]
+
+
+def cpus_per_worker(n_workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, n_workers))
+
+
+def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool]) -> list[str]:
+    """Start n worker processes, watch until all end; the problems to report (empty: none)."""
+    import cloudpickle
+
+    blob = cloudpickle.dumps(payload)
+    logs = Path(sweep_dir) / "workers"
+    logs.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    env = {CPUS_ENV: str(cpus_per_worker(n))}
+    procs = []
+    for i in range(n):
+        log_path = logs / f"worker-{os.getpid()}-{i}.log"
+        proc = context.Process(target=_local_worker, args=(blob, str(log_path), env),
+                               name=f"optuna-mlflow-worker-{i}")
+        proc.start()
+        procs.append((proc, log_path))
+    try:
+        while any(proc.is_alive() for proc, _ in procs):
+            watch()
+            for proc, _ in procs:
+                proc.join(timeout=POLL_S / len(procs))
+    except KeyboardInterrupt:
+        _stop_after_interrupt([proc for proc, _ in procs])
+        raise
+    finally:
+        watch()
+    return [_problem(i, proc.exitcode, path) for i, (proc, path) in enumerate(procs)
+            if proc.exitcode not in (0, 130)]
+
+
+def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any], n: int,
+                 watch: Callable[[], bool]) -> list[str]:
+    """n worker jobs through the configured Hydra launcher; the watcher runs meanwhile."""
+    import cloudpickle
+
+    task = functools.partial(_launched_worker, cloudpickle.dumps(payload),
+                             {CPUS_ENV: str(cpus_per_worker(n))})
+    launcher = launcher_factory(task)
+    stop = threading.Event()
+
+    def keep_watching() -> None:
+        while not stop.wait(POLL_S):
+            watch()
+
+    watcher = threading.Thread(target=keep_watching, name="optuna-mlflow-watch", daemon=True)
+    watcher.start()
+    try:
+        jobs = [[f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
+        returns = launcher.launch(jobs, initial_job_idx=0)
+    finally:
+        stop.set()
+        watcher.join()
+        watch()
+    problems = []
+    for i, ret in enumerate(returns):
+        value = ret._return_value
+        if isinstance(value, BaseException):
+            problems.append(f"worker {i} stopped: {type(value).__name__}: {value}")
+    return problems
+
+
+class Watcher:
+    """The progress display of a sweep whose trials run in other processes, read from the study:
+    a line when a trial starts (its params) and one when trials finish (counts, best so far)."""
+
+    def __init__(self, study: Any, n_trials: float, progress: bool) -> None:
+        self.study, self.n_trials, self.progress = study, n_trials, progress
+        self.started: set[int] = set()
+        self.finished = -1
+
+    def __call__(self) -> bool:
+        try:
+            trials = self.study.get_trials(deepcopy=False)
+        except Exception as e:  # the storage away for a moment: the workers cope, so do we
+            log.debug("watching the study failed: %s", e)
+            return False
+        for t in trials:
+            if t.number not in self.started and "overrides" in t.user_attrs:
+                self.started.add(t.number)
+                if t.state == TrialState.RUNNING:
+                    say(self.progress, trial_line(t.number, t.params,
+                                                  t.system_attrs.get("failed_trial")))
+        counts = count_trials(trials)
+        if counts.finished != self.finished:
+            if self.finished >= 0:
+                say(self.progress, results.progress_line(self.study, counts, self.n_trials))
+            self.finished = counts.finished
+        return True
+
+
+def _local_worker(blob: bytes, log_path: str, env: dict[str, str]) -> None:
+    """A spawned worker: output to its log file, then the sweeper's loop in this process."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    try:
+        _worker(blob, env)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _launched_worker(blob: bytes, env: dict[str, str], job_config: Any) -> None:
+    """A worker started as a launcher's job (its job config only names its folder)."""
+    _worker(blob, env)
+
+
+def _worker(blob: bytes, env: dict[str, str]) -> None:
+    import cloudpickle
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+
+    from hydra_plugins.optuna_mlflow_sweeper._impl.core import OptunaMlflowSweeperImpl
+
+    payload: Payload = cloudpickle.loads(blob)
+    Singleton.set_state(payload.singletons)
+    setup_globals()
+    os.environ.update(env)
+    os.environ[WORKER_ENV] = "1"
+    sweeper = OptunaMlflowSweeperImpl(payload.settings)
+    sweeper.setup(hydra_context=payload.hydra_context, task_function=payload.task_function,
+                  config=payload.config, basic_launcher=True)
+    sweeper.sweep(payload.arguments)
+
+
+def _stop_after_interrupt(procs: list[Any]) -> None:
+    """Ctrl-C already reached the workers; wait for them to record their trials. A second
+    Ctrl-C (or the grace period running out) kills them: their trials go stale, and are
+    failed and retried by the next process that looks."""
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    try:
+        for proc in procs:
+            proc.join(timeout=max(0.1, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    for proc in procs:
+        if proc.is_alive():
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.join(timeout=5)
+
+
+def _problem(i: int, exitcode: int | None, log_path: Path) -> str:
+    last = ""
+    with contextlib.suppress(OSError):
+        lines = [line for line in log_path.read_text(errors="replace").splitlines()
+                 if line.strip()]
+        last = lines[-1].strip() if lines else ""
+    how = f"was killed (signal {-exitcode})" if exitcode and exitcode < 0 else \
+        f"stopped (exit {exitcode})"
+    return f"worker {i} {how}: {last[:300]} (log: {log_path})"

@@ -1,0 +1,207 @@
+"""One worker: ask a trial, run it as a Hydra job in this process, tell its outcome, repeat.
+
+A worker keeps its process warm (the framework, the data, compiled state stay loaded between
+trials) and never waits for another worker: parallel sweeps are several workers on one study,
+started as local processes (pool.py), by a Hydra launcher, or as the same command on other
+machines. Each trial is recorded as it goes: FAIL with its reason when it cannot even start, a
+heartbeat while it runs (so a killed worker's trial is failed and retried by whoever looks next),
+and on Ctrl-C FAIL in Optuna (queued to run again first) and KILLED in MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
+    BatchHeartbeat,
+    count_trials,
+    fail_orphans,
+    fail_stale_trials,
+    retry_later,
+)
+from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted (Ctrl-C): runs again first when the sweep resumes"
+
+
+@dataclass
+class Plan:
+    trial: optuna.Trial
+    overrides: list[str]
+    run_id: str | None = None
+    retry_of: int | None = None
+    error: str | None = None
+    state: TrialState | None = None
+
+
+def budget_spent(p: Prepared, say_so: bool = False) -> bool:
+    """Whether the study's trials (finished, or running anywhere) use up its budget."""
+    counts = count_trials(p.study.get_trials(deepcopy=False))
+    if p.n_trials - counts.used > 0:
+        return False
+    if say_so and not counts.running:
+        say(p.progress, f"{PREFIX} study {p.study_name} already has {counts.used}/"
+            f"{int(p.n_trials)} trials: nothing to run. Raise hydra.sweeper.n_trials, or start "
+            "over with another hydra.sweeper.study_name (or delete the sweep's optuna.db)")
+    return True
+
+
+class Worker:
+    """The trial loop of one process. `launcher` runs a job here (Hydra's basic launcher)."""
+
+    def __init__(self, p: Prepared, config: DictConfig, loader: Any, launcher: Any) -> None:
+        self.p, self.config, self.loader, self.launcher = p, config, loader, launcher
+        self.done = self.failed = 0
+
+    def run(self) -> None:
+        """Trials until the study's budget (or the timeout) is used up; Ctrl-C records and
+        re-raises KeyboardInterrupt, too many failures raise SweepAborted."""
+        p = self.p
+        deadline = time.monotonic() + p.timeout if p.timeout else None
+        while True:
+            self._fail_stale()
+            if budget_spent(p, say_so=not self.done):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("timeout of %ss reached: no new trials", p.timeout)
+                return
+            plan = self._plan()
+            try:
+                if plan.error:
+                    self._tell(plan, TrialState.FAIL, None, plan.error)
+                else:
+                    self._launch(plan)
+            except KeyboardInterrupt:
+                self._tell(plan, TrialState.FAIL, None, INTERRUPTED, mlflow_status="KILLED")
+                raise
+            self.done += 1
+            self.failed += plan.state == TrialState.FAIL
+            self.report()
+            if self.failed / self.done > p.max_failure_rate:
+                raise SweepAborted(
+                    f"{self.failed} of {self.done} trials failed, more than "
+                    f"hydra.sweeper.max_failure_rate={p.max_failure_rate}; last failure: "
+                    f"{p.last_failure}"
+                )
+
+    def _plan(self) -> Plan:
+        """Ask a trial and make it runnable; whatever goes wrong is the trial's FAIL reason."""
+        p = self.p
+        trial = self._ask()
+        plan = Plan(trial, [])
+        storage = p.study._storage
+        if p.heartbeat_interval:  # from now on a dead worker leaves a stale, retryable trial
+            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+        try:
+            if p.pruner_config:
+                storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
+            plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
+            self.loader.load_sweep_config(self.config, plan.overrides)
+        except Exception as e:
+            plan.error = f"invalid overrides: {type(e).__name__}: {e}"
+        trial.set_user_attr("overrides", plan.overrides)
+        plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if p.tracker is not None:
+            plan.run_id = p.tracker.start_child(
+                trial.number, p.study_name, trial.params, plan.overrides,
+                {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
+            )
+            trial.set_user_attr("mlflow_run_id", plan.run_id)
+        return plan
+
+    def _ask(self) -> optuna.Trial:
+        """`study.ask`, failing (not orphaning) the trial it created when sampling raises."""
+        p = self.p
+        before = {t._trial_id for t in p.study.get_trials(deepcopy=False)}
+        with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize"
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                return p.study.ask(p.space.distributions)
+            except Exception as e:
+                reason = f"could not be sampled: {type(e).__name__}: {e}"
+                fail_orphans(p.study, exclude=before, reason=reason)
+                raise
+
+    def _launch(self, plan: Plan) -> None:
+        p = self.p
+        say(p.progress, trial_line(plan.trial.number, plan.trial.params, plan.retry_of))
+        job = plan.overrides + env_overrides(
+            p.storage_url, p.study_name, plan.trial, p.heartbeat_interval,
+            p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
+            exclude=p.secret_env,
+        )
+        with BatchHeartbeat(p.study, [plan.trial._trial_id]):
+            [ret] = self.launcher.launch([job], initial_job_idx=plan.trial.number)
+        self._tell(plan, *outcome(ret, len(p.directions)))
+
+    def _tell(
+        self, plan: Plan, state: TrialState, values: list[float] | None, reason: str | None,
+        mlflow_status: str | None = None,
+    ) -> None:
+        p = self.p
+        if plan.state is not None:
+            return
+        plan.state = state
+        if reason:
+            p.last_failure = f"trial {plan.trial.number}: {reason}"
+            log.warning("trial %d failed: %s", plan.trial.number, reason)
+            try:
+                plan.trial.set_user_attr("fail_reason", reason)
+            except Exception:  # finished meanwhile (e.g. failed as stale by another process)
+                pass
+        try:
+            p.study.tell(plan.trial, values=values, state=state, skip_if_finished=True)
+        except RuntimeError as e:  # GridSampler calls study.stop() once the grid is exhausted
+            if "Study.stop" not in str(e):
+                raise
+        if mlflow_status == "KILLED":  # interrupted, not broken: queue the same params again
+            retry_later(p.study, p.study._storage.get_trial(plan.trial._trial_id), p.max_retry)
+        if p.tracker is not None and plan.run_id:
+            p.tracker.finish_child(plan.run_id, state.name, values, reason, mlflow_status)
+
+    def _fail_stale(self) -> None:
+        p = self.p
+        for trial in fail_stale_trials(p.study):
+            log.warning("trial %d lost its heartbeat (process died): failed, to be retried",
+                        trial.number)
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            if p.tracker is not None and run_id:
+                p.tracker.finish_child(run_id, "FAIL", None, "heartbeat lost (process died)")
+
+    def report(self, quiet: bool = False) -> None:
+        """The progress line, and the study's state on the parent run."""
+        p = self.p
+        counts = count_trials(p.study.get_trials(deepcopy=False))
+        say(p.progress and not quiet, results.progress_line(p.study, counts, p.n_trials))
+        if p.tracker is None:
+            return
+        metrics: dict[str, Any] = {"n_complete": counts.complete, "n_pruned": counts.pruned,
+                                   "n_failed": counts.failed}
+        tags: dict[str, Any] = {}
+        if len(p.directions) == 1:
+            best = results.best_single(p.study)
+            if best is not None:
+                metrics["best_value"] = best.value
+                metrics["best_trial"] = best.number
+                tags = {"best_trial_number": best.number, "best_value": best.value,
+                        "best_params": best.params}
+        else:
+            front = results.pareto(p.study)
+            metrics["pareto_size"] = len(front)
+            tags = {"pareto_trials": [t.number for t in front]}
+        p.tracker.update_parent(metrics, tags, step=counts.finished)

@@ -1,0 +1,27 @@
+"""Fixtures of the sweeper's tests: a fresh SQLite MLflow store per test, from a template."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised MLflow sqlite DB; copying it saves every sweep the schema migrations."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
+    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
+    return environ

@@ -1,0 +1,207 @@
+"""Workers: asynchronous trials on one study, processes started together, killed, interrupted.
+
+Real processes on real stores (SQLite Optuna and MLflow stores in tmp_path): the toy app's sweeps
+are subprocesses, faults are real signals to their process groups. Every wait is bounded and every
+process a test starts is ended by its id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from toyapp import command, runs, study, sweep
+
+SLOW_FAST = "sleep=choice(0.3,2.5)"  # trials of different lengths
+
+
+def start(tmp_path: Path, env: dict[str, str], *overrides: str) -> subprocess.Popen[str]:
+    """A sweep in its own process group (a terminal's Ctrl-C reaches the whole group)."""
+    return subprocess.Popen(command(*overrides), cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def wait_for(condition, timeout: float = 120, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def running_trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return study(tmp_path).get_trials(states=(TrialState.RUNNING,))
+    except Exception:  # the study is not there yet
+        return []
+
+
+def params_of(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in trials]
+
+
+@pytest.mark.slow
+def test_two_workers_keep_two_trials_in_flight_without_waiting_for_each_other(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    proc = sweep(tmp_path, env, "x=interval(-5,5)", SLOW_FAST, "hydra.sweeper.n_trials=8",
+                 "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=1")
+    assert "2 workers (local processes)" in proc.stdout
+    trials = study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids  # two warm workers ran all trials
+    # No batch barrier: in a batch, trials side by side start together. Here some trial starts
+    # while another worker's trial, begun well before, still runs.
+    half_second = datetime.timedelta(seconds=0.5)
+    assert any(a.user_attrs["pid"] != b.user_attrs["pid"]
+               and b.datetime_start + half_second < a.datetime_start < b.datetime_complete
+               for a in trials for b in trials)
+    assert len(set(params_of(trials))) == 8  # the two workers' samplers never drew alike
+
+
+@pytest.mark.slow
+def test_three_processes_started_at_once_on_fresh_stores_share_the_study(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    (tmp_path / "mlflow.db").unlink()  # fresh MLflow store too: its migrations race
+    procs = [start(tmp_path, env, "x=interval(-5,5)", "y=interval(-5,5)", "sleep=0.3",
+                   "hydra.sweeper.n_trials=9", "hydra.sweeper.sampler.seed=0") for _ in range(3)]
+    outcomes = [finish(p) for p in procs]
+    for code, out, err in outcomes:
+        assert code == 0, out[-2000:] + err[-3000:]
+    trials = study(tmp_path).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert 9 <= len(complete) <= 9 + 2  # the shared budget, at most one extra per extra process
+    assert len(set(params_of(complete))) == len(complete)  # no accidental repeats
+    client, parents, children = runs(tmp_path)
+    assert len([p for p in parents if p.info.lifecycle_stage == "active"]) == 1
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
+@pytest.mark.slow
+def test_a_resumed_study_draws_new_params(tmp_path: Path, env: dict[str, str]) -> None:
+    args = ["x=interval(-5,5)", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=3"]
+    sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=3")
+    sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=6")
+    trials = study(tmp_path).trials
+    assert len(trials) == 6 and len(set(params_of(trials))) == 6
+    # and a seeded one-process sweep still repeats exactly
+    again = tmp_path / "again"
+    again.mkdir()
+    sweep(again, env, *args, "hydra.sweeper.n_trials=3")
+    assert params_of(study(again).trials) == params_of(trials[:3])
+
+
+@pytest.mark.slow
+def test_resuming_with_other_fixed_overrides_is_refused_unless_allowed(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    sweep(tmp_path, env, "x=interval(-5,5)", "y=1.0", "hydra.sweeper.n_trials=2")
+    proc = sweep(tmp_path, env, "x=interval(-5,5)", "y=2.0", "hydra.sweeper.n_trials=4",
+                 ok=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "hydra.sweeper.allow_changed_overrides" in proc.stderr and "y: 1.0 -> 2.0" in proc.stderr
+    assert len(study(tmp_path).trials) == 2
+    sweep(tmp_path, env, "x=interval(-5,5)", "y=2.0", "hydra.sweeper.n_trials=4",
+          "hydra.sweeper.allow_changed_overrides=[y]")
+    assert len(study(tmp_path).trials) == 4
+
+
+@pytest.mark.slow
+def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    args = ["x=interval(-5,5)", "sleep=3", "hydra.sweeper.n_trials=5",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+    killed = start(tmp_path, env, *args)
+    wait_for(lambda: len(running_trials(tmp_path)) == 1, what="a trial of the first process")
+    interrupted = start(tmp_path, env, *args)
+    wait_for(lambda: len(running_trials(tmp_path)) == 2, what="a trial of each process")
+    os.killpg(killed.pid, signal.SIGKILL)
+    os.killpg(interrupted.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert finish(killed)[0] == -signal.SIGKILL
+    code, out, err = finish(interrupted)
+    assert code == 130, out[-2000:] + err[-3000:]
+    assert "Traceback" not in err and "resume with" in err
+    assert "hydra.sweeper.n_trials=5" in err  # the command that resumes
+
+    time.sleep(2.5)  # the SIGKILLed worker's heartbeat goes stale
+    sweep(tmp_path, env, *args)
+    trials = study(tmp_path).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2
+    retried = {t.system_attrs.get("failed_trial") for t in trials
+               if t.state == TrialState.COMPLETE}
+    assert {t.number for t in failed} <= retried  # both ran again, with the same params
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5
+    client, parents, children = runs(tmp_path)
+    statuses = {int(c.data.tags["optuna.trial_number"]): c.info.status for c in children}
+    assert "RUNNING" not in statuses.values() and parents[0].info.status == "FINISHED"
+    assert "KILLED" in {statuses[t.number] for t in failed}  # the interrupted one
+
+
+@pytest.mark.slow
+def test_an_orphaned_running_trial_is_reclaimed_on_the_next_start(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=1",
+          "hydra.sweeper.heartbeat_interval=1")
+    orphan = study(tmp_path).ask()  # a process asked and died before its first heartbeat
+    time.sleep(2.5)
+    sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=3",
+          "hydra.sweeper.heartbeat_interval=1")
+    trials = study(tmp_path).trials
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+
+
+@pytest.mark.parametrize(("overrides", "says"), [
+    (["x=choice(1,2)", "hydra.sweeper.enqueue=[{x:3}]"], "'hydra.sweeper.enqueue.0.x'"),
+    (["x=interval(-5,5)", "fail=true", "hydra.sweeper.max_failure_rate=0.1"],
+     "more than hydra.sweeper.max_failure_rate=0.1"),
+    (["x=interval(-5,5)", "hydra.sweep.dir=/proc/no-such-place"], "'hydra.sweep.dir'"),
+])
+def test_clean_failures_are_one_line_without_a_traceback(
+    tmp_path: Path, env: dict[str, str], overrides: list[str], says: str
+) -> None:
+    proc = subprocess.run([*command("hydra.sweeper.n_trials=2"), *overrides], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    storage = tmp_path / "sweep" / "optuna.db"
+    if storage.exists() and "max_failure_rate" not in says:
+        assert not study(tmp_path).trials  # refused before any trial
+
+
+@pytest.mark.slow
+def test_a_launcher_starts_workers_not_trials(tmp_path: Path, env: dict[str, str]) -> None:
+    """hydra/launcher=joblib with n_jobs=2: two launcher jobs, each a worker running trials."""
+    proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.5", "hydra.sweeper.n_trials=6",
+                 "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert "2 workers (jobs of JoblibLauncher)" in proc.stdout
+    trials = study(tmp_path).trials
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 6
+    per_worker = {}
+    for t in trials:
+        per_worker.setdefault(t.user_attrs["pid"], []).append(t.number)
+    assert len(per_worker) == 2 and all(len(v) > 1 for v in per_worker.values())

@@ -1,0 +1,51 @@
+"""The generic toy app (apps/toy) run as a real sweep: commands, and reading back what it left.
+
+Shared by the sweeper's tests; `conftest.py` holds the fixtures (a fresh MLflow store per test).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+APP = Path(__file__).parent / "apps" / "toy" / "app.py"
+XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
+
+
+def command(*overrides: str, sweep_dir: str = "sweep", config: str | None = None) -> list[str]:
+    """The app in multirun mode; with `config`, that config file selects the sweeper itself."""
+    select = [f"--config-name={config}"] if config else ["hydra/sweeper=optuna_mlflow"]
+    return [sys.executable, str(APP), "-m", *select, f"hydra.sweep.dir={sweep_dir}", *overrides]
+
+
+def sweep(tmp_path: Path, env: dict[str, str], *overrides: str, ok: bool = True,
+          sweep_dir: str = "sweep", config: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(command(*overrides, sweep_dir=sweep_dir, config=config), cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def study(tmp_path: Path, name: str = "app", sweep_dir: str = "sweep") -> optuna.Study:
+    return optuna.load_study(study_name=name,
+                             storage=f"sqlite:///{tmp_path / sweep_dir / 'optuna.db'}")
+
+
+def runs(tmp_path: Path) -> tuple[MlflowClient, list[Any], list[Any]]:
+    """(client, parent runs, child runs) across all experiments."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    every = client.search_runs(ids, max_results=1000) if ids else []
+    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
+
+
+def by_number(children: list[Any]) -> dict[int, Any]:
+    return {int(r.data.tags["optuna.trial_number"]): r for r in children}
