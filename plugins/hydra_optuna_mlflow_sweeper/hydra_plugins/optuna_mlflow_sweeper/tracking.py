@@ -8,6 +8,11 @@
         print("open the UI", links["command"])
     print(links["run"])
 
+Apps record through the same safety nets as the sweeper: `Outbox` (ordered MLflow writes that
+wait out a server outage, spooled when undeliverable), `retry_call` (a call that needs its answer,
+retried with backoff for `patience()` seconds), `redact(text, known_secrets())` (passwords out of
+anything recorded, e.g. a command line).
+
 The environment wins over the config so that one variable redirects a whole sweep: the sweeper,
 every trial and any app run it launches record into the same store.
 
@@ -16,6 +21,8 @@ this module a second time in every Hydra process, which would otherwise give its
 identities (and make them unpicklable for launchers such as joblib).
 """
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, patience, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     DEFAULT_URI,
     TRAINING_VIEW,
@@ -23,4 +30,5 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     ui_links,
 )
 
-__all__ = ["DEFAULT_URI", "TRAINING_VIEW", "resolve_tracking_uri", "ui_links"]
+__all__ = ["DEFAULT_URI", "TRAINING_VIEW", "Outbox", "known_secrets", "patience", "redact",
+           "resolve_tracking_uri", "retry_call", "ui_links"]
