@@ -21,14 +21,31 @@ this module a second time in every Hydra process, which would otherwise give its
 identities (and make them unpicklable for launchers such as joblib).
 """
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, patience, retry_call
-from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     DEFAULT_URI,
     TRAINING_VIEW,
     resolve_tracking_uri,
     ui_links,
 )
+
+if TYPE_CHECKING:
+    from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, patience, retry_call
+    from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
+
+# imported on first use: Hydra's scanner imports this module in every process
+_LAZY = {"Outbox": "outbox", "patience": "outbox", "retry_call": "outbox",
+         "known_secrets": "secrets", "redact": "secrets"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"hydra_plugins.optuna_mlflow_sweeper._impl.{_LAZY[name]}"),
+                       name)
+    raise AttributeError(name)
+
 
 __all__ = ["DEFAULT_URI", "TRAINING_VIEW", "Outbox", "known_secrets", "patience", "redact",
            "resolve_tracking_uri", "retry_call", "ui_links"]

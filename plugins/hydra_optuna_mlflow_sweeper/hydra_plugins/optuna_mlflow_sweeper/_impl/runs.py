@@ -14,29 +14,26 @@ import atexit
 import hashlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
+    RUN_STATUS,
+    _clip,
+    _finite,
+    _now_ms,
+    mlflow_key,
+    send,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
 STUDY_KEY_TAG = "optuna_mlflow.study_key"
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-_SEVERITY = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
-_TERMINAL = set(_SEVERITY)
-_BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
-
-
-def mlflow_key(key: str) -> str:
-    """A param/metric/tag key MLflow accepts (alphanumerics, _ - . space /; <= 250 chars)."""
-    return _BAD_KEY_CHARS.sub("_", str(key))[:250]
-
 
 class MlflowTracker:
     def __init__(self, tracking_uri: str | None, experiment: str,
@@ -229,48 +226,7 @@ class MlflowTracker:
         return count
 
     def _send(self, op: str, args: list[Any]) -> None:
-        """Carry out one queued write (called by the outbox thread, retried on outages)."""
-        from mlflow.entities import Metric
-
-        if op == "log_batch":  # run_id, metrics [[key, value, ms, step]], tags, params?
-            from mlflow.entities import Param
-
-            run_id, metrics, tags, params = (*args, {})[:4]
-            self.client.log_batch(run_id, metrics=[Metric(*m) for m in metrics],
-                                  tags=_tag_list(tags),
-                                  params=[Param(k, v) for k, v in params.items()],
-                                  synchronous=True)
-        elif op == "set_terminated":
-            self.client.set_terminated(args[0], status=args[1])
-        elif op == "log_artifact":
-            self.client.log_artifact(*args)
-        elif op == "finish_child":
-            self._finish_child_now(*args)
-        else:
-            raise ValueError(f"unknown outbox op {op!r}")
-
-    def _finish_child_now(
-        self, run_id: str, state: str, values: Sequence[float] | None, reason: str | None
-    ) -> None:
-        """Record the trial outcome; keep a richer terminal status the job may have set."""
-        if values:
-            names = (["objective"] if len(values) == 1
-                     else [f"objective_{i}" for i in range(len(values))])
-            for name, value in zip(names, values, strict=True):
-                if _finite(value):
-                    self.client.log_metric(run_id, name, float(value))
-        self.client.set_tag(run_id, "optuna.state", state)
-        if reason:
-            self.client.set_tag(run_id, "fail_reason", _clip(reason, 8000))
-        wanted = RUN_STATUS[state]
-        current = self.client.get_run(run_id).info.status
-        if current not in _TERMINAL:
-            self.client.set_terminated(run_id, status=wanted)
-        elif state == "PRUNED" and current != wanted:
-            # TrialPruned raised inside `with mlflow.start_run()` ends the run FAILED: it was pruned
-            self.client.update_run(run_id, status=wanted)
-        elif _SEVERITY[wanted] > _SEVERITY[current]:
-            self.client.update_run(run_id, status=wanted)
+        send(self.client, op, args)
 
     def summary(self) -> dict[str, Any]:
         """Where the sweep is recorded (for optimization_results.yaml; password masked)."""
@@ -311,27 +267,3 @@ class MlflowTracker:
             self.client.log_batch(run_id, params=new[start:start + 100])
         for key, value in changed.items():
             self.client.set_tag(run_id, mlflow_key(key), value)
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
-def _tag_list(tags: Mapping[str, str]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(k, v) for k, v in tags.items()]
-
-
-def _clip(value: Any, limit: int) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return abs(float(value)) != float("inf") and float(value) == float(value)
-    except (TypeError, ValueError):
-        return False
