@@ -71,7 +71,11 @@ def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterato
         raise
     # its epochs first (queued beside training); then the end, waiting out an outage
     delivery.wait_delivered(patience())
-    retry_call(lambda: mlflow.end_run("FINISHED"), "ending the MLflow run")
+    run_id = run.info.run_id
+    retry_call(lambda: MlflowClient().set_terminated(run_id, "FINISHED"), "ending the MLflow run")
+    # mlflow.end_run() forgets the run before its request: retried, it would end nothing
+    with contextlib.suppress(Exception):  # the run has ended: this only clears fluent state
+        mlflow.end_run("FINISHED")
 
 
 def _mlflow_run_default_run() -> str | None:
