@@ -16,7 +16,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator, Mapping
 from importlib import metadata
@@ -29,11 +28,17 @@ import numpy as np
 # One rule for runs and sweeps ($MLFLOW_TRACKING_URI wins), and the UI links both print.
 from hydra_plugins.optuna_mlflow_sweeper.tracking import (
     ensure_experiment,
+    known_secrets,
+    patience,
+    redact,
     resolve_tracking_uri,
+    retry_call,
     ui_links,
 )
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+
+from mnist_sweep import delivery
 
 __all__ = ["resolve_tracking_uri", "ui_links"]  # re-exported for experiment.py
 
@@ -62,10 +67,17 @@ def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterato
     except BaseException as exc:
         pruned = type(exc).__name__ == "TrialPruned"
         reason = f"{type(exc).__name__}: {exc}"[:5000]
-        mlflow.set_tag("pruned_reason" if pruned else "error", reason)
+        delivery.wait_delivered(patience())
+        mlflow.set_tag("pruned_reason" if pruned else "error", redact(reason, known_secrets()))
         mlflow.end_run("KILLED" if pruned else "FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    # its epochs first (queued beside training); then the end, waiting out an outage
+    delivery.wait_delivered(patience())
+    run_id = run.info.run_id
+    retry_call(lambda: MlflowClient().set_terminated(run_id, "FINISHED"), "ending the MLflow run")
+    # mlflow.end_run() forgets the run before its request: retried, it would end nothing
+    with contextlib.suppress(Exception):  # the run has ended: this only clears fluent state
+        mlflow.end_run("FINISHED")
 
 
 def _mlflow_run_default_run() -> str | None:
@@ -97,24 +109,25 @@ def log_params(flat: Mapping[str, Any]) -> None:
 
 def log_epoch(step: int, metrics: Mapping[str, float]) -> None:
     """All of one epoch's metrics in a single request; step = epochs done (1, 2, ...), as the
-    Optuna reports of the same values."""
+    Optuna reports of the same values. Returns at once (mnist_sweep/delivery.py)."""
     run = mlflow.active_run()
     if run is None:
         return
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    MlflowClient().log_batch(run.info.run_id, metrics=batch, synchronous=True)
+    # queued, sent beside training: a slow or absent server never stalls (or times) an epoch
+    delivery.log_epoch(mlflow.get_tracking_uri(), run.info.run_id, step, metrics)
 
 
 def log_metrics(metrics: Mapping[str, float], model_id: str | None = None) -> None:
     """`model_id`: also shown on that logged model's page (MLflow 3 links metrics to models)."""
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, model_id=model_id)
+    retry_call(lambda: mlflow.log_metrics({k: float(v) for k, v in metrics.items()},
+                                          model_id=model_id), "logging the run's metrics")
 
 
 def provenance_tags() -> dict[str, str]:
     """Enough to rerun this exact run: code version, library versions, command line."""
     tags = {
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        # a storage URL typed on the command line carries its password: masked
+        "command": redact(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), known_secrets()),
         "python": platform.python_version(),
         "host.platform": platform.platform(),
     }

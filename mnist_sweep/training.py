@@ -102,7 +102,8 @@ def fit(
     )
     result = TrainResult(
         history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
-        train_time_s=time.perf_counter() - start,
+        # the hooks' time (MLflow, Optuna: waits on a server) is not training
+        train_time_s=time.perf_counter() - start - callbacks[0].hook_time_s,
     )
     result.history["epoch_time_s"] = callbacks[0].epoch_times
     result.weights_epoch = result.epochs_run - 1
@@ -121,6 +122,7 @@ class _EpochHook(keras.callbacks.Callback):
         super().__init__()
         self.on_epoch = on_epoch
         self.epoch_times: list[float] = []
+        self.hook_time_s = 0.0
         self._start = 0.0
         self._train_end: float | None = None
 
@@ -139,4 +141,8 @@ class _EpochHook(keras.callbacks.Callback):
         if self.on_epoch is not None:
             metrics = {k: float(v) for k, v in (logs or {}).items()}
             metrics["epoch_time_s"] = self.epoch_times[-1]
-            self.on_epoch(epoch + 1, metrics)
+            hook_start = time.perf_counter()
+            try:
+                self.on_epoch(epoch + 1, metrics)
+            finally:
+                self.hook_time_s += time.perf_counter() - hook_start

@@ -115,3 +115,13 @@ def test_cli_bad_input_exits_with_a_clear_message(tmp_path):
     assert done.returncode == 2
     assert "'train.optimizer'" in done.stderr and "adam, sgd, rmsprop" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_command_tag_masks_a_password(monkeypatch):
+    """A storage URL typed on the command line is recorded, but not its password."""
+    monkeypatch.setattr(sys, "argv", ["mnist-sweep", "-m", "note=tok-9f8e7d",
+                                      "hydra.sweeper.storage=postgresql://u:hunter2x@db/optuna"])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "tok-9f8e7d")
+    command = tracking.provenance_tags()["command"]
+    assert "hunter2x" not in command and "tok-9f8e7d" not in command
+    assert "postgresql://u:***@db/optuna" in command

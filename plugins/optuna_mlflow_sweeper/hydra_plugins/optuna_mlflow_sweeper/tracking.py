@@ -8,6 +8,11 @@
         print("open the UI", links["command"])
     print(links["run"])
 
+Apps record through the same safety nets as the sweeper: `Outbox` (ordered MLflow writes that
+wait out a server outage, spooled when undeliverable), `retry_call` (a call that needs its answer,
+retried with backoff for `patience()` seconds), `redact(text, known_secrets())` (passwords out of
+anything recorded, e.g. a command line).
+
 The environment wins over the config so that one variable redirects a whole sweep: the sweeper,
 every trial and any app run it launches record into the same store.
 
@@ -15,6 +20,9 @@ The functions are defined in `_impl/` and only re-exported here: Hydra's plugin 
 this module a second time in every Hydra process, which would otherwise give its functions new
 identities (and make them unpicklable for launchers such as joblib).
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     DEFAULT_URI,
@@ -25,5 +33,21 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     ui_links,
 )
 
-__all__ = ["DEFAULT_URI", "TRAINING_VIEW", "ensure_experiment", "mask_url",
-           "resolve_tracking_uri", "ui_links"]
+if TYPE_CHECKING:
+    from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, patience, retry_call
+    from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
+
+# imported on first use: Hydra's scanner imports this module in every process
+_LAZY = {"Outbox": "outbox", "patience": "outbox", "retry_call": "outbox",
+         "known_secrets": "secrets", "redact": "secrets"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"hydra_plugins.optuna_mlflow_sweeper._impl.{_LAZY[name]}"),
+                       name)
+    raise AttributeError(name)
+
+
+__all__ = ["DEFAULT_URI", "TRAINING_VIEW", "Outbox", "ensure_experiment", "known_secrets",
+           "mask_url", "patience", "redact", "resolve_tracking_uri", "retry_call", "ui_links"]

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
+from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
@@ -27,6 +28,12 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.resume import (
     reseed,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, build_search_space
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
+    known_secrets,
+    redact,
+    redact_logs,
+    scrub_config,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     default_storage_url,
     enqueue_once,
@@ -76,6 +83,10 @@ def prepare(
     s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[str]
 ) -> Prepared:
     """Check every setting, compose one sample trial, open the study and the parent run."""
+    # before anything is saved, logged or composed for a job: passwords masked in the config
+    secrets = known_secrets([s.storage, s.mlflow.tracking_uri])
+    scrub_config(config, secrets)
+    redact_logs(secrets)
     check.check_numbers(s)
     directions = check.directions(s.direction)
     metric_names = check.metric_names(s.metric_names, directions)
@@ -95,6 +106,7 @@ def prepare(
         raise config_error("hydra.sweep.dir", sweep_dir, "a folder this user can write",
                            f"{type(e).__name__}: {e.strerror or e}") from None
     storage_url = absolute_sqlite_url(s.storage) if s.storage else default_storage_url(sweep_dir)
+    storage_url = checked_db_url(storage_url, "hydra.sweeper.storage")
     study_name = s.study_name or str(config.hydra.job.name)
     # Workers started together on fresh stores: one at a time through everything that creates
     # or records something once (tables, the study, enqueued configs, the parent run).
@@ -131,9 +143,12 @@ def prepare(
 
             tracking_uri = resolve_tracking_uri(s.mlflow.tracking_uri)
             with setup_lock(tracking_uri):  # MLflow's own schema migrations race too
-                p.tracker = MlflowTracker(tracking_uri, s.mlflow.experiment or study_name)
+                p.tracker = MlflowTracker(tracking_uri, s.mlflow.experiment or study_name,
+                                          spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
             study_key = f"{p.storage_masked}|{study_name}"
-            p.tracker.open_parent(study, study_key, parent_params(config, space, n_trials), {
+            params = {k: redact(v, secrets)
+                      for k, v in parent_params(config, space, n_trials).items()}
+            p.tracker.open_parent(study, study_key, params, {
                 "optuna.study_name": study_name, "optuna.storage": p.storage_masked,
                 "optuna.directions": ",".join(directions), "sweeper": "optuna_mlflow",
             })

@@ -2,16 +2,32 @@
 
 The parent run id lives in the study's user attrs, so resuming a study reopens the same parent.
 A child run is created before its job launches; the job can log into it (MLFLOW_RUN_ID).
+
+Writes that need no answer (metrics, tags, outcomes, artifacts, the parent's end) go through an
+`Outbox`: a tracking-server outage delays them, never kills the sweep or loses them. Creating a
+run needs its id, so it waits for the server (retried with backoff, up to the patience).
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
-import re
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
+    RUN_STATUS,
+    _clip,
+    _finite,
+    _now_ms,
+    mlflow_key,
+    send,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     ensure_experiment,
@@ -22,25 +38,27 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
 log = logging.getLogger(__name__)
 
 STUDY_KEY_TAG = "optuna_mlflow.study_key"
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-_SEVERITY = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
-_TERMINAL = set(_SEVERITY)
-_BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
-
-
-def mlflow_key(key: str) -> str:
-    """A param/metric/tag key MLflow accepts (alphanumerics, _ - . space /; <= 250 chars)."""
-    return _BAD_KEY_CHARS.sub("_", str(key))[:250]
-
 
 class MlflowTracker:
-    def __init__(self, tracking_uri: str | None, experiment: str) -> None:
+    def __init__(self, tracking_uri: str | None, experiment: str,
+                 spool_dir: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        key = ("MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
+               else "hydra.sweeper.mlflow.tracking_uri")
+        self.tracking_uri = checked_db_url(resolve_tracking_uri(tracking_uri), key)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        self.experiment_id = ensure_experiment(self.client, experiment)
+        self.experiment_id = retry_call(lambda: ensure_experiment(self.client, experiment),
+                                        "MLflow experiment")
         self.parent_id: str | None = None
+        # figures are written here before they are sent (an outbox item must be a file)
+        self._files = tempfile.mkdtemp(prefix="optuna-mlflow-")
+        self.outbox = Outbox(self._send, spool_dir, name="MLflow")
+        self.outbox.replay()  # what an earlier sweep here could not deliver
+        self._study: Any = None
+        self._ended = False
+        self._waiting: dict[int, int] = {}  # trial number -> id of trials not finished yet
+        atexit.register(self._at_exit)  # runs before the outbox's own close (LIFO)
 
     # ---- parent run ----
     def open_parent(
@@ -71,31 +89,55 @@ class MlflowTracker:
             self.client.update_run(run.info.run_id, status="RUNNING")
             for key, value in tags.items():
                 self.client.set_tag(run.info.run_id, key, value)
-        self.parent_id = run.info.run_id
+        self.parent_id, self._study = run.info.run_id, study
         self._log_params(self.parent_id, params, existing=dict(run.data.params))
+        ended = self.reconcile_children(study)
+        if ended:
+            log.info("%d child run(s) of finished trials were still RUNNING: ended", ended)
         return self.parent_id
 
     def update_parent(
         self, metrics: Mapping[str, float], tags: Mapping[str, Any], step: int
     ) -> None:
         assert self.parent_id is not None
-        for key, value in metrics.items():
-            if value is not None and _finite(value):
-                self.client.log_metric(self.parent_id, mlflow_key(key), float(value), step=step)
-        for key, value in tags.items():
-            self.client.set_tag(self.parent_id, mlflow_key(key), _clip(value, 8000))
+        now = _now_ms()
+        self.outbox.put("log_batch", self.parent_id, [
+            [mlflow_key(k), float(v), now, int(step)] for k, v in metrics.items()
+            if v is not None and _finite(v)
+        ], {mlflow_key(k): _clip(v, 8000) for k, v in tags.items()})
 
     def finish_parent(self, status: str) -> None:
+        """End the parent run; waits (up to the patience) until every queued write is sent."""
         if self.parent_id is not None:
-            self.client.set_terminated(self.parent_id, status=status)
+            self.outbox.put("set_terminated", self.parent_id, status)
+            self._ended = True
+        self.outbox.close()
+
+    def _at_exit(self) -> None:
+        """A sweep that left the parent RUNNING for trials of other processes: when they have
+        all ended meanwhile (the last two sweeps can finish together), end it here."""
+        if self.parent_id is None or self._ended or self._study is None:
+            return
+        try:
+            from optuna.trial import TrialState
+
+            if not self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                self.outbox.put("set_terminated", self.parent_id, "FINISHED")
+        except Exception as e:  # the study is unreachable: a rerun ends it
+            log.warning("could not check for running trials at exit: %s", e)
+        self.outbox.close()
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         assert self.parent_id is not None
-        self.client.log_artifact(self.parent_id, path, artifact_path)
+        self.outbox.put("log_artifact", self.parent_id, os.path.abspath(path), artifact_path)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         assert self.parent_id is not None
-        self.client.log_figure(self.parent_id, figure, artifact_file)
+        folder, name = os.path.split(artifact_file)
+        local = os.path.join(self._files, folder)
+        os.makedirs(local, exist_ok=True)
+        figure.savefig(os.path.join(local, name))
+        self.log_artifact(os.path.join(local, name), folder or None)
 
     # ---- child runs ----
     def start_child(
@@ -110,36 +152,74 @@ class MlflowTracker:
             "overrides": _clip(" ".join(overrides), 8000),
             **{k: str(v) for k, v in (extra_tags or {}).items()},
         }
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
-        self._log_params(run.info.run_id, params, existing={})
+        self._remember(number)
+        run = retry_call(lambda: self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number}", tags=tags), "creating a child run",
+            on_wait=self._keep_alive)
+        self.outbox.put("log_batch", run.info.run_id, [], {}, {
+            mlflow_key(k): _clip(v, 6000) for k, v in params.items()})
         return run.info.run_id
 
     def finish_child(
         self, run_id: str, state: str, values: Sequence[float] | None, reason: str | None,
         status: str | None = None,
     ) -> None:
-        """Record the trial outcome; keep a richer terminal status the job may have set, unless
-        `status` says what it is (KILLED: interrupted, whatever the job made of it)."""
-        if values:
-            names = (["objective"] if len(values) == 1
-                     else [f"objective_{i}" for i in range(len(values))])
-            for name, value in zip(names, values, strict=True):
-                if _finite(value):
-                    self.client.log_metric(run_id, name, float(value))
-        self.client.set_tag(run_id, "optuna.state", state)
-        if reason:
-            self.client.set_tag(run_id, "fail_reason", _clip(reason, 8000))
-        wanted = status or RUN_STATUS[state]
-        current = self.client.get_run(run_id).info.status
-        if status is not None and current != status:
-            self.client.update_run(run_id, status=status)
-        elif current not in _TERMINAL:
-            self.client.set_terminated(run_id, status=wanted)
-        elif state == "PRUNED" and current != wanted:
-            # TrialPruned raised inside `with mlflow.start_run()` ends the run FAILED: it was pruned
-            self.client.update_run(run_id, status=wanted)
-        elif _SEVERITY[wanted] > _SEVERITY[current]:
-            self.client.update_run(run_id, status=wanted)
+        """Record the trial outcome (queued: sent when the server answers); `status` says what
+        the run is whatever the job made of it (KILLED: interrupted)."""
+        self.outbox.put("finish_child", run_id, state,
+                        [float(v) for v in values] if values else None, reason, status)
+
+    def _remember(self, number: int) -> None:
+        if self._study is None:
+            return
+        storage = self._study._storage
+        try:
+            self._waiting[number] = storage.get_trial_id_from_study_id_trial_number(
+                self._study._study_id, number)
+        except Exception as e:
+            log.debug("trial %d: no id (%s)", number, e)
+
+    def _keep_alive(self) -> None:
+        """While a child run waits for the server, this process' running trials stay alive:
+        without heartbeats another sweep would fail them as stale."""
+        from optuna.trial import TrialState
+
+        storage = self._study._storage if self._study is not None else None
+        if storage is None or not hasattr(storage, "record_heartbeat"):
+            return
+        for number, trial_id in list(self._waiting.items()):
+            try:
+                if storage.get_trial(trial_id).state != TrialState.RUNNING:
+                    del self._waiting[number]
+                    continue
+                storage.record_heartbeat(trial_id)
+            except Exception as e:  # never let a heartbeat break the wait
+                log.debug("heartbeat for trial %d failed: %s", number, e)
+
+    def reconcile_children(self, study: Any) -> int:
+        """Children left RUNNING by a sweep that died while their trial finished: end them.
+
+        A trial still RUNNING in the study keeps its run RUNNING (another process may run it;
+        if its process died, the stale-trial check fails it and ends the run).
+        """
+        assert self.parent_id is not None
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=1000,
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}' "
+                          "and attributes.status = 'RUNNING'")
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        count = 0
+        for run in runs:
+            trial = trials.get(int(run.data.tags.get("optuna.trial_number", -1)))
+            if trial is None or trial.state.name not in RUN_STATUS:
+                continue
+            self.finish_child(run.info.run_id, trial.state.name, trial.values,
+                              trial.user_attrs.get("fail_reason"))
+            count += 1
+        return count
+
+    def _send(self, op: str, args: list[Any]) -> None:
+        send(self.client, op, args)
 
     def summary(self) -> dict[str, Any]:
         """Where the sweep is recorded (for optimization_results.yaml; password masked)."""
@@ -180,15 +260,3 @@ class MlflowTracker:
             self.client.log_batch(run_id, params=new[start:start + 100])
         for key, value in changed.items():
             self.client.set_tag(run_id, mlflow_key(key), value)
-
-
-def _clip(value: Any, limit: int) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return abs(float(value)) != float("inf") and float(value) == float(value)
-    except (TypeError, ValueError):
-        return False

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def make_storage(
                     grace_period=int(grace_period) if grace_period else None,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
                 )
-            return RDBStorage(url, **kwargs)
+            return ResilientRDBStorage(url, **kwargs)
     except Exception as e:
         raise config_error(
             "hydra.sweeper.storage", mask_url(url), "an RDB URL such as sqlite:///path/optuna.db",

@@ -131,7 +131,9 @@ def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Tria
         kwargs: dict[str, Any] = {}
         if storage_url.startswith("sqlite"):
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        storage = _storages[storage_url] = optuna.storages.RDBStorage(storage_url, **kwargs)
+        from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+
+        storage = _storages[storage_url] = ResilientRDBStorage(storage_url, **kwargs)
     pruner_config = storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR)
     pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
     with warnings.catch_warnings():

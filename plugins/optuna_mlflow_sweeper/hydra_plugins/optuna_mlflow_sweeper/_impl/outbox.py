@@ -1,0 +1,208 @@
+"""MLflow writes that outlive a tracking-server outage: ordered, retried with backoff, spooled.
+
+MLflow's client retries each request a few times and then raises; a sweep that logs through it
+directly either dies on an outage or, worse, counts the wait as work. Writes that need no answer
+go through an `Outbox` instead: a background thread sends them in order, waits out transient
+failures with exponential backoff, and `close()` waits up to `patience` seconds for the rest.
+What still could not be sent is written to a spool file (JSON lines) and sent by `replay()` the
+next time a sweep or run opens that folder: delivered late, never silently dropped. A write the
+server *rejects* (bad value, unknown run) is not retried; it is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PATIENCE_ENV = "OPTUNA_MLFLOW_PATIENCE"
+DEFAULT_PATIENCE = 600.0
+_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
+              "INVALID_STATE", "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED",
+              "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
+
+Send = Callable[[str, list[Any]], None]
+
+
+def patience() -> float:
+    """Seconds to wait for a service that does not answer ($OPTUNA_MLFLOW_PATIENCE, else 600)."""
+    try:
+        return float(os.environ.get(PATIENCE_ENV) or DEFAULT_PATIENCE)
+    except ValueError:
+        return DEFAULT_PATIENCE
+
+
+def transient(error: BaseException) -> bool:
+    """True for errors worth retrying: no connection, a timeout, a 5xx; False for a rejection."""
+    code = getattr(error, "error_code", None)
+    if code is not None:
+        return code not in _PERMANENT
+    return True
+
+
+def backoff(attempt: int) -> float:
+    """0.5, 1, 2, 4, 8, 10, 10... s: a server that is back is noticed within 10 s."""
+    return min(10.0, 0.5 * 2 ** min(attempt, 6))
+
+
+def retry_call(fn: Callable[[], T], what: str, wait: float | None = None,
+               on_wait: Callable[[], None] | None = None) -> T:
+    """fn(), retried on transient errors with backoff for up to `wait` s (default: patience);
+    `on_wait()` runs before each pause (e.g. heartbeats of the trials that wait too)."""
+    deadline = time.monotonic() + (patience() if wait is None else wait)
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as e:
+            if not transient(e) or time.monotonic() >= deadline:
+                raise
+            delay = min(backoff(attempt), max(0.0, deadline - time.monotonic()))
+            log.warning("%s failed (%s); retrying in %.0f s", what, _short(e), delay)
+            if on_wait is not None:
+                on_wait()
+            time.sleep(delay)
+            attempt += 1
+
+
+class Outbox:
+    """An ordered queue of (op, args) writes, sent by one background thread."""
+
+    def __init__(self, send: Send, spool_dir: str | os.PathLike[str] | None = None,
+                 name: str = "mlflow") -> None:
+        self._send = send
+        self._spool_dir = Path(spool_dir) if spool_dir else None
+        self._name = name
+        self._items: deque[tuple[str, list[Any]]] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.failures = 0  # transient failures seen (a test can tell the outage was noticed)
+        atexit.register(self.close)
+
+    def put(self, op: str, *args: Any) -> None:
+        """Queue a write; it is sent after every write queued before it."""
+        with self._cond:
+            self._items.append((op, list(args)))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"{self._name}-outbox",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._items) + int(self._busy)
+
+    def drain(self, wait: float) -> bool:
+        """Wait up to `wait` s until everything queued is sent; True when it was."""
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while self._items or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 1.0))
+        return True
+
+    def close(self, wait: float | None = None) -> Path | None:
+        """Drain (up to `wait`, default patience); spool what is left. Returns the spool file."""
+        if self._closed:
+            return None
+        wait = patience() if wait is None else wait
+        if self.pending():
+            log.info("waiting up to %.0f s to deliver %d %s write(s)", wait, self.pending(),
+                     self._name)
+        if self.drain(wait):
+            self._closed = True
+            return None
+        with self._cond:
+            self._closed = True
+            left = list(self._items)
+            self._items.clear()
+        return self._spool(left)
+
+    def _spool(self, items: list[tuple[str, list[Any]]]) -> Path | None:
+        if not items:
+            return None
+        if self._spool_dir is None:
+            log.error("%d %s write(s) could not be delivered and are lost: %s", len(items),
+                      self._name, [op for op, _ in items])
+            return None
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        path = self._spool_dir / f"outbox-{os.getpid()}-{time.time_ns()}.jsonl"
+        with open(path, "w", encoding="utf-8") as f:
+            for op, args in items:
+                f.write(json.dumps({"op": op, "args": args}, default=str) + "\n")
+        log.warning("%d %s write(s) could not be delivered (server unreachable): saved in %s; "
+                    "they are sent when a sweep or run next opens that folder", len(items),
+                    self._name, path)
+        return path
+
+    def replay(self) -> int:
+        """Queue the writes spooled in `spool_dir` by earlier processes (each file taken once)."""
+        if self._spool_dir is None or not self._spool_dir.is_dir():
+            return 0
+        count = 0
+        for path in sorted(self._spool_dir.glob("outbox-*.jsonl")):
+            mine = path.with_suffix(f".sending-{os.getpid()}")
+            try:
+                path.rename(mine)  # atomic: two sweeps never send the same file
+            except OSError:
+                continue
+            for line in mine.read_text(encoding="utf-8").splitlines():
+                item = json.loads(line)
+                self.put(item["op"], *item["args"])
+                count += 1
+            mine.unlink()
+        return count
+
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            with self._cond:
+                while not self._items:
+                    self._busy = False
+                    self._cond.notify_all()
+                    if not self._cond.wait(60.0) and not self._items:
+                        self._thread = None  # idle: the next put() starts a new thread
+                        return
+                op, args = self._items[0]
+                self._busy = True
+            try:
+                self._send(op, args)
+            except Exception as e:
+                if transient(e):
+                    self.failures += 1
+                    delay = backoff(attempt)
+                    if attempt == 0:
+                        log.warning("%s unreachable (%s); writes are kept and retried",
+                                    self._name, _short(e))
+                    attempt += 1
+                    time.sleep(delay)
+                    continue
+                log.warning("%s rejected %s: %s", self._name, op, _short(e))
+            if attempt:
+                log.warning("%s reachable again: queued writes are being delivered", self._name)
+            attempt = 0
+            with self._cond:
+                with contextlib.suppress(IndexError):
+                    self._items.popleft()
+                self._busy = False
+                self._cond.notify_all()
+
+
+def _short(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".strip()
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,92 @@
+"""The writes of a sweep's MLflow records, as the outbox thread carries them out.
+
+Each is one (op, JSON-able args) item, so it can wait in a queue, or in a spool file for a later
+sweep, and still do the same thing when it is finally sent.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+_SEVERITY = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
+_TERMINAL = set(_SEVERITY)
+_BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
+
+
+def mlflow_key(key: str) -> str:
+    """A param/metric/tag key MLflow accepts (alphanumerics, _ - . space /; <= 250 chars)."""
+    return _BAD_KEY_CHARS.sub("_", str(key))[:250]
+
+
+def send(client: Any, op: str, args: list[Any]) -> None:
+    """Carry out one queued write (called by the outbox thread, retried on outages)."""
+    from mlflow.entities import Metric
+
+    if op == "log_batch":  # run_id, metrics [[key, value, ms, step]], tags, params?
+        from mlflow.entities import Param
+
+        run_id, metrics, tags, params = (*args, {})[:4]
+        client.log_batch(run_id, metrics=[Metric(*m) for m in metrics], tags=_tag_list(tags),
+                         params=[Param(k, v) for k, v in params.items()], synchronous=True)
+    elif op == "set_terminated":
+        client.set_terminated(args[0], status=args[1])
+    elif op == "log_artifact":
+        client.log_artifact(*args)
+    elif op == "finish_child":
+        finish_child_now(client, *args)
+    else:
+        raise ValueError(f"unknown outbox op {op!r}")
+
+
+def finish_child_now(
+    client: Any, run_id: str, state: str, values: Sequence[float] | None, reason: str | None,
+    status: str | None = None,
+) -> None:
+    """Record the trial outcome; keep a richer terminal status the job may have set, unless
+    `status` says what it is (KILLED: interrupted, whatever the job made of it)."""
+    if values:
+        names = (["objective"] if len(values) == 1
+                 else [f"objective_{i}" for i in range(len(values))])
+        for name, value in zip(names, values, strict=True):
+            if _finite(value):
+                client.log_metric(run_id, name, float(value))
+    client.set_tag(run_id, "optuna.state", state)
+    if reason:
+        client.set_tag(run_id, "fail_reason", _clip(reason, 8000))
+    wanted = status or RUN_STATUS[state]
+    current = client.get_run(run_id).info.status
+    if status is not None and current != status:
+        client.update_run(run_id, status=status)
+    elif current not in _TERMINAL:
+        client.set_terminated(run_id, status=wanted)
+    elif state == "PRUNED" and current != wanted:
+        # TrialPruned raised inside `with mlflow.start_run()` ends the run FAILED: it was pruned
+        client.update_run(run_id, status=wanted)
+    elif _SEVERITY[wanted] > _SEVERITY[current]:
+        client.update_run(run_id, status=wanted)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in tags.items()]
+
+
+def _clip(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return abs(float(value)) != float("inf") and float(value) == float(value)
+    except (TypeError, ValueError):
+        return False

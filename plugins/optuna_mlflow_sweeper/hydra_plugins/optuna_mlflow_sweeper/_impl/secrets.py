@@ -1,0 +1,136 @@
+"""Passwords stay out of everything a sweep records: configs Hydra saves, MLflow, logs, output.
+
+A password reaches a sweep in a storage URL, a tracking URI or an environment variable
+(`MLFLOW_TRACKING_PASSWORD`, or any variable a `${oc.env:...}` interpolation reads). Hydra writes
+the command-line overrides and the sweeper config into `multirun.yaml` and into every job's
+`.hydra/hydra.yaml`; jobs recompose their config from the sweep's overrides. So the sweeper masks
+the password in its own config and overrides *before* anything is saved or launched, and hands
+the real URLs to jobs through environment variables only (`Prepared.secret_env`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, unquote, urlsplit
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+MASK = "***"
+# `scheme://user:password@` -> the password; the user may be empty (`://:pw@host`)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^@/\s]+)(?=@)")
+# variables whose whole value is a secret
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
+# variables that hold URLs which may carry a password
+URL_ENV = ("MLFLOW_TRACKING_URI", "OPTUNA_MLFLOW_STORAGE", "OPTUNA_STORAGE",
+           "MLFLOW_BACKEND_STORE_URI")
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in `url` (decoded), or None."""
+    if not url or "://" not in url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        return unquote(password)
+    match = _URL_PASSWORD.search(url)
+    return unquote(match.group("pw")) if match else None
+
+
+def known_secrets(urls: Iterable[str | None] = ()) -> set[str]:
+    """Passwords in `urls` and in the environment (secret variables, URL variables)."""
+    found = {os.environ.get(name, "") for name in SECRET_ENV}
+    found |= {url_password(u) or "" for u in [*urls, *(os.environ.get(n) for n in URL_ENV)]}
+    return {s for s in found if len(s) >= 3}  # "pw" would blank every "pw" in any text
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every URL password and every known secret (plain or %-encoded) as ***."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        for form in {secret, quote(secret, safe="")}:
+            text = text.replace(form, MASK)
+    return text
+
+
+def scrub_config(config: DictConfig, secrets: Iterable[str]) -> None:
+    """Mask secrets in the sweep's config in place (before it is saved or jobs compose from it).
+
+    Overrides (`hydra.overrides.hydra`/`.task`) are masked as text, so jobs recompose with the
+    masked URL. A URL with a password written in a config file (not an override) is masked by
+    an added `++key=...` override. Interpolations such as `${oc.env:OPTUNA_STORAGE}` are kept:
+    unresolved, they record where the value comes from, not the value.
+    """
+    secrets = set(secrets)
+    if not secrets:
+        return
+    hydra = config.hydra
+    with read_write(hydra), open_dict(hydra):
+        for group in ("hydra", "task"):
+            lines = [str(x) for x in hydra.overrides[group]]
+            hydra.overrides[group] = [redact(x, secrets) for x in lines]
+        for key in ("storage", "mlflow.tracking_uri"):
+            raw = _raw(hydra.sweeper, key)
+            if raw is None or _is_interpolation(raw) or redact(raw, secrets) == raw:
+                continue
+            masked = redact(raw, secrets)
+            OmegaConf.update(hydra.sweeper, key, masked, merge=False)
+            if not any(line.lstrip("+").startswith(f"hydra.sweeper.{key}=")
+                       for line in hydra.overrides.hydra):
+                hydra.overrides.hydra.append(f"++hydra.sweeper.{key}={_quoted(masked)}")
+
+
+def _raw(node: DictConfig, dotted: str) -> str | None:
+    """The value as written (an interpolation stays `${...}`), without resolving it."""
+    *parents, last = dotted.split(".")
+    for part in parents:
+        if part not in node or not isinstance(node[part], DictConfig):
+            return None
+        node = node[part]
+    if last not in node:
+        return None
+    value = node._get_node(last)._value()  # type: ignore[union-attr]
+    return value if isinstance(value, str) else None
+
+
+def _is_interpolation(value: str) -> bool:
+    return value.startswith("${") and value.endswith("}")
+
+
+def _quoted(value: str) -> str:
+    from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import quote as override_quote
+
+    return override_quote(value)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message with secrets masked (on handlers: covers every logger)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = set(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info),
+                                     self.secrets)
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        return True
+
+
+def redact_logs(secrets: Iterable[str]) -> None:
+    """Mask secrets in every log record the root logger's handlers write (console, job log)."""
+    secrets = set(secrets)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter(secrets))

@@ -1,0 +1,53 @@
+"""Passwords masked before Hydra saves the sweep config or jobs compose theirs from it."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
+    known_secrets,
+    redact,
+    scrub_config,
+    url_password,
+)
+
+URL = "postgresql://sweeper:s3cr%40t-pw@db:5432/optuna"
+
+
+def test_redact_masks_url_passwords_and_known_secrets() -> None:
+    assert url_password(URL) == "s3cr@t-pw"
+    assert redact(f"storage={URL}") == "storage=postgresql://sweeper:***@db:5432/optuna"
+    assert redact("token tok-123 and tok-123", {"tok-123"}) == "token *** and ***"
+    assert redact("http://host:5000/x") == "http://host:5000/x"
+
+
+def test_known_secrets_come_from_urls_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlflow-pw")
+    monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://u:env-pw@h/db")
+    assert {"s3cr@t-pw", "mlflow-pw", "env-pw"} <= known_secrets([URL, None])
+
+
+def test_scrub_config_masks_overrides_and_values_but_keeps_interpolations() -> None:
+    config = OmegaConf.create({"hydra": {
+        "overrides": {"hydra": [f"hydra.sweeper.storage={URL}"], "task": ["x=1"]},
+        "sweeper": {"storage": URL, "mlflow": {"tracking_uri": "${oc.env:TRACKING}"}},
+    }})
+    OmegaConf.set_readonly(config.hydra, True)
+    scrub_config(config, known_secrets([URL]))
+    text = OmegaConf.to_yaml(config)
+    assert "s3cr" not in text
+    assert config.hydra.overrides.hydra == [
+        "hydra.sweeper.storage=postgresql://sweeper:***@db:5432/optuna"]
+    assert config.hydra.sweeper.storage == "postgresql://sweeper:***@db:5432/optuna"
+    assert "${oc.env:TRACKING}" in text
+
+
+def test_a_password_from_a_config_file_is_masked_by_an_added_override() -> None:
+    config = OmegaConf.create({"hydra": {"overrides": {"hydra": [], "task": []},
+                                         "sweeper": {"storage": URL}}})
+    scrub_config(config, known_secrets([URL]))
+    assert config.hydra.overrides.hydra == [
+        "++hydra.sweeper.storage='postgresql://sweeper:***@db:5432/optuna'"]

@@ -1,0 +1,186 @@
+"""Sweeps sharing a real PostgreSQL study and a real MLflow server, through outages of each.
+
+Two sweep processes of the generic app (tests/apps/toy) run the same study at once; one names
+the storage URL on its command line (with the password, as users do), the other reads it from
+the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 20 s and
+started again. Afterwards: the whole budget is COMPLETE, every trial has its child run with the
+job's own metric, nothing is RUNNING, nothing is left in a spool, and neither the database
+password nor the MLflow password appears in any file, MLflow record, database row or output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from servers import MlflowServer, Postgres
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
+
+APP = Path(__file__).parent / "apps" / "toy" / "app.py"
+OUTAGE_S = 20.0
+MLFLOW_SECRET = "tok-" + "5e3c7a91b2d4"
+
+
+def environment(pg: Postgres, server: MlflowServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "OPTUNA_", "HYDRA_"))}
+    env.update({
+        "MLFLOW_TRACKING_URI": server.url,
+        "OPTUNA_STORAGE": pg.url("optuna"),
+        # the server runs without auth and ignores them; they must still never be recorded
+        "MLFLOW_TRACKING_USERNAME": "worker", "MLFLOW_TRACKING_PASSWORD": MLFLOW_SECRET,
+        # MLflow's own retries give up within seconds: the sweeper's outbox has to cope
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "OPTUNA_MLFLOW_PATIENCE": "240",
+    })
+    return env
+
+
+def start_sweeps(tmp_path: Path, pg: Postgres, env: dict[str, str], study: str,
+                 n_trials: int, heartbeat: int) -> list[subprocess.Popen[str]]:
+    procs = []
+    storages = [f"hydra.sweeper.storage={pg.url('optuna')}",  # typed: must be masked
+                "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}"]
+    for i, storage in enumerate(storages):
+        procs.append(subprocess.Popen(
+            [sys.executable, str(APP), "-m", "hydra/sweeper=optuna_mlflow",
+             f"hydra.sweep.dir=sweep-{i}", storage, f"hydra.sweeper.study_name={study}",
+             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=1",
+             f"hydra.sweeper.heartbeat_interval={heartbeat}", "x=interval(-5,5)", "log_mlflow=true",
+             "sleep=1.0",
+             # the toy job logs with MLflow's fluent API: its own retries cover the outage
+             "++hydra.job.env_set.MLFLOW_HTTP_REQUEST_MAX_RETRIES=8"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finished(pg: Postgres, study: str) -> int:
+    try:
+        s = optuna.load_study(study_name=study, storage=pg.url("optuna"))
+    except Exception:
+        return 0
+    return sum(t.state.is_finished() for t in s.get_trials(deepcopy=False))
+
+
+def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
+                    stop: Callable[[], None], start: Callable[[], None],
+                    n_trials: int = 8, heartbeat: int = 60) -> list[str]:
+    """Two sweeps; once 2 trials are done, stop a server for OUTAGE_S; return their output."""
+    env = environment(pg, server)
+    procs = start_sweeps(tmp_path, pg, env, study, n_trials, heartbeat)
+    try:
+        deadline = time.monotonic() + 180
+        while finished(pg, study) < 2:
+            assert time.monotonic() < deadline, "no trial finished in 180 s"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.5)
+        stop()
+        time.sleep(OUTAGE_S)
+        start()
+        outputs = []
+        for p in procs:
+            out, err = p.communicate(timeout=420)
+            assert p.returncode == 0, out[-3000:] + err[-6000:]
+            outputs += [out, err]
+        return outputs
+    finally:
+        for p in procs:  # by pid: only what this test started
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+def check_records(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
+                  n_trials: int = 8) -> None:
+    s = optuna.load_study(study_name=study, storage=pg.url("optuna"))
+    states = [t.state for t in s.trials]
+    assert states.count(TrialState.COMPLETE) == n_trials, states
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+
+    client = MlflowClient(tracking_uri=server.url)
+    experiment = client.get_experiment_by_name(study)
+    every = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert all(r.info.status != "RUNNING" for r in every), [
+        (r.info.run_name, r.info.status) for r in every]
+    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = {int(r.data.tags["optuna.trial_number"]): r for r in every
+                if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    for trial in s.trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        run = children[trial.number]
+        assert run.info.status == "FINISHED", (trial.number, run.info.status)
+        assert run.data.tags["optuna.state"] == "COMPLETE"
+        assert run.data.metrics["objective"] == pytest.approx(trial.value)
+        assert run.data.metrics["f_from_job"] == pytest.approx(trial.value)
+    assert parents[0].data.metrics["n_complete"] == n_trials
+    assert not list(tmp_path.glob("sweep-*/.mlflow_outbox/outbox-*")), "undelivered writes"
+
+
+def assert_no_secret(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
+                     outputs: list[str]) -> None:
+    """Neither password anywhere: files, output, MLflow records and artifacts, both databases."""
+    secrets = [pg.password, MLFLOW_SECRET]
+    texts: dict[str, str] = {f"output {i}": text for i, text in enumerate(outputs)}
+    for root in (tmp_path, server.artifacts):
+        for path in root.rglob("*"):
+            if path.is_file():
+                texts[str(path)] = path.read_text(errors="replace")
+    client = MlflowClient(tracking_uri=server.url)
+    experiment = client.get_experiment_by_name(study)
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        texts[f"run {run.info.run_name}"] = repr((run.data.params, run.data.tags,
+                                                   run.data.metrics))
+    texts["optuna database"] = pg.dump("optuna")
+    texts["mlflow database"] = pg.dump("mlflow")
+    assert any("multirun.yaml" in k for k in texts) and any("hydra.yaml" in k for k in texts)
+    leaks = [where for where, text in texts.items() if any(s in text for s in secrets)]
+    assert not leaks, leaks
+    typed = (tmp_path / "sweep-0" / "multirun.yaml").read_text()
+    assert "sweeper:***@127.0.0.1" in typed  # recorded, masked
+
+
+@pytest.mark.slow
+def test_mlflow_server_outage_loses_nothing_and_no_password_is_recorded(
+    tmp_path: Path, postgres: Postgres, mlflow_server: MlflowServer
+) -> None:
+    outputs = run_with_outage(tmp_path, postgres, mlflow_server, "outage_mlflow",
+                              mlflow_server.stop, mlflow_server.start, heartbeat=5)
+    check_records(tmp_path, postgres, mlflow_server, "outage_mlflow")
+    text = "".join(outputs)  # the outage was noticed: by the outbox, or while creating a run
+    assert "writes are kept and retried" in text or "creating a child run failed" in text
+    assert_no_secret(tmp_path, postgres, mlflow_server, "outage_mlflow", outputs)
+
+
+@pytest.mark.slow
+def test_postgres_outage_loses_nothing_and_no_password_is_recorded(
+    tmp_path: Path, postgres: Postgres, mlflow_server: MlflowServer
+) -> None:
+    # an outage shorter than the heartbeat's grace period (2 x 60 s): no trial is failed as
+    # stale; a longer one fails the running trials, which are then retried
+    outputs = run_with_outage(tmp_path, postgres, mlflow_server, "outage_pg",
+                              postgres.stop, postgres.start)
+    check_records(tmp_path, postgres, mlflow_server, "outage_pg")
+    assert_no_secret(tmp_path, postgres, mlflow_server, "outage_pg", outputs)
+
+
+def test_a_missing_database_driver_is_named_in_one_line() -> None:
+    with pytest.raises(SweeperConfigError) as error:
+        checked_db_url("mysql://sweeper:hunter22@127.0.0.1:3306/optuna", "hydra.sweeper.storage")
+    message = str(error.value)
+    assert "\n" not in message and "hunter22" not in message
+    assert message.startswith("invalid value 'mysql://sweeper:***@127.0.0.1:3306/optuna' for "
+                              "'hydra.sweeper.storage'")
+    assert "the MySQL driver is missing: pip install 'mysqlclient'" in message
+    assert checked_db_url("postgresql://u:p@h/db", "k").startswith("postgresql+psycopg://")
