@@ -35,7 +35,6 @@ from hydra_plugins.optuna_mlflow_sweeper.tracking import (
     retry_call,
     ui_links,
 )
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from mnist_sweep import delivery

@@ -194,14 +194,21 @@ def test_clean_failures_are_one_line_without_a_traceback(
 
 
 @pytest.mark.slow
-def test_a_launcher_starts_workers_not_trials(tmp_path: Path, env: dict[str, str]) -> None:
-    """hydra/launcher=joblib with n_jobs=2: two launcher jobs, each a worker running trials."""
+@pytest.mark.parametrize(("launcher", "name"), [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "JoblibLauncher"),
+    # submitit's local executor: the same jobs SLURM would run (hydra/launcher=submitit_slurm)
+    (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], "LocalLauncher"),
+])
+def test_a_launcher_starts_workers_not_trials(
+    tmp_path: Path, env: dict[str, str], launcher: list[str], name: str
+) -> None:
+    """n_jobs=2 through a cluster launcher: two launcher jobs, each a worker running trials."""
     proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.5", "hydra.sweeper.n_trials=6",
-                 "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    assert "2 workers (jobs of JoblibLauncher)" in proc.stdout
+                 "hydra.sweeper.n_jobs=2", *launcher)
+    assert f"2 workers (jobs of {name})" in proc.stdout
     trials = study(tmp_path).trials
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 6
-    per_worker = {}
+    per_worker: dict[int, list[int]] = {}
     for t in trials:
         per_worker.setdefault(t.user_attrs["pid"], []).append(t.number)
     assert len(per_worker) == 2 and all(len(v) > 1 for v in per_worker.values())

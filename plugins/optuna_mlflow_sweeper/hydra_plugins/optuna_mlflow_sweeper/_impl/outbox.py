@@ -121,9 +121,12 @@ class Outbox:
         if self._closed:
             return None
         wait = patience() if wait is None else wait
-        if self.pending():
-            log.info("waiting up to %.0f s to deliver %d %s write(s)", wait, self.pending(),
-                     self._name)
+        # a healthy store takes well under a second: only a real wait is worth a word
+        if self.drain(min(wait, 2.0)):
+            self._closed = True
+            return None
+        log.warning("waiting up to %.0f s to deliver %d %s write(s) (the server is not "
+                    "answering)", wait, self.pending(), self._name)
         if self.drain(wait):
             self._closed = True
             return None
