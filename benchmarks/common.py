@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent  # `python -m benchmarks` runs fro
 RESULT = "BENCH_RESULT "  # marks a worker's result line among whatever libraries print
 PACKAGES = ("mnist-sweep", "tensorflow", "keras", "jax", "jaxlib", "numpy", "mlflow", "optuna",
             "hydra-core", "hydra-joblib-launcher", "matplotlib")
-MEASUREMENTS = ("fit", "overhead", "parallel", "pruning")
+MEASUREMENTS = ("fit", "overhead", "parallel", "pruning", "throughput")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class Settings:
     prune_limit: int | None = 1000
     prune_val_size: int = 1000  # validation images per epoch (the pruned objective)
     prune_seeds: tuple[int, ...] = (0,)  # sampler seeds: one pair of searches each
+    throughput_trials: int = 4
+    throughput_epochs: int = 1
+    throughput_limit: int | None = 3000
     seed: int = 0
 
 
@@ -50,7 +53,8 @@ MODES = {
                      parallel_trials=16, parallel_epochs=2, parallel_limit=None,
                      parallel_models=("dense", "cnn"),
                      prune_trials=16, prune_epochs=5, prune_limit=10000, prune_val_size=5000,
-                     prune_seeds=(0, 1, 2)),
+                     prune_seeds=(0, 1, 2),
+                     throughput_trials=8, throughput_epochs=2, throughput_limit=None),
 }
 
 

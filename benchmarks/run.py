@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overhead": lambda: measure_overhead(settings),
         "parallel": lambda: sweeps.measure_parallel(settings),
         "pruning": lambda: sweeps.measure_pruning(settings),
+        "throughput": lambda: sweeps.measure_throughput(settings),
     }
     failed = False
     for name in only:

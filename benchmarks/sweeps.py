@@ -16,10 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Settings, clean_env, log, ratio
-
-JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
-ONE_THREAD = ["train.intra_op_threads=1", "train.inter_op_threads=1"]
+from benchmarks.common import ROOT, Settings, clean_env, log, ratio
 
 
 class Sweeps:
@@ -95,10 +92,10 @@ def time_to_reach(finished: list[tuple[float, float]], target: float) -> float |
 
 # ---- 3. parallel vs sequential trials --------------------------------------------------------
 def measure_parallel(settings: Settings) -> Iterator[dict[str, Any]]:
-    """The same grid of trials (seeds) sequentially and as 2 joblib workers, per thread setting.
+    """The same grid of trials (seeds) by one worker and by 2 workers (`hydra.sweeper.n_jobs`).
 
-    Baseline: sequential with TensorFlow's default threads (one per core), what a plain sweep
-    does. `ratio` = baseline wall / parallel wall (> 1: parallel finished sooner).
+    Both are the whole `mnist-sweep` command, worker start-up included. `ratio` = one worker's
+    wall / two workers' wall (> 1: the workers finished sooner).
     """
     n = settings.parallel_trials
     with tempfile.TemporaryDirectory(prefix="mnist-sweep-bench-") as tmp:
@@ -113,15 +110,53 @@ def measure_parallel(settings: Settings) -> Iterator[dict[str, Any]]:
             ]
             base = {"backend": "tensorflow", "model": model, "epochs": settings.parallel_epochs,
                     "batch_size": 32, "limit_train": settings.parallel_limit, "n_trials": n}
-            seq = sweeps.run(f"{model}-seq", [*common, "hydra.sweeper.n_jobs=1"])
-            seq1 = sweeps.run(f"{model}-seq-1thread", [*common, "hydra.sweeper.n_jobs=1",
-                                                       *ONE_THREAD])
-            yield _line("sequential_threads", {**base, "n_jobs": 1, "threads": "1 intra, 1 inter"},
-                        seq, seq1, 1)
-            for threads, extra in (("default", []), ("1 intra, 1 inter", ONE_THREAD)):
-                par = sweeps.run(f"{model}-par-{len(extra)}", [*common, *JOBLIB, *extra], 2)
-                yield _line("parallel_trials", {**base, "n_jobs": 2, "launcher": "joblib",
-                                                "threads": threads}, seq, par, 2)
+            one = sweeps.run(f"{model}-1", [*common, "hydra.sweeper.n_jobs=1"])
+            two = sweeps.run(f"{model}-2", [*common, "hydra.sweeper.n_jobs=2"], 2)
+            yield _line("parallel_trials", {**base, "n_jobs": 2, "workers": "local processes",
+                                            "threads": "cores / n_jobs each"}, one, two, 2)
+
+
+# ---- 5. whole-sweep throughput against plain Optuna + MLflowCallback -------------------------
+def measure_throughput(settings: Settings) -> Iterator[dict[str, Any]]:
+    """Trials per hour of whole processes: the plain script a user would write
+    (benchmarks/plain_optuna.py) against `mnist-sweep sweep=quickstart` with 1 and 2 workers,
+    same space, trials, epochs and data. mnist-sweep records more per trial (config, per-epoch
+    curves, four figures, the model, the dataset): the comparison is what each costs a user."""
+    n, epochs, limit = settings.throughput_trials, settings.throughput_epochs, \
+        settings.throughput_limit
+    with tempfile.TemporaryDirectory(prefix="mnist-sweep-bench-") as tmp:
+        root = Path(tmp)
+        sweeps = Sweeps(root)
+        store = root / "plain.db"
+        shutil.copy(sweeps.template, store)
+        command = [sys.executable, "-m", "benchmarks.plain_optuna", "--trials", str(n),
+                   "--epochs", str(epochs), "--tracking-uri", f"sqlite:///{store}"]
+        if limit:
+            command += ["--limit-train", str(limit)]
+        log(f"throughput: plain Optuna + MLflowCallback, {n} trials")
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                              env=clean_env(), timeout=3600)
+        plain_s = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"plain optuna failed: {proc.stderr[-2000:]}")
+        common = ["sweep=quickstart", f"hydra.sweeper.n_trials={n}", f"train.epochs={epochs}",
+                  f"data.limit_train={limit or 'null'}"]
+        base = {"model": "dense (quickstart space)", "n_trials": n, "epochs": epochs,
+                "limit_train": limit, "batch_size": 32}
+        for workers in (1, 2):
+            ours = sweeps.run(f"quickstart-{workers}", [*common, f"hydra.sweeper.n_jobs={workers}"],
+                              workers)
+            yield {
+                "measurement": "sweep_throughput",
+                "settings": {**base, "n_jobs": workers},
+                "baseline": {"what": "plain Optuna + optuna-integration MLflowCallback",
+                             "wall_s": round(plain_s, 2),
+                             "trials_per_hour": round(3600 * n / plain_s)},
+                "ours": {**_public(ours), "trials_per_hour": round(3600 * n / ours["wall_s"])},
+                "ratio": ratio(plain_s, ours["wall_s"]),
+                "ratio_is": "baseline wall / ours wall (whole processes, same trials)",
+            }
 
 
 def _line(name: str, settings: dict[str, Any], baseline: dict[str, Any],
