@@ -7,8 +7,9 @@ costs a training run and never leaves a half-written MLflow run behind.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
 from typing import Any
+
+from hydra_plugins.optuna_mlflow_sweeper import SweeperConfigError
 
 
 def is_int(value: Any) -> bool:
@@ -20,15 +21,12 @@ def is_positive_int(value: Any) -> bool:
     return is_int(value) and value >= 1
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the key and what is allowed."""
+class ConfigError(SweeperConfigError):
+    """A config value is invalid; the message names the key and what is allowed.
 
-    def __init__(self, key: str, value: Any, allowed: Iterable[Any] | str) -> None:
-        allowed_text = allowed if isinstance(allowed, str) else ", ".join(map(str, allowed))
-        super().__init__(f"invalid value {value!r} for '{key}': allowed {allowed_text}")
-        self.key = key
-        self.value = value
-        self.allowed = allowed_text
+    The sweeper's error with the same message shape ("invalid value X for 'key': allowed ..."),
+    so a bad value reads the same whichever part caught it.
+    """
 
 
 class DataUnavailableError(RuntimeError):

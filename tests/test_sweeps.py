@@ -161,3 +161,19 @@ def test_a_param_naming_no_config_key_fails_before_the_first_trial(tmp_path):
     assert not (tmp_path / "multirun" / "quickstart" / "optuna.db").exists() or not any(
         load_study(tmp_path, "quickstart").get_trials()
     )
+
+
+@pytest.mark.slow
+def test_two_workers_run_a_ready_made_sweep(tmp_path):
+    """hydra.sweeper.n_jobs=2: two warm worker processes share the study; one display."""
+    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=4",
+                     "hydra.sweeper.n_jobs=2")
+    assert "2 workers (local processes), 1 core(s) each" in proc.stdout
+    trials = load_study(tmp_path, "quickstart").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    logs = sorted((tmp_path / "multirun" / "quickstart" / "workers").glob("worker-*.log"))
+    assert len(logs) == 2
+    _, parent, children = mlflow_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED"] * 4

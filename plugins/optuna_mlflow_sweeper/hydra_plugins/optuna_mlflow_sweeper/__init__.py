@@ -7,6 +7,7 @@ Select it with `hydra/sweeper=optuna_mlflow`. Public modules:
 - tracking.py    resolve_tracking_uri(), ui_links(): where runs are recorded, how to look at them
 - results.py     write_study_plots(): a finished study's summary plots as PNG files
 - config.py      the config schema (ConfigStore: hydra/sweeper, .../sampler, .../pruner)
+- SweeperConfigError (here): a bad value named by its key; apps may raise their own subclass
 
 The implementation is in `_impl/`, a directory without `__init__.py`: Hydra's plugin scanner
 imports every module it can walk to under `hydra_plugins` in every Hydra process, and does not
@@ -14,6 +15,7 @@ walk into a namespace directory. So nothing here imports Optuna, MLflow or matpl
 sweep runs.
 """
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper.trial import (
     current_trial,
     in_sweep,
@@ -22,4 +24,4 @@ from hydra_plugins.optuna_mlflow_sweeper.trial import (
 )
 
 __version__ = "0.1.0"
-__all__ = ["current_trial", "in_sweep", "report", "trial_heartbeat"]
+__all__ = ["SweeperConfigError", "current_trial", "in_sweep", "report", "trial_heartbeat"]
