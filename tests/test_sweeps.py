@@ -168,7 +168,7 @@ def test_two_workers_run_a_ready_made_sweep(tmp_path):
     """hydra.sweeper.n_jobs=2: two warm worker processes share the study; one display."""
     proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=4",
                      "hydra.sweeper.n_jobs=2")
-    assert "2 workers (local processes), 1 core(s) each" in proc.stdout
+    assert "2 workers (local processes)" in proc.stdout
     trials = load_study(tmp_path, "quickstart").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
