@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import pool, results
+from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, pool, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
@@ -63,6 +62,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(pool.WORKER_ENV) == "1"
+        interrupts.install()
         with sweep_console(bool(self.settings.progress), self.launcher):
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
             if is_worker or p.n_jobs == 1:
@@ -83,7 +83,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
             worker.run()
         except KeyboardInterrupt:
             status = "KILLED"
-            _second_interrupt_exits_at_once()
+            interrupts.acknowledge()
         except BaseException:
             status = "FAILED"
             raise
@@ -125,7 +125,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 problems = pool.run_launcher(payload, self._launcher_for, p.n_jobs, watch)
         except KeyboardInterrupt:
             status = "KILLED"
-            _second_interrupt_exits_at_once()
+            interrupts.acknowledge()
         except BaseException:
             status = "FAILED"
             raise
@@ -178,10 +178,6 @@ def _quietly(fn: Any, **kwargs: Any) -> None:
         fn(**kwargs)
     except Exception as e:
         log.warning("%s failed: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e)
-
-
-def _second_interrupt_exits_at_once() -> None:
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def _interrupted(p: Prepared) -> None:

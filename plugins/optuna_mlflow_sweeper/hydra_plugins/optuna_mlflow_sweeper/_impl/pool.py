@@ -31,7 +31,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 
@@ -81,6 +81,7 @@ def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool
             for proc, _ in procs:
                 proc.join(timeout=POLL_S / len(procs))
     except KeyboardInterrupt:
+        interrupts.acknowledge()
         _stop_after_interrupt([proc for proc, _ in procs])
         raise
     finally:

@@ -20,7 +20,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
@@ -67,6 +67,7 @@ class Worker:
     def __init__(self, p: Prepared, config: DictConfig, loader: Any, launcher: Any) -> None:
         self.p, self.config, self.loader, self.launcher = p, config, loader, launcher
         self.done = self.failed = 0
+        self.current: Plan | None = None  # the trial asked and not yet told
 
     def run(self) -> None:
         """Trials until the study's budget (or the timeout) is used up; Ctrl-C records and
@@ -80,15 +81,21 @@ class Worker:
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("timeout of %ss reached: no new trials", p.timeout)
                 return
-            plan = self._plan()
+            self.current = None
             try:
+                plan = self._plan()
                 if plan.error:
                     self._tell(plan, TrialState.FAIL, None, plan.error)
                 else:
                     self._launch(plan)
             except KeyboardInterrupt:
-                self._tell(plan, TrialState.FAIL, None, INTERRUPTED, mlflow_status="KILLED")
+                interrupts.acknowledge()
+                if self.current is not None:  # asked: interrupted wherever it was
+                    self._tell(self.current, TrialState.FAIL, None, INTERRUPTED,
+                               mlflow_status="KILLED")
                 raise
+            if interrupts.requested.is_set():  # Ctrl-C lost in the trial: it finished; stop
+                raise KeyboardInterrupt
             self.done += 1
             self.failed += plan.state == TrialState.FAIL
             self.report()
@@ -103,7 +110,7 @@ class Worker:
         """Ask a trial and make it runnable; whatever goes wrong is the trial's FAIL reason."""
         p = self.p
         trial = self._ask()
-        plan = Plan(trial, [])
+        plan = self.current = Plan(trial, [])
         storage = p.study._storage
         if p.heartbeat_interval:  # from now on a dead worker leaves a stale, retryable trial
             storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
