@@ -198,7 +198,7 @@ def measure_pruning(settings: Settings) -> Iterator[dict[str, Any]]:
               f"data.val_size={settings.prune_val_size}",
               f"hydra.sweeper.n_trials={n}", "hydra.sweeper.n_jobs=1"]
     base = {"backend": "tensorflow", "model": "cnn (sweeps/cnn_search.yaml)",
-            "epochs": settings.prune_epochs, "batch_size": 64, "limit_train": settings.prune_limit,
+            "epochs": settings.prune_epochs, "batch_size": 128, "limit_train": settings.prune_limit,
             "val_size": settings.prune_val_size, "n_trials": n, "n_jobs": 1,
             "tpe_n_startup_trials": startup, "objective": "val_accuracy"}
     lines = []

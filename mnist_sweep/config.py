@@ -66,8 +66,9 @@ def allowed_objectives(cfg: Mapping[str, Any]) -> list[str]:
     from mnist_sweep.noise import noise_metric_name
 
     levels = cfg["eval"]["noise_levels"]
-    noise = [noise_metric_name(float(f)) for f in levels]
-    return [*RUN_METRICS, *noise, *(["test_accuracy_noise_mean"] if levels else [])]
+    noise = [noise_metric_name(float(f), split) for split in ("val", "test") for f in levels]
+    means = ["val_accuracy_noise_mean", "test_accuracy_noise_mean"] if levels else []
+    return [*RUN_METRICS, *noise, *means]
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:

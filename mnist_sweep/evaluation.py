@@ -53,11 +53,11 @@ def evaluate_noise(
     }
 
 
-def noise_metrics(noise_accuracy: dict[float, float]) -> dict[str, float]:
-    """`test_accuracy_noise_<f>` per level and their mean (`test_accuracy_noise_mean`)."""
-    metrics = {noise_metric_name(f): acc for f, acc in noise_accuracy.items()}
+def noise_metrics(noise_accuracy: dict[float, float], split: str = "test") -> dict[str, float]:
+    """`<split>_accuracy_noise_<f>` per level and their mean (`<split>_accuracy_noise_mean`)."""
+    metrics = {noise_metric_name(f, split): acc for f, acc in noise_accuracy.items()}
     if noise_accuracy:
-        metrics["test_accuracy_noise_mean"] = float(np.mean(list(noise_accuracy.values())))
+        metrics[f"{split}_accuracy_noise_mean"] = float(np.mean(list(noise_accuracy.values())))
     return metrics
 
 

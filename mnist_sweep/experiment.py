@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> float | list[float]:
         tracking.log_dataset(
             splits.x_train, splits.y_train, "mnist-train", "training", splits.source
         )
-        model = models.build_model(cfg.model, seed=cfg.train.seed)
+        model = models.build_model(cfg.model, seed=cfg.train.seed, augment=cfg.train.augment)
         mlflow.log_param("model.n_params", model.count_params())
 
         def on_epoch(step: int, metrics: dict[str, float]) -> None:
@@ -61,6 +61,12 @@ def run(cfg: DictConfig) -> float | list[float]:
             )
             figures.draw("noise_accuracy.png", "noise_accuracy", noise_accuracy,
                          clean.metrics["test_accuracy"])
+            # the same noise on the validation digits: what a sweep may select on (test_* is
+            # for reporting; a search that maximizes a test metric overstates it)
+            val_noise = evaluation.evaluate_noise(
+                model, splits.x_val, splits.y_val, cfg.eval.noise_levels, cfg.eval.noise_seed,
+                cfg.eval.batch_size,
+            ) if len(splits.x_val) else {}
             model_id = None
             if cfg.tracking.log_model:  # it takes raw uint8 digits, as a caller has them
                 model_id = tracking.log_keras_model(models.serving_model(model),
@@ -68,6 +74,7 @@ def run(cfg: DictConfig) -> float | list[float]:
             metrics = {
                 **clean.metrics,
                 **evaluation.noise_metrics(noise_accuracy),
+                **evaluation.noise_metrics(val_noise, split="val"),
                 "train_time_s": result.train_time_s,
                 "epoch_time_s_mean": float(np.mean(result.history["epoch_time_s"])),
                 "epochs_run": result.epochs_run,

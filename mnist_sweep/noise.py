@@ -25,13 +25,14 @@ def uniform_noise(shape: tuple[int, ...], seed: int | None) -> np.ndarray:
     return _seeded_uniform(tuple(shape), int(seed))
 
 
-@functools.lru_cache(maxsize=2)  # the test set's and, with noise_augment, the training set's
+@functools.lru_cache(maxsize=3)  # the test set's, the validation set's, with noise_augment the
+# training set's
 def _seeded_uniform(shape: tuple[int, ...], seed: int) -> np.ndarray:
     noise = np.random.default_rng(seed).random(shape, dtype=np.float32)
     noise.flags.writeable = False
     return noise
 
 
-def noise_metric_name(f: float) -> str:
-    """`test_accuracy_noise_<f:g>`: 1.0 -> test_accuracy_noise_1, 0.25 -> ..._0.25."""
-    return f"test_accuracy_noise_{f:g}"
+def noise_metric_name(f: float, split: str = "test") -> str:
+    """`<split>_accuracy_noise_<f:g>`: 1.0 -> test_accuracy_noise_1, 0.25 -> ..._0.25."""
+    return f"{split}_accuracy_noise_{f:g}"

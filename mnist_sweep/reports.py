@@ -27,9 +27,11 @@ from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots  # noq
 from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from mnist_sweep import studies  # noqa: E402
+from mnist_sweep import robustness, studies  # noqa: E402
 
-TABLE_ATTRS = ("test_accuracy", "val_accuracy", "train_time_s")
+# clean and noisy test accuracy side by side: a search for one must not hide the other
+TABLE_ATTRS = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5",
+               "test_accuracy_noise_mean", "train_time_s")
 
 
 def trials_table(study: optuna.Study) -> str:
@@ -174,9 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mnist-sweep-report: {exc}", file=sys.stderr)
         return 2
     print(trials_table(study))
+    reference = study.user_attrs.get(robustness.STUDY_ATTR, {}).get("reference")
+    print("\n" + robustness.summary_text(study, reference))
     out = Path(args.out or f"reports/{args.study}")
     out.mkdir(parents=True, exist_ok=True)
     written = write_study_plots(study, out)
+    figure = robustness.clean_vs_noisy(study, reference)
+    if figure is not None:
+        figure.savefig(out / "clean_vs_noisy.png")
+        written.append(out / "clean_vs_noisy.png")
     summary = batch_size_summary(study, args.target_accuracy)
     if len({row["batch_size"] for row in summary}) > 1:
         print("\n" + format_batch_size_summary(summary))

@@ -17,6 +17,12 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 
 from mnist_sweep.errors import ConfigError, is_int, is_positive_int
+from mnist_sweep.train_options import (
+    AugmentConfig,
+    LRScheduleConfig,
+    check_augment,
+    check_lr_schedule,
+)
 
 FAMILIES = ("dense", "cnn")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "softplus", "linear")
@@ -79,6 +85,8 @@ class TrainConfig:
     shuffle: bool = True
     early_stopping_patience: Optional[int] = None
     noise_augment: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     backend: str = "tensorflow"
     steps_per_execution: Any = "auto"  # "auto" or an int (OmegaConf has no unions)
     intra_op_threads: Optional[int] = None
@@ -111,6 +119,10 @@ SCHEMAS: dict[str, type] = {
 ENTRIES: dict[tuple[type, str], type] = {
     (ModelConfig, "hidden"): LayerConfig, (ModelConfig, "conv"): ConvBlockConfig,
 }
+# fields that are a typed node of their own
+NESTED: dict[tuple[type, str], type] = {
+    (TrainConfig, "augment"): AugmentConfig, (TrainConfig, "lr_schedule"): LRScheduleConfig,
+}
 
 
 def register() -> None:
@@ -131,6 +143,9 @@ def check_keys(prefix: str, node: Mapping[str, Any], schema: type) -> None:
         if owner is schema:
             for i, item in enumerate(node.get(name) or []):
                 check_keys(f"{prefix}.{name}.{i}", item, entry)
+    for (owner, name), nested in NESTED.items():
+        if owner is schema and node.get(name) is not None:
+            check_keys(f"{prefix}.{name}", node[name], nested)
 
 
 def check_model(model: Mapping[str, Any]) -> None:
@@ -230,6 +245,8 @@ def check_train(train: Mapping[str, Any]) -> None:
     patience = train.get("early_stopping_patience")
     if patience is not None and not is_positive_int(patience):
         raise ConfigError("train.early_stopping_patience", patience, "null or a positive int")
+    check_augment(train.get("augment") or {})
+    check_lr_schedule(train.get("lr_schedule") or {}, patience)
 
 
 def check_eval(ev: Mapping[str, Any]) -> None:

@@ -42,7 +42,7 @@ def compile_model(model: Any, train: Mapping[str, Any], steps_per_epoch: int) ->
         "adam": keras.optimizers.Adam,
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
-    }[train["optimizer"]](learning_rate=train["learning_rate"])
+    }[train["optimizer"]](learning_rate=learning_rate(train, steps_per_epoch))
     spe = train.get("steps_per_execution", "auto")
     if spe == "auto":
         spe = AUTO_STEPS_PER_EXECUTION
@@ -52,6 +52,37 @@ def compile_model(model: Any, train: Mapping[str, Any], steps_per_epoch: int) ->
         metrics=["accuracy"],
         steps_per_execution=max(1, min(int(spe), steps_per_epoch)),
     )
+
+
+def learning_rate(train: Mapping[str, Any], steps_per_epoch: int) -> Any:
+    """`train.learning_rate`, or a Keras schedule of it stepped per batch (`train.lr_schedule`).
+
+    Cosine decays over the whole epoch budget: a trial stopped early (pruned, early stopping)
+    has run with the same rates as every other trial up to that epoch, so trials compare fairly
+    at every step a pruner judges. reduce_on_plateau is a callback (`_schedule_callbacks`).
+    """
+    schedule = train.get("lr_schedule") or {}
+    name, rate = schedule.get("name", "constant"), float(train["learning_rate"])
+    if name == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=int(train["epochs"]) * steps_per_epoch,
+            alpha=float(schedule.get("final_fraction", 0.0)),
+        )
+    if name == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            rate, decay_steps=steps_per_epoch, decay_rate=float(schedule.get("factor", 0.5)),
+        )
+    return rate
+
+
+def _schedule_callbacks(train: Mapping[str, Any], validated: bool) -> list[Any]:
+    schedule = train.get("lr_schedule") or {}
+    if schedule.get("name") != "reduce_on_plateau":
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(
+        monitor="val_accuracy" if validated else "accuracy", mode="max",
+        factor=float(schedule.get("factor", 0.5)), patience=int(schedule.get("patience", 1)),
+    )]
 
 
 def fit(
@@ -78,7 +109,10 @@ def fit(
 
     # No TerminateOnNaN: its per-batch check syncs every execution (~0.2 s an epoch of the dense
     # net); _EpochHook stops a diverged run at the end of the epoch instead.
-    callbacks: list[Any] = [_EpochHook(on_epoch)]
+    validation = (splits.x_val, splits.y_val) if len(splits.x_val) else None
+    # The hook first: it sees each epoch before a plateau cut or early stopping acts on it, and
+    # a pruner's TrialPruned raised from it ends training before they run.
+    callbacks: list[Any] = [_EpochHook(on_epoch), *_schedule_callbacks(train, bool(validation))]
     stopper = None
     if train.get("early_stopping_patience"):
         stopper = keras.callbacks.EarlyStopping(
@@ -87,7 +121,6 @@ def fit(
             restore_best_weights=True,
         )
         callbacks.append(stopper)
-    validation = (splits.x_val, splits.y_val) if len(splits.x_val) else None
     start = time.perf_counter()
     hist = model.fit(
         x_train,
@@ -106,6 +139,7 @@ def fit(
         train_time_s=time.perf_counter() - start - callbacks[0].hook_time_s,
     )
     result.history["epoch_time_s"] = callbacks[0].epoch_times
+    result.history["learning_rate"] = callbacks[0].learning_rates
     result.weights_epoch = result.epochs_run - 1
     if stopper is not None and stopper.best_weights is not None:
         result.weights_epoch = stopper.best_epoch
@@ -116,18 +150,23 @@ def fit(
 
 
 class _EpochHook(keras.callbacks.Callback):
-    """Times the training part of each epoch (validation excluded) and forwards the logs."""
+    """Times the training part of each epoch (validation excluded), reads the learning rate it
+    starts with, and forwards the logs."""
 
     def __init__(self, on_epoch: EpochHook | None) -> None:
         super().__init__()
         self.on_epoch = on_epoch
         self.epoch_times: list[float] = []
+        self.learning_rates: list[float] = []
         self.hook_time_s = 0.0
         self._start = 0.0
         self._train_end: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._train_end = None
+        # a schedule's rate at the current step, or the rate a plateau cut has set
+        rate = self.model.optimizer.learning_rate
+        self.learning_rates.append(float(keras.ops.convert_to_numpy(rate)))
         self._start = time.perf_counter()
 
     def on_test_begin(self, logs: dict | None = None) -> None:
@@ -141,6 +180,7 @@ class _EpochHook(keras.callbacks.Callback):
         if self.on_epoch is not None:
             metrics = {k: float(v) for k, v in (logs or {}).items()}
             metrics["epoch_time_s"] = self.epoch_times[-1]
+            metrics["learning_rate"] = self.learning_rates[-1]
             hook_start = time.perf_counter()
             try:
                 self.on_epoch(epoch + 1, metrics)

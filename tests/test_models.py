@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from omegaconf import OmegaConf
 
+from mnist_sweep import data, models
 from mnist_sweep.models import build_model
 from mnist_sweep.schema import check_model
 
@@ -61,3 +62,49 @@ def test_same_padding_keeps_the_map_so_deeper_stacks_build(compose):
     assert model.output_shape == (None, 10)
     flat = next(layer for layer in model.layers if layer.name.startswith("flatten"))
     assert flat.output.shape[-1] == 3 * 3 * 4  # 28 -> 14 -> 7 -> 3
+
+
+AUGMENT = {"rotation": 12.0, "shift": 0.12, "zoom": 0.12}
+
+
+def _augmented(compose, family):
+    # no dropout, no batch norm: the augmentation is the model's only training-time randomness
+    return build_model(compose([f"model={family}"]).model, seed=0, augment=AUGMENT)
+
+
+def test_augmentation_layers_run_in_training_only(compose):
+    splits = data.prepare(compose(["data.limit_train=64"]).data)
+    x = splits.x_test[:32]
+    for family in ("dense", "cnn"):
+        model = _augmented(compose, family)
+        block = model.get_layer(models.AUGMENT_NAME)
+        kinds = [type(layer).__name__ for layer in block.layers]
+        assert kinds == ["RandomRotation", "RandomTranslation", "RandomZoom"], family
+        assert model.count_params() == build_model(compose([f"model={family}"]).model
+                                                   ).count_params()  # no weights of their own
+        inference = np.asarray(model(x, training=False))
+        np.testing.assert_array_equal(inference, np.asarray(model(x, training=False)))
+        # the transforms really act in training: other images in, other outputs out
+        trained = np.asarray(model(x, training=True))
+        assert np.abs(trained - inference).max() > 1e-3, family
+        moved = np.asarray(block(x[..., None], training=True))
+        assert np.abs(moved - x[..., None]).mean() > 0.01
+
+
+def test_no_augmentation_builds_the_model_as_before(compose):
+    off = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0}
+    model = build_model(compose().model, seed=0, augment=off)
+    names = [type(layer).__name__ for layer in model.layers]
+    assert names == ["Flatten", "Dense", "Dense"]
+
+
+def test_the_serving_model_has_no_augmentation_and_predicts_the_same(compose):
+    splits = data.prepare(compose(["data.limit_train=64"]).data)
+    model = _augmented(compose, "cnn")
+    served = models.serving_model(model)
+    assert not [layer for layer in served.layers if layer.name == models.AUGMENT_NAME]
+    assert all(not type(layer).__name__.startswith("Random") for layer in served.layers)
+    raw = splits.x_test_raw[:32]
+    # the same trained layers: identical outputs, even when called as in training
+    expected = models.predict(model, splits.x_test[:32], 32)
+    np.testing.assert_allclose(np.asarray(served(raw, training=True)), expected, atol=1e-6)

@@ -126,3 +126,25 @@ def test_report_of_a_moved_study_says_so_in_one_line(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
     assert not (tmp_path / "multirun").exists()  # not created by looking
+
+
+def test_report_shows_the_best_trials_noisy_accuracy(tmp_path, capsys):
+    """The table carries clean and noisy test accuracy per trial; below it, the best trial's
+    robustness beside the notebook's models the sweep measured (kept on the study)."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="cnn_search", storage=storage, direction="maximize")
+    for value, noisy in ((0.991, 0.594), (0.985, 0.91)):
+        study.add_trial(create_trial(
+            value=value, params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-4, 1)},
+            user_attrs={"val_accuracy": value, "test_accuracy": value - 0.001,
+                        "test_accuracy_noise_0.5": noisy, "train_time_s": 10.0}))
+    reference = {"cnn": {"test_accuracy": 0.968, "test_accuracy_noise_0.5": 0.846}}
+    study.set_user_attr("robustness", {"reference": reference})
+    assert reports.main(["cnn_search", "--storage", storage, "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert "test_accuracy_noise_0.5=0.594" in printed and "test_accuracy=0.99 " in printed
+    assert "at f=0.5 the best trial keeps 0.5940: notebook cnn 0.8460 (-0.2520)" in printed
+    assert (tmp_path / "r" / "clean_vs_noisy.png").is_file()

@@ -25,6 +25,7 @@ from tests.conftest import compose_config
         ("data.limit_train=1.5", "data.limit_train"),
         ("eval.noise_levels=0.5", "eval.noise_levels"),
         ("tracking.log_model=maybe", "tracking.log_model"),
+        ("train.augment.rotation=lots", "train.augment.rotation"),  # a nested node is typed too
     ],
 )
 def test_unknown_keys_and_wrong_types_fail_while_composing(override, key):
@@ -82,6 +83,19 @@ def test_layer_entries_are_typed_and_get_defaults():
         (["train.inter_op_threads=-2"], "train.inter_op_threads", "positive int"),
         # XLA's CPU client has no thread-count setting: a value would be silently ignored
         (["train.backend=jax", "train.intra_op_threads=1"], "train.intra_op_threads", "jax"),
+        (["+train.augment.flip=1"], "train.augment.flip", "keys rotation, shift, zoom"),
+        (["train.augment.rotation=-5"], "train.augment.rotation", "[0, 180] (degrees"),
+        (["train.augment.shift=0.6"], "train.augment.shift", "[0, 0.5]"),
+        (["train.augment.zoom=0.9"], "train.augment.zoom", "[0, 0.5]"),
+        (["train.lr_schedule.name=step"], "train.lr_schedule.name",
+         "constant, cosine, exponential, reduce_on_plateau"),
+        (["train.lr_schedule.final_fraction=2"], "train.lr_schedule.final_fraction", "[0, 1]"),
+        (["train.lr_schedule.factor=1"], "train.lr_schedule.factor", "(0, 1)"),
+        (["train.lr_schedule.patience=0"], "train.lr_schedule.patience", "positive int"),
+        # early stopping would end training before a plateau cut could ever happen
+        (["train.lr_schedule.name=reduce_on_plateau", "train.lr_schedule.patience=2",
+          "train.early_stopping_patience=2"], "train.lr_schedule.patience",
+         "less than train.early_stopping_patience (2)"),
         (["eval.noise_levels=[0.5,-0.25]"], "eval.noise_levels", "floats >= 0"),
         (["eval.batch_size=0"], "eval.batch_size", "positive int"),
         (["objectives=[accuracy]"], "objectives", "val_accuracy"),
@@ -100,7 +114,10 @@ def test_bad_values_name_the_key_and_what_is_allowed(overrides, key, allowed):
     [[], ["model=cnn"], ["data.source=idx", "data.dir=/data/mnist"],
      ["data.val_size=0", "data.limit_train=60000"], ["data.limit_train=55000"],
      ["train.intra_op_threads=1", "train.inter_op_threads=2"], ["train.early_stopping_patience=3"],
-     ["objectives=[test_accuracy,train_time_s]"], ["objectives=[test_accuracy_noise_0.5]"]],
+     ["objectives=[test_accuracy,train_time_s]"], ["objectives=[test_accuracy_noise_0.5]"],
+     ["train.augment.rotation=10", "train.augment.shift=0.1", "train.augment.zoom=0.1"],
+     ["train.lr_schedule.name=cosine", "train.lr_schedule.final_fraction=0.05"],
+     ["train.lr_schedule.name=reduce_on_plateau", "train.early_stopping_patience=3"]],
 )  # fmt: skip
 def test_good_configs_pass(overrides):
     config.validate(compose_config(overrides))

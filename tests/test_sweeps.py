@@ -103,6 +103,14 @@ def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
     best = study.best_trial
     assert f"best trial {best.number}: val_accuracy={best.value:.6g}" in proc.stdout
     assert "multirun/quickstart/optimization_results.yaml" in proc.stdout
+    # robustness in sight: the best trial's noisy accuracy beside its objective, printed and on
+    # the parent run, with the notebook's models measured on the same data as the reference
+    assert f"trial {best.number} (val_accuracy={best.value:.4f})" in proc.stdout
+    assert "notebook cnn (5 epochs)" in proc.stdout
+    assert "at f=0.5 the best trial keeps" in proc.stdout
+    for key in ("test_accuracy", "test_accuracy_noise_0.5", "test_accuracy_noise_mean"):
+        assert parent.data.metrics[f"best.{key}"] == pytest.approx(best.user_attrs[key])
+    assert "reference.cnn.test_accuracy_noise_0.5" in parent.data.metrics
 
 
 @pytest.mark.slow
@@ -150,6 +158,22 @@ def test_accuracy_vs_time_yields_a_pareto_front(tmp_path):
     client, parent, _ = mlflow_runs(tmp_path)
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert any("pareto" in p for p in plots), plots
+
+
+@pytest.mark.slow
+def test_noise_robustness_yields_a_clean_vs_noisy_front(tmp_path):
+    """Two objectives on the validation digits, clean and at f=0.5; the test set only reports."""
+    run_sweep(tmp_path, "sweep=noise_robustness", *SMALL, "hydra.sweeper.n_trials=2")
+    study = load_study(tmp_path, "noise_robustness")
+    for t in study.get_trials():
+        assert t.state == TrialState.COMPLETE
+        assert t.values == [t.user_attrs["val_accuracy"], t.user_attrs["val_accuracy_noise_0.5"]]
+        assert "test_accuracy_noise_0.5" in t.user_attrs
+    assert study.trials[0].params["train.noise_augment"] == 0.5  # the enqueued known-good CNN
+    client, parent, _ = mlflow_runs(tmp_path)
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    robust = {a.path for a in client.list_artifacts(parent.info.run_id, "robustness")}
+    assert "plots/pareto_front.png" in plots and "robustness/clean_vs_noisy.png" in robust
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """Real short trainings on real MNIST slices: it learns, it is repeatable, it reports per epoch."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,52 @@ def test_a_diverging_run_raises_training_diverged(compose):
     assert not np.isfinite(epochs_seen[-1]) and np.all(np.isfinite(epochs_seen[:-1]))
     assert len(epochs_seen) < 3
 
+
+
+def test_the_schedule_sets_each_epochs_learning_rate(compose):
+    """Rates at the start of each epoch, as logged per epoch (`learning_rate`)."""
+    base = ["data.limit_train=640", "data.val_size=500", "train.epochs=4",
+            "train.batch_size=64", "train.learning_rate=0.01"]  # 10 steps an epoch
+    _, constant = _train(compose(base))
+    assert constant.history["learning_rate"] == pytest.approx([0.01] * 4)
+    _, cosine = _train(compose([*base, "train.lr_schedule.name=cosine",
+                                "train.lr_schedule.final_fraction=0.1"]))
+    # 0.01 * (0.1 + 0.9 * (1 + cos(pi * epoch / 4)) / 2) after 0, 1, 2, 3 of 4 epochs
+    expected = [0.01 * (0.1 + 0.9 * (1 + math.cos(math.pi * e / 4)) / 2) for e in range(4)]
+    assert cosine.history["learning_rate"] == pytest.approx(expected, rel=1e-4)
+    _, exponential = _train(compose([*base, "train.lr_schedule.name=exponential",
+                                     "train.lr_schedule.factor=0.5"]))
+    assert exponential.history["learning_rate"] == pytest.approx(
+        [0.01, 0.005, 0.0025, 0.00125], rel=1e-4)
+
+
+def test_reduce_on_plateau_cuts_the_rate_when_validation_stalls(compose):
+    # a rate this high makes validation accuracy stall or fall within a few epochs
+    cfg = compose(["data.limit_train=500", "data.val_size=500", "train.epochs=6",
+                   "train.learning_rate=0.5", "train.lr_schedule.name=reduce_on_plateau",
+                   "train.lr_schedule.factor=0.1", "train.lr_schedule.patience=1"])
+    _, result = _train(cfg)
+    rates, val = result.history["learning_rate"], result.history["val_accuracy"]
+    assert rates[0] == pytest.approx(0.5) and min(rates) < 0.5
+    first_cut = next(i for i, r in enumerate(rates) if r < 0.5 - 1e-9)
+    # cut after an epoch that did not beat the best validation accuracy before it
+    assert val[first_cut - 1] <= max(val[: first_cut - 1])
+
+
+def test_a_pruner_stops_training_with_early_stopping_on(compose):
+    """An exception from the per-epoch hook (Optuna's TrialPruned) ends training at once, before
+    early stopping or a plateau cut acts on that epoch, and propagates."""
+    import optuna
+
+    cfg = compose(["data.limit_train=500", "data.val_size=500", "train.epochs=10",
+                   "train.early_stopping_patience=3", "train.lr_schedule.name=reduce_on_plateau"])
+    steps = []
+
+    def prune_at_two(step, logs):
+        steps.append(step)
+        if step == 2:
+            raise optuna.TrialPruned(f"pruned at step {step}")
+
+    with pytest.raises(optuna.TrialPruned):
+        _train(cfg, on_epoch=prune_at_two)
+    assert steps == [1, 2]
