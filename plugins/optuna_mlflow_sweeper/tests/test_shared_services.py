@@ -11,6 +11,7 @@ password nor the MLflow password appears in any file, MLflow record, database ro
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,12 +56,14 @@ def start_sweeps(tmp_path: Path, pg: Postgres, env: dict[str, str], study: str,
         procs.append(subprocess.Popen(
             [sys.executable, str(APP), "-m", "hydra/sweeper=optuna_mlflow",
              f"hydra.sweep.dir=sweep-{i}", storage, f"hydra.sweeper.study_name={study}",
-             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=1",
+             # three workers: two in the first command's processes, one in the second's
+             f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={2 - i}",
              f"hydra.sweeper.heartbeat_interval={heartbeat}", "x=interval(-5,5)", "log_mlflow=true",
              "sleep=1.0",
              # the toy job logs with MLflow's fluent API: its own retries cover the outage
              "++hydra.job.env_set.MLFLOW_HTTP_REQUEST_MAX_RETRIES=8"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True))  # its workers in its process group
     return procs
 
 
@@ -75,7 +78,8 @@ def finished(pg: Postgres, study: str) -> int:
 def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
                     stop: Callable[[], None], start: Callable[[], None],
                     n_trials: int = 8, heartbeat: int = 60) -> list[str]:
-    """Two sweeps; once 2 trials are done, stop a server for OUTAGE_S; return their output."""
+    """Two sweep commands (three workers); once 2 trials are done, stop a server for OUTAGE_S;
+    return their output."""
     env = environment(pg, server)
     procs = start_sweeps(tmp_path, pg, env, study, n_trials, heartbeat)
     try:
@@ -94,9 +98,9 @@ def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: s
             outputs += [out, err]
         return outputs
     finally:
-        for p in procs:  # by pid: only what this test started
+        for p in procs:  # by process group: only what this test started, workers included
             if p.poll() is None:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
                 p.wait(10)
 
 

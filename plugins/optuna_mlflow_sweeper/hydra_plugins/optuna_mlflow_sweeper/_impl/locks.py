@@ -77,7 +77,14 @@ def _pg_lock(storage_url: str, timeout: float) -> Iterator[None]:
             try:
                 yield
             finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                # A database restarted meanwhile took the lock with the connection: nothing
+                # left to release, and the setup it guarded went on regardless.
+                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                                 {"key": key})
+    except sqlalchemy.exc.OperationalError as e:
+        if "pg_advisory_unlock" not in str(e):
+            raise
     finally:
         engine.dispose()
 
