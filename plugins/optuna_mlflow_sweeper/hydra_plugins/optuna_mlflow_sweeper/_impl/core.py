@@ -9,10 +9,12 @@ trials in flight as interrupted, says how to resume, and exits with 130 (no trac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,40 +74,26 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
     # ---- trials in this process ----
     def _run_here(self, p: Prepared, arguments: list[str], is_worker: bool) -> None:
-        # mlflow.start_run() deletes MLFLOW_RUN_ID from the job's environment; Hydra's env_set
-        # restore then raises KeyError unless the variable existed before the job.
-        exported = {"MLFLOW_RUN_ID": os.environ.get("MLFLOW_RUN_ID", ""), **p.secret_env}
-        saved = {name: os.environ.get(name) for name in exported}
-        os.environ.update(exported)
         worker = Worker(p, self.config, self.hydra_context.config_loader, self.launcher)
-        status = "FINISHED"
-        try:
-            worker.run()
-        except KeyboardInterrupt:
-            status = "KILLED"
-            interrupts.acknowledge()
-        except BaseException:
-            status = "FAILED"
-            raise
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            if is_worker:
+
+        def finish(status: str) -> None:
+            if is_worker:  # the process that started the workers sums up
                 _quietly(worker.report, quiet=True)
             else:
                 self._finish(p, status, worker.report)
-        if status == "KILLED":
+
+        with _ending(finish) as status, _exported(p):
+            worker.run()
+        if status[0] == "KILLED":
             if is_worker:
                 raise KeyboardInterrupt
             _interrupted(p)
 
     # ---- trials in worker processes ----
     def _run_workers(self, p: Prepared, arguments: list[str]) -> None:
+        report = Worker(p, self.config, None, None).report
         if budget_spent(p, say_so=True):
-            self._finish(p, "FINISHED", Worker(p, self.config, None, None).report)
+            self._finish(p, "FINISHED", report)
             return
         payload = pool.Payload(
             settings=self.settings, config=self.config, hydra_context=self.hydra_context,
@@ -117,23 +105,17 @@ class OptunaMlflowSweeperImpl(Sweeper):
                  else f"jobs of {type(self.launcher).__name__}")
         say(p.progress, f"{PREFIX} {p.n_jobs} workers ({where}), "
             f"{pool.cpus_per_worker(p.n_jobs)} core(s) each")
-        status, problems = "FINISHED", []
-        try:
+        problems: list[str] = []
+
+        def finish(status: str) -> None:
+            self._finish(p, "FAILED" if problems else status, report)
+
+        with _ending(finish) as status:
             if _is_basic(self.launcher):
-                problems = pool.run_local(payload, p.n_jobs, p.sweep_dir, watch)
+                problems += pool.run_local(payload, p.n_jobs, p.sweep_dir, watch)
             else:
-                problems = pool.run_launcher(payload, self._launcher_for, p.n_jobs, watch)
-        except KeyboardInterrupt:
-            status = "KILLED"
-            interrupts.acknowledge()
-        except BaseException:
-            status = "FAILED"
-            raise
-        finally:
-            if problems:
-                status = "FAILED"
-            self._finish(p, status, Worker(p, self.config, None, None).report)
-        if status == "KILLED":
+                problems += pool.run_launcher(payload, self._launcher_for, p.n_jobs, watch)
+        if status[0] == "KILLED":
             _interrupted(p)
         if problems:
             raise SweepAborted("; ".join(problems))
@@ -166,6 +148,44 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 say(p.progress, _where(p.tracker.summary()))
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
+
+
+@contextlib.contextmanager
+def _ending(finish: Callable[[str], None]) -> Iterator[list[str]]:
+    """How the sweep ended, in `status[0]`: FINISHED, KILLED (Ctrl-C: acknowledged, and not
+    re-raised: the caller reports it) or FAILED (re-raised); `finish(status)` runs in every case."""
+    status = ["FINISHED"]
+    try:
+        yield status
+    except KeyboardInterrupt:
+        status[0] = "KILLED"
+        interrupts.acknowledge()
+    except BaseException:
+        status[0] = "FAILED"
+        raise
+    finally:
+        finish(status[0])
+
+
+@contextlib.contextmanager
+def _exported(p: Prepared) -> Iterator[None]:
+    """The environment every job of this process needs, put back afterwards.
+
+    mlflow.start_run() deletes MLFLOW_RUN_ID from the job's environment; Hydra's env_set restore
+    then raises KeyError unless the variable existed before the job. Values holding a password
+    travel this way rather than in the job's overrides (Hydra saves those to disk).
+    """
+    exported = {"MLFLOW_RUN_ID": os.environ.get("MLFLOW_RUN_ID", ""), **p.secret_env}
+    saved = {name: os.environ.get(name) for name in exported}
+    os.environ.update(exported)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _is_basic(launcher: Any) -> bool:
