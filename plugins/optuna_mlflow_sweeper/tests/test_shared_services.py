@@ -56,8 +56,7 @@ def start_sweeps(tmp_path: Path, pg: Postgres, env: dict[str, str], study: str,
         procs.append(subprocess.Popen(
             [sys.executable, str(APP), "-m", "hydra/sweeper=optuna_mlflow",
              f"hydra.sweep.dir=sweep-{i}", storage, f"hydra.sweeper.study_name={study}",
-             # three workers: two in the first command's processes, one in the second's
-             f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={2 - i}",
+             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=1",
              f"hydra.sweeper.heartbeat_interval={heartbeat}", "x=interval(-5,5)", "log_mlflow=true",
              "sleep=1.0",
              # the toy job logs with MLflow's fluent API: its own retries cover the outage
@@ -78,8 +77,8 @@ def finished(pg: Postgres, study: str) -> int:
 def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
                     stop: Callable[[], None], start: Callable[[], None],
                     n_trials: int = 8, heartbeat: int = 60) -> list[str]:
-    """Two sweep commands (three workers); once 2 trials are done, stop a server for OUTAGE_S;
-    return their output."""
+    """Two sweep commands; once 2 trials are done, stop a server for OUTAGE_S; return their
+    output."""
     env = environment(pg, server)
     procs = start_sweeps(tmp_path, pg, env, study, n_trials, heartbeat)
     try:
