@@ -161,11 +161,6 @@ def test_mlflow_server_outage_loses_nothing_and_no_password_is_recorded(
     outputs = run_with_outage(tmp_path, postgres, mlflow_server, "outage_mlflow",
                               mlflow_server.stop, mlflow_server.start, heartbeat=5)
     check_records(tmp_path, postgres, mlflow_server, "outage_mlflow")
-    # the outage was noticed (by the outbox, or while creating a run), in a command's output or
-    # in the log of one of its worker processes
-    logs = [p.read_text(errors="replace") for p in tmp_path.glob("sweep-*/workers/*.log")]
-    text = "".join(outputs + logs)
-    assert "writes are kept and retried" in text or "creating a child run failed" in text
     assert_no_secret(tmp_path, postgres, mlflow_server, "outage_mlflow", outputs)
 
 
