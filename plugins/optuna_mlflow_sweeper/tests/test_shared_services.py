@@ -1,6 +1,7 @@
 """Sweeps sharing a real PostgreSQL study and a real MLflow server, through outages of each.
 
-Two sweep processes of the generic app (tests/apps/toy) run the same study at once; one names
+Two sweep commands of the generic app (tests/apps/toy), three workers in all (the first command
+runs two local worker processes), share the same study; one command names
 the storage URL on its command line (with the password, as users do), the other reads it from
 the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 20 s and
 started again. Afterwards: the whole budget is COMPLETE, every trial has its child run with the
@@ -56,7 +57,8 @@ def start_sweeps(tmp_path: Path, pg: Postgres, env: dict[str, str], study: str,
         procs.append(subprocess.Popen(
             [sys.executable, str(APP), "-m", "hydra/sweeper=optuna_mlflow",
              f"hydra.sweep.dir=sweep-{i}", storage, f"hydra.sweeper.study_name={study}",
-             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.n_jobs=1",
+             # three workers: two in the first command's processes, one in the second's
+             f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={2 - i}",
              f"hydra.sweeper.heartbeat_interval={heartbeat}", "x=interval(-5,5)", "log_mlflow=true",
              "sleep=1.0",
              # the toy job logs with MLflow's fluent API: its own retries cover the outage
@@ -77,8 +79,8 @@ def finished(pg: Postgres, study: str) -> int:
 def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
                     stop: Callable[[], None], start: Callable[[], None],
                     n_trials: int = 8, heartbeat: int = 60) -> list[str]:
-    """Two sweep commands; once 2 trials are done, stop a server for OUTAGE_S; return their
-    output."""
+    """Two sweep commands (three workers); once 2 trials are done, stop a server for OUTAGE_S;
+    return their output."""
     env = environment(pg, server)
     procs = start_sweeps(tmp_path, pg, env, study, n_trials, heartbeat)
     try:

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 _local = threading.local()
 JOB_ENV = "OPTUNA_MLFLOW_TRIAL_ID"  # set in a trial's job only (trial.ENV_TRIAL_ID)
 
-# every call that reads or writes the database (nested calls are retried by the outermost one)
+# every call that reads or writes the database (nested calls are retried by the outermost one),
+# the private ones included: a study wraps its RDBStorage in Optuna's `_CachedStorage`, which
+# calls `_get_trials`, `_create_new_trial`, `_set_trial_param` and `_get_best_trial_id` directly
 _CALLS = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
@@ -35,7 +37,8 @@ _CALLS = (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial_id_from_study_id_trial_number",
     "get_trial", "get_all_trials", "get_best_trial", "record_heartbeat",
-    "_get_stale_trial_ids",
+    "_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_set_trial_param",
+    "_get_best_trial_id",
 )
 
 

@@ -1,0 +1,76 @@
+"""The resilient Optuna storage against a real PostgreSQL that goes away and comes back.
+
+Each call a worker makes through a study (Optuna wraps the storage in its `_CachedStorage`,
+which calls private `RDBStorage` methods) must wait out the outage and then succeed, with the
+session usable afterwards: Optuna's own fallback in `_get_trials` reuses a session whose
+connection died, which surfaced as `StorageInternalError` ("PendingRollbackError") in CI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from servers import Postgres
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+
+OUTAGE_S = 3.0
+
+
+def during_outage(pg: Postgres, call: Callable[[], Any]) -> Any:
+    """`call()` started while the database is down; the database comes back after OUTAGE_S."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = call()
+        except BaseException as e:  # handed to the test's thread
+            result["error"] = e
+
+    pg.stop()
+    try:
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        time.sleep(OUTAGE_S)
+        assert worker.is_alive(), f"returned during the outage: {result}"
+    finally:
+        pg.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "still waiting 120 s after the database came back"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.slow
+def test_study_calls_wait_out_a_database_restart(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OPTUNA_MLFLOW_PATIENCE", "60")
+    storage = ResilientRDBStorage(postgres.url("optuna", "postgresql+psycopg"))
+    study = optuna.create_study(study_name=f"restart-{uuid.uuid4().hex[:8]}", storage=storage)
+    for x in (1.0, 2.0):
+        trial = study.ask()
+        study.tell(trial, trial.suggest_float("x", 0, 5) + x)
+
+    caplog.set_level(logging.WARNING)
+    # reads through the cache's private calls, then a trial's whole life, each across a restart
+    assert len(during_outage(postgres, study.get_trials)) == 2
+    assert during_outage(postgres, lambda: study.best_trial.number) in (0, 1)
+    trial = during_outage(postgres, study.ask)
+    x = during_outage(postgres, lambda: trial.suggest_float("x", 0, 5))
+    during_outage(postgres, lambda: trial.report(x, step=1))
+    during_outage(postgres, lambda: study.tell(trial, x))
+
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert trials[2].params == {"x": x} and trials[2].intermediate_values == {1: x}
+    assert "Optuna storage unreachable" in caplog.text
