@@ -103,12 +103,26 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
     stalled = render.HELPER._proc
     os.kill(stalled.pid, signal.SIGSTOP)
     main = threading.main_thread().ident
-    timer = threading.Timer(1.0, lambda: signal.pthread_kill(main, signal.SIGINT))
-    timer.start()
+    pngs = []
+
+    def interrupt_once_waiting():
+        # The run draws both figures itself (the helper never starts them), then blocks reading
+        # the helper's replies: Ctrl-C there. (A SIGINT landing in a garbage-collection callback
+        # while matplotlib draws would be printed and lost; the app's sweeper resends it.)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                pngs and all((pngs[0] / n).exists() for n in ("curves.png", "noise.png"))):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_once_waiting)
+    interrupter.start()
     with pytest.raises(KeyboardInterrupt), _figures([]) as figures:
+        pngs.append(figures.directory)
         figures.draw("curves.png", "learning_curves", HISTORY)
         figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
-    timer.join()
+    interrupter.join()
     assert stalled.poll() is not None  # killed, unread replies and all
     with pytest.raises(RuntimeError, match="bad.png failed"), _figures([]) as figures:
         figures.draw("bad.png", "noise_accuracy", "not a mapping", 0.9)

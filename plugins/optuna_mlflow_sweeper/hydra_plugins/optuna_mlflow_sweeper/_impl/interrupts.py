@@ -5,17 +5,23 @@ happens to be inside a weakref callback or a `__del__` (garbage collection, freq
 process) the exception is printed as "Exception ignored" and lost, and the sweep runs on as if the
 key had not been pressed. So the first Ctrl-C is remembered, and raised again every half second
 until the sweeper acknowledges it (it then records the trials in flight); a Ctrl-C after that ends
-the process at once.
+the process at once. A lost one is not printed either (a traceback from `weakref.py` tells the
+user nothing): it goes to the debug log, and is raised again.
 """
 
 from __future__ import annotations
 
 import _thread
 import contextlib
+import logging
 import os
 import signal
+import sys
 import threading
 import time
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 requested = threading.Event()
 _acknowledged = threading.Event()
@@ -26,6 +32,9 @@ def install() -> None:
     """Take over SIGINT in this (main) thread; elsewhere (a launcher's thread) keep Python's."""
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGINT, _handler)
+        if sys.unraisablehook is not _unraisable:
+            _previous_hook[0] = sys.unraisablehook
+            sys.unraisablehook = _unraisable
 
 
 def acknowledge() -> None:
@@ -42,6 +51,16 @@ def _handler(signum: int, frame: object) -> None:
         requested.set()
         threading.Thread(target=_insist, name="optuna-mlflow-ctrl-c", daemon=True).start()
     raise KeyboardInterrupt
+
+
+_previous_hook: list[Any] = [sys.unraisablehook]
+
+
+def _unraisable(unraisable: Any) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and requested.is_set():
+        log.debug("Ctrl-C landed in %r and was lost there; raising it again", unraisable.object)
+        return
+    _previous_hook[0](unraisable)
 
 
 def _insist() -> None:
