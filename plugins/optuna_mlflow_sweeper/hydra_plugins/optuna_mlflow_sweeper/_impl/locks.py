@@ -70,20 +70,22 @@ def _pg_lock(storage_url: str, timeout: float) -> Iterator[None]:
 
     key = int.from_bytes(hashlib.sha1(b"optuna_mlflow:setup").digest()[:7], "big")
     engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
+    setup_done = False
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f"SET lock_timeout = '{int(timeout * 1000)}ms'"))
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
             try:
                 yield
+                setup_done = True
             finally:
-                # A database restarted meanwhile took the lock with the connection: nothing
-                # left to release, and the setup it guarded went on regardless.
                 with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
                                  {"key": key})
-    except sqlalchemy.exc.OperationalError as e:
-        if "pg_advisory_unlock" not in str(e):
+    except sqlalchemy.exc.OperationalError:
+        # Releasing failed (closing the connection included): a database restarted meanwhile
+        # took the lock with the connection, and the setup it guarded went on regardless.
+        if not setup_done:
             raise
     finally:
         engine.dispose()
