@@ -1,6 +1,7 @@
 """Shared fixtures: real configs composed by Hydra, a real SQLite MLflow store per test."""
 
 import os
+import sys
 
 # Quiet TensorFlow's C++ banner before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,6 +16,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mnist_sweep import config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# The real PostgreSQL and MLflow server fixtures, shared with the sweeper's own tests.
+sys.path.insert(0, str(ROOT / "plugins" / "optuna_mlflow_sweeper" / "tests"))
+from servers import mlflow_server, postgres  # noqa: E402, F401 (fixtures)
 
 
 def compose_config(overrides=(), return_hydra_config=False):

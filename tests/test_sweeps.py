@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -19,6 +21,7 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from mnist_sweep import data
 from mnist_sweep.config import sweep_names
 from tests.conftest import compose_config
 
@@ -201,3 +204,54 @@ def test_two_workers_run_a_ready_made_sweep(tmp_path):
     _, parent, children = mlflow_runs(tmp_path)
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
+
+
+@pytest.mark.slow
+def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, postgres,
+                                                        mlflow_server, monkeypatch):
+    """The setup users share across machines: the study in PostgreSQL (its URL, password and
+    all, from the environment), runs, figures and models on an MLflow server that serves the
+    artifacts; two workers. Every trial's model loads back through the server, and the database
+    password is in no output, file or MLflow record."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env.update(MLFLOW_TRACKING_URI=mlflow_server.url, OPTUNA_STORAGE=postgres.url("optuna"),
+               XDG_STATE_HOME=str(tmp_path / "state"))
+    study = "quickstart_shared"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", "data.limit_train=600",
+         "data.val_size=1000", "train.epochs=1", "hydra.sweeper.n_trials=3",
+         "hydra.sweeper.n_jobs=2", f"hydra.sweeper.study_name={study}",
+         "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert mlflow_server.url in proc.stdout  # the UI hint is the server itself
+
+    trials = optuna.load_study(study_name=study,
+                               storage=postgres.url("optuna", "postgresql+psycopg")).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.get_experiment_by_name("mnist-sweep")
+    every = client.search_runs([experiment.experiment_id], max_results=100)
+    [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert {"test_accuracy", "test_accuracy_noise_1"} <= set(run.data.metrics)
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id],
+                                         output_format="list")
+    assert {m.source_run_id for m in models} == {r.info.run_id for r in children}
+    digits = data.load_mnist().x_test[:20]
+    for model in models:
+        probs = np.asarray(mlflow.pyfunc.load_model(f"models:/{model.model_id}").predict(digits))
+        assert probs.shape == (20, 10)
+
+    records = [repr((r.data.params, r.data.tags)) for r in every]
+    files = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    leaks = [text[:200] for text in [proc.stdout, proc.stderr, *records, *files]
+             if postgres.password in text]
+    assert not leaks, leaks

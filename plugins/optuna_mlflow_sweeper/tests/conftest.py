@@ -1,8 +1,8 @@
 """Fixtures of the sweeper's tests: a fresh SQLite MLflow store per test (from a template), and,
 for the shared-services tests, a real PostgreSQL and a real MLflow server.
 
-The servers start on first use only (the quick tests never pay for them) and are stopped by pid
-at the end.
+The servers' fixtures live in servers.py (the app's tests use them too): they start on first use
+only (the quick tests never pay for them) and are stopped by pid at the end.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import MlflowServer, Postgres, pg_bindir  # noqa: E402
+from servers import mlflow_server, postgres  # noqa: E402, F401 (fixtures)
 
 
 @pytest.fixture(scope="session")
@@ -35,25 +34,3 @@ def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
                if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
     environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
     return environ
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    if pg_bindir() is None:
-        pytest.skip("PostgreSQL is not installed (.ci/run installs it: apt-get install postgresql)")
-    server = Postgres()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[MlflowServer]:
-    server = MlflowServer(postgres.url("mlflow", "postgresql+psycopg"),
-                          tmp_path_factory.mktemp("mlflow-server"))
-    try:
-        yield server
-    finally:
-        server.stop()

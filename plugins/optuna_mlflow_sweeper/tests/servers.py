@@ -18,7 +18,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 PG_USER = "sweeper"
 
@@ -188,3 +191,27 @@ class MlflowServer:
             except subprocess.TimeoutExpired:
                 continue
         self.proc = None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster for the session (skipped where PostgreSQL is missing)."""
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it: apt-get install postgresql)")
+    server = Postgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[MlflowServer]:
+    """`mlflow server` on the cluster's `mlflow` database, artifacts served from a temp folder."""
+    server = MlflowServer(postgres.url("mlflow", "postgresql+psycopg"),
+                          tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
