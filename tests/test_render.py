@@ -117,12 +117,17 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
         signal.pthread_kill(main, signal.SIGINT)
 
     interrupter = threading.Thread(target=interrupt_once_waiting)
-    interrupter.start()
-    with pytest.raises(KeyboardInterrupt), _figures([]) as figures:
-        pngs.append(figures.directory)
-        figures.draw("curves.png", "learning_curves", HISTORY)
-        figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
-    interrupter.join()
+    # Python's Ctrl-C, as at a terminal (a shell's background job inherits SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt), _figures([]) as figures:
+            pngs.append(figures.directory)
+            figures.draw("curves.png", "learning_curves", HISTORY)
+            figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
+        interrupter.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert stalled.poll() is not None  # killed, unread replies and all
     with pytest.raises(RuntimeError, match="bad.png failed"), _figures([]) as figures:
         figures.draw("bad.png", "noise_accuracy", "not a mapping", 0.9)

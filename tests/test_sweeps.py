@@ -208,7 +208,7 @@ def test_two_workers_run_a_ready_made_sweep(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, postgres,
-                                                        mlflow_server, monkeypatch):
+                                                        mlflow_server):
     """The setup users share across machines: the study in PostgreSQL (its URL, password and
     all, from the environment), runs, figures and models on an MLflow server that serves the
     artifacts; two workers. Every trial's model loads back through the server, and the database
@@ -241,14 +241,17 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
         assert {"test_accuracy", "test_accuracy_noise_1"} <= set(run.data.metrics)
         assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id],
-                                         output_format="list")
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     assert {m.source_run_id for m in models} == {r.info.run_id for r in children}
     digits = data.load_mnist().x_test[:20]
-    for model in models:
-        probs = np.asarray(mlflow.pyfunc.load_model(f"models:/{model.model_id}").predict(digits))
-        assert probs.shape == (20, 10)
+    previous = mlflow.get_tracking_uri()  # an earlier test may have set one: it beats the env
+    mlflow.set_tracking_uri(mlflow_server.url)
+    try:
+        for model in models:
+            uri = f"models:/{model.model_id}"
+            assert np.asarray(mlflow.pyfunc.load_model(uri).predict(digits)).shape == (20, 10)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
     records = [repr((r.data.params, r.data.tags)) for r in every]
     files = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]

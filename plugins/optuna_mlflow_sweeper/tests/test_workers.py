@@ -131,7 +131,8 @@ def test_resuming_with_other_fixed_overrides_is_refused_unless_allowed(
 def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    args = ["x=interval(-5,5)", "sleep=3", "hydra.sweeper.n_trials=5",
+    # trials long enough that both signals land mid-trial on a loaded machine
+    args = ["x=interval(-5,5)", "sleep=6", "hydra.sweeper.n_trials=5",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     killed = start(tmp_path, env, *args)
     wait_for(lambda: len(running_trials(tmp_path)) == 1, what="a trial of the first process")
