@@ -53,9 +53,11 @@ def load_study(tmp_path: Path, name: str) -> optuna.Study:
     )
 
 
-def mlflow_runs(tmp_path: Path) -> tuple[MlflowClient, Any, list[Any]]:
-    """(client, the parent run, its child runs by trial number)."""
-    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+def mlflow_runs(tmp_path: Path, tracking_uri: str | None = None
+                ) -> tuple[MlflowClient, Any, list[Any]]:
+    """(client, the parent run, its child runs by trial number); the sweep's own SQLite store
+    unless `tracking_uri` names another."""
+    client = MlflowClient(tracking_uri or f"sqlite:///{tmp_path}/store.db")
     experiment = client.get_experiment_by_name("mnist-sweep")
     every = client.search_runs([experiment.experiment_id], max_results=1000)
     [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
@@ -230,18 +232,14 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
     trials = optuna.load_study(study_name=study,
                                storage=postgres.url("optuna", "postgresql+psycopg")).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    client = MlflowClient(mlflow_server.url)
-    experiment = client.get_experiment_by_name("mnist-sweep")
-    every = client.search_runs([experiment.experiment_id], max_results=100)
-    [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    client, parent, children = mlflow_runs(tmp_path, tracking_uri=mlflow_server.url)
     assert parent.info.status == "FINISHED" and len(children) == 3
     for run in children:
         assert run.info.status == "FINISHED"
         assert {"test_accuracy", "test_accuracy_noise_1"} <= set(run.data.metrics)
         assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
-    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    models = client.search_logged_models(experiment_ids=[parent.info.experiment_id])
     assert {m.source_run_id for m in models} == {r.info.run_id for r in children}
     digits = data.load_mnist().x_test[:20]
     previous = mlflow.get_tracking_uri()  # an earlier test may have set one: it beats the env
@@ -253,7 +251,7 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
     finally:
         mlflow.set_tracking_uri(previous)
 
-    records = [repr((r.data.params, r.data.tags)) for r in every]
+    records = [repr((r.data.params, r.data.tags)) for r in [parent, *children]]
     files = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
     leaks = [text[:200] for text in [proc.stdout, proc.stderr, *records, *files]
              if postgres.password in text]
