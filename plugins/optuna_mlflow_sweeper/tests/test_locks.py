@@ -51,3 +51,11 @@ def test_the_postgres_lock_is_exclusive_and_outlives_a_restart(postgres: Postgre
     with pytest.raises(sqlalchemy.exc.OperationalError, match="the setup's own"):
         with setup_lock(url):
             raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("the setup's own"))
+
+
+@pytest.mark.slow
+def test_a_held_postgres_lock_times_out_with_a_message(postgres: Postgres) -> None:
+    url = postgres.url("optuna", "postgresql+psycopg")
+    with setup_lock(url), pytest.raises(TimeoutError, match=r"held the setup lock of .*\*\*\*@"):
+        with setup_lock(url, timeout=0.5):
+            pass

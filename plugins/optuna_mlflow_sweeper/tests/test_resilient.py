@@ -17,10 +17,12 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 from servers import Postgres
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV, ResilientRDBStorage
 
 OUTAGE_S = 3.0
 
@@ -74,3 +76,35 @@ def test_study_calls_wait_out_a_database_restart(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert trials[2].params == {"x": x} and trials[2].intermediate_values == {1: x}
     assert "Optuna storage unreachable" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_started_during_an_outage_waits_for_the_database(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker does first (the setup lock, the storage, its heartbeat query) waits; the
+    command a user typed fails at once instead, so that a wrong URL is not waited for."""
+    url = postgres.url("optuna", "postgresql+psycopg")
+    monkeypatch.setenv("OPTUNA_MLFLOW_PATIENCE", "60")
+    postgres.stop()
+    try:
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            ResilientRDBStorage(url)
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            with setup_lock(url):
+                pass
+        assert time.monotonic() - started < OUTAGE_S
+    finally:
+        postgres.start()
+
+    monkeypatch.setenv(WORKER_ENV, "1")
+
+    def start_worker() -> set[int]:
+        with setup_lock(url):
+            return ResilientRDBStorage(url, heartbeat_interval=60).heartbeat_trial_ids()
+
+    assert isinstance(during_outage(postgres, start_worker), set)
+    storage = ResilientRDBStorage(url, heartbeat_interval=60)
+    assert isinstance(during_outage(postgres, storage.heartbeat_trial_ids), set)

@@ -3,7 +3,7 @@
 Two sweep commands of the generic app (tests/apps/toy), three workers in all (the first command
 runs two local worker processes), share the same study; one command names
 the storage URL on its command line (with the password, as users do), the other reads it from
-the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 20 s and
+the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 12 s and
 started again. Afterwards: the whole budget is COMPLETE, every trial has its child run with the
 job's own metric, nothing is RUNNING, nothing is left in a spool, and neither the database
 password nor the MLflow password appears in any file, MLflow record, database row or output.
@@ -29,7 +29,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
-OUTAGE_S = 20.0
+OUTAGE_S = 12.0
 MLFLOW_SECRET = "tok-" + "5e3c7a91b2d4"
 
 
@@ -76,6 +76,12 @@ def finished(pg: Postgres, study: str) -> int:
     return sum(t.state.is_finished() for t in s.get_trials(deepcopy=False))
 
 
+def worker_logs(tmp_path: Path) -> str:
+    """The tail of each worker's log: what a failed worker said is only there."""
+    return "".join(f"\n--- {log}\n" + log.read_text(errors="replace")[-4000:]
+                   for log in sorted(tmp_path.glob("sweep-*/workers/*.log")))
+
+
 def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
                     stop: Callable[[], None], start: Callable[[], None],
                     n_trials: int = 8, heartbeat: int = 60) -> list[str]:
@@ -95,7 +101,7 @@ def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: s
         outputs = []
         for p in procs:
             out, err = p.communicate(timeout=420)
-            assert p.returncode == 0, out[-3000:] + err[-6000:]
+            assert p.returncode == 0, out[-3000:] + err[-6000:] + worker_logs(tmp_path)
             outputs += [out, err]
         return outputs
     finally:

@@ -23,7 +23,11 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect_patience, connection_lost
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +72,17 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 def _pg_lock(storage_url: str, timeout: float) -> Iterator[None]:
     import sqlalchemy
 
-    key = int.from_bytes(hashlib.sha1(b"optuna_mlflow:setup").digest()[:7], "big")
     engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
     setup_done = False
     try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text(f"SET lock_timeout = '{int(timeout * 1000)}ms'"))
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        with _pg_locked(engine, timeout) as conn:
             try:
                 yield
                 setup_done = True
             finally:
                 with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
-                                 {"key": key})
+                                 {"key": _PG_KEY})
     except sqlalchemy.exc.OperationalError:
         # Releasing failed (closing the connection included): a database restarted meanwhile
         # took the lock with the connection, and the setup it guarded went on regardless.
@@ -89,6 +90,37 @@ def _pg_lock(storage_url: str, timeout: float) -> Iterator[None]:
             raise
     finally:
         engine.dispose()
+
+
+_PG_KEY = int.from_bytes(hashlib.sha1(b"optuna_mlflow:setup").digest()[:7], "big")
+_PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout that ran out
+
+
+def _pg_locked(engine: Any, timeout: float) -> Any:
+    """A connection holding the advisory lock. A worker that starts during a database outage
+    waits for the database (`connect_patience`); another holder past `timeout` is an error."""
+    import sqlalchemy
+
+    deadline = time.monotonic() + connect_patience()
+    attempt = 0
+    while True:
+        conn = None
+        try:
+            conn = engine.connect()
+            conn.execute(sqlalchemy.text(f"SET lock_timeout = '{int(timeout * 1000)}ms'"))
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_KEY})
+            return conn
+        except sqlalchemy.exc.DBAPIError as e:
+            if conn is not None:
+                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                    conn.close()
+            if getattr(e.orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE:
+                raise TimeoutError(f"another sweep process held the setup lock of "
+                                   f"{mask_url(str(engine.url))} for {timeout:.0f} s") from None
+            if not connection_lost(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(backoff(attempt))
+            attempt += 1
 
 
 def retry(fn: Callable[[], T], what: str, attempts: int = 6) -> T:

@@ -33,11 +33,11 @@ from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "OPTUNA_MLFLOW_WORKER"  # set in a worker: run trials here, leave the summary
 CPUS_ENV = "OPTUNA_MLFLOW_CPUS_PER_WORKER"  # the cores each worker may use (apps size threads)
 INTERRUPT_GRACE_S = 60.0  # for workers to record their trials after Ctrl-C
 POLL_S = 1.0

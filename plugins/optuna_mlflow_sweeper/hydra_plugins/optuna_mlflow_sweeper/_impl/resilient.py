@@ -25,6 +25,15 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff, patience
 log = logging.getLogger(__name__)
 _local = threading.local()
 JOB_ENV = "OPTUNA_MLFLOW_TRIAL_ID"  # set in a trial's job only (trial.ENV_TRIAL_ID)
+WORKER_ENV = "OPTUNA_MLFLOW_WORKER"  # set in a worker: run trials here, leave the summary
+
+
+def connect_patience() -> float:
+    """Seconds to wait for a database that does not answer when connecting: none in the command
+    a user typed (a wrong URL must fail at once), the patience in a worker or a job, which start
+    after that command connected and may start during an outage."""
+    started_by_a_sweep = os.environ.get(JOB_ENV) or os.environ.get(WORKER_ENV) == "1"
+    return patience() if started_by_a_sweep else 0.0
 
 # every call that reads or writes the database (nested calls are retried by the outermost one),
 # the private ones included: a study wraps its RDBStorage in Optuna's `_CachedStorage`, which
@@ -102,8 +111,7 @@ class ResilientRDBStorage(RDBStorage):
         if not url.startswith("sqlite"):
             # a pooled connection from before a server restart is tested, not used and failed
             engine_kwargs.setdefault("pool_pre_ping", True)
-        # A job (not the sweeper: a wrong URL must fail at once) waits for the server to connect.
-        deadline = time.monotonic() + (patience() if os.environ.get(JOB_ENV) else 0.0)
+        deadline = time.monotonic() + connect_patience()
         attempt = 0
         while True:
             try:
@@ -114,6 +122,16 @@ class ResilientRDBStorage(RDBStorage):
                     raise
                 time.sleep(backoff(attempt))
                 attempt += 1
+
+    @functools.partial(_retrying, "heartbeat_trial_ids")
+    def heartbeat_trial_ids(self) -> set[int]:
+        """Ids of trials with a heartbeat record: Optuna has no public call for it, and a trial
+        asked but never beating (its process died at once) is invisible to its stale check."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            return {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
 
 
 for _name in _CALLS:

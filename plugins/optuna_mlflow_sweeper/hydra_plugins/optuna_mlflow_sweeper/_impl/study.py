@@ -17,7 +17,6 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.storages import (
     BaseStorage,
-    RDBStorage,
     RetryHeartbeatStaleTrialCallback,
 )
 from optuna.trial import FrozenTrial, TrialState
@@ -208,13 +207,9 @@ def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None =
 def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
     """Ids of trials with a heartbeat record (None: this storage keeps none)."""
     storage = getattr(storage, "_backend", storage)  # a study wraps an RDBStorage in a cache
-    if not isinstance(storage, RDBStorage) or not storage.get_heartbeat_interval():
+    if not isinstance(storage, ResilientRDBStorage) or not storage.get_heartbeat_interval():
         return None
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(storage.scoped_session) as session:
-        return {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
+    return storage.heartbeat_trial_ids()
 
 
 class BatchHeartbeat:
