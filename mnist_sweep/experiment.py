@@ -35,7 +35,8 @@ def run(cfg: DictConfig) -> float | list[float]:
         tracking.log_dataset(
             splits.x_train, splits.y_train, "mnist-train", "training", splits.source
         )
-        model = models.build_model(cfg.model, seed=cfg.train.seed, augment=cfg.train.augment)
+        model = models.build_model(cfg.model, seed=cfg.train.seed, augment=cfg.train.augment,
+                                  noise=cfg.train.noise_augment)
         mlflow.log_param("model.n_params", model.count_params())
 
         def on_epoch(step: int, metrics: dict[str, float]) -> None:

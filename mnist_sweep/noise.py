@@ -25,8 +25,7 @@ def uniform_noise(shape: tuple[int, ...], seed: int | None) -> np.ndarray:
     return _seeded_uniform(tuple(shape), int(seed))
 
 
-@functools.lru_cache(maxsize=3)  # the test set's, the validation set's, with noise_augment the
-# training set's
+@functools.lru_cache(maxsize=2)  # the test set's and the validation set's
 def _seeded_uniform(shape: tuple[int, ...], seed: int) -> np.ndarray:
     noise = np.random.default_rng(seed).random(shape, dtype=np.float32)
     noise.flags.writeable = False

@@ -129,7 +129,8 @@ def _train_and_score(cfg: Any) -> dict[str, float]:
     from mnist_sweep import data, evaluation, models, training
 
     splits = data.prepare(cfg.data)
-    model = models.build_model(cfg.model, seed=cfg.train.seed, augment=cfg.train.augment)
+    model = models.build_model(cfg.model, seed=cfg.train.seed, augment=cfg.train.augment,
+                               noise=cfg.train.noise_augment)
     training.fit(model, splits, cfg.train)
     clean = evaluation.evaluate_clean(model, splits.x_test, splits.y_test, cfg.eval.batch_size)
     noisy = evaluation.evaluate_noise(model, splits.x_test, splits.y_test, cfg.eval.noise_levels,

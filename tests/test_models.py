@@ -108,3 +108,21 @@ def test_the_serving_model_has_no_augmentation_and_predicts_the_same(compose):
     # the same trained layers: identical outputs, even when called as in training
     expected = models.predict(model, splits.x_test[:32], 32)
     np.testing.assert_allclose(np.asarray(served(raw, training=True)), expected, atol=1e-6)
+
+
+def test_training_noise_draws_a_level_per_image_afresh_each_batch(compose):
+    layer = models.RandomUniformNoise(0.5, seed=1)
+    blank = np.zeros((256, 28, 28, 1), np.float32)
+    noisy = np.asarray(layer(blank, training=True))
+    assert noisy.min() >= 0.0 and noisy.max() < 0.5
+    # one level per image, spread from near-clean to f: the model sees both kinds of digits
+    levels = noisy.reshape(256, -1).max(axis=1)
+    assert levels.min() < 0.1 and levels.max() > 0.4
+    assert not np.array_equal(noisy, np.asarray(layer(blank, training=True)))  # fresh draws
+    np.testing.assert_array_equal(np.asarray(layer(blank, training=False)), blank)
+
+    model = build_model(compose(["model=cnn"]).model, seed=0, noise=0.5)
+    block = model.get_layer(models.AUGMENT_NAME)
+    assert [type(layer).__name__ for layer in block.layers] == ["RandomUniformNoise"]
+    served = models.serving_model(model)
+    assert not [layer for layer in served.layers if layer.name == models.AUGMENT_NAME]

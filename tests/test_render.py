@@ -104,17 +104,18 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
     os.kill(stalled.pid, signal.SIGSTOP)
     main = threading.main_thread().ident
     pngs = []
+    cancelled = threading.Event()  # the test failed before the signal: send none
 
     def interrupt_once_waiting():
         # The run draws both figures itself (the helper never starts them), then blocks reading
         # the helper's replies: Ctrl-C there. (A SIGINT landing in a garbage-collection callback
         # while matplotlib draws would be printed and lost; the app's sweeper resends it.)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
+        while time.monotonic() < deadline and not cancelled.is_set() and not (
                 pngs and all((pngs[0] / n).exists() for n in ("curves.png", "noise.png"))):
             time.sleep(0.05)
-        time.sleep(0.5)
-        signal.pthread_kill(main, signal.SIGINT)
+        if not cancelled.wait(0.5):
+            signal.pthread_kill(main, signal.SIGINT)
 
     interrupter = threading.Thread(target=interrupt_once_waiting)
     # Python's Ctrl-C, as at a terminal (a shell's background job inherits SIGINT ignored)
@@ -125,8 +126,9 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
             pngs.append(figures.directory)
             figures.draw("curves.png", "learning_curves", HISTORY)
             figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
-        interrupter.join()
     finally:
+        cancelled.set()
+        interrupter.join(timeout=10)
         signal.signal(signal.SIGINT, previous)
     assert stalled.poll() is not None  # killed, unread replies and all
     with pytest.raises(RuntimeError, match="bad.png failed"), _figures([]) as figures:

@@ -124,3 +124,17 @@ def test_a_pruner_stops_training_with_early_stopping_on(compose):
     with pytest.raises(optuna.TrialPruned):
         _train(cfg, on_epoch=prune_at_two)
     assert steps == [1, 2]
+
+
+def test_noise_augmented_training_is_repeatable_and_leaves_the_data_clean(compose):
+    base = ["data.limit_train=2000", "train.epochs=2", "train.seed=5"]
+    runs = []
+    for overrides in ([*base, "train.noise_augment=0.5"],) * 2 + (base,):
+        cfg = compose(overrides)
+        splits = data.prepare(cfg.data)
+        before = splits.x_train.copy()
+        model = build_model(cfg.model, seed=cfg.train.seed, noise=cfg.train.noise_augment)
+        runs.append(fit(model, splits, cfg.train).history["loss"])
+        np.testing.assert_array_equal(splits.x_train, before)
+    noisy, again, clean = runs
+    assert noisy == again and noisy != clean

@@ -75,8 +75,8 @@ def report(value: float, step: int) -> None:
         return
     global _warned_multi
     if len(trial.study.directions) > 1:
-        if not _warned_multi:
-            log.warning("report() is ignored: multi-objective trials cannot be pruned")
+        if not _warned_multi:  # a task reports whatever the sweep: nothing for its user to do
+            log.debug("report() is ignored: multi-objective trials cannot be pruned")
             _warned_multi = True
         return
     import optuna
