@@ -27,6 +27,7 @@ from mnist_sweep.noise import noise_metric_name
 
 NOISE_PREFIX = "test_accuracy_noise_"
 STUDY_ATTR = "robustness"  # the study's user attr holding the notebook's reference figures
+CHANCE = 0.2  # clean accuracy below this is a model that learned nothing (chance is 0.1)
 
 
 def headline(trials: list[FrozenTrial]) -> list[str]:
@@ -107,16 +108,22 @@ def parent_metrics(study: optuna.Study, reference: Mapping[str, Mapping[str, flo
 def clean_vs_noisy(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None,
                    focus: float = 0.5) -> Figure | None:
     """Every complete trial's clean vs noisy (f=`focus`) test accuracy; the trials no other beats
-    on both joined as the front, the shown trial(s) ringed, the notebook's models as stars."""
+    on both joined as the front, the shown trial(s) ringed, the notebook's models as stars.
+
+    Trials stuck at chance are counted in the legend, not drawn: one at 0.11 (a learning rate
+    too high) squeezed every model worth comparing into a corner of the plot."""
     key = noise_metric_name(focus)
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if key in t.user_attrs and "test_accuracy" in t.user_attrs]
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if key in t.user_attrs and "test_accuracy" in t.user_attrs]
+    done = [t for t in complete if t.user_attrs["test_accuracy"] >= CHANCE] or complete
     if not done:
         return None
     points = [(t.user_attrs["test_accuracy"], t.user_attrs[key]) for t in done]
     fig = Figure(figsize=(6.5, 5))
     ax = fig.subplots()
-    ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6, label="trials")
+    hidden = len(complete) - len(done)
+    ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6,
+               label=f"trials ({hidden} at chance, not shown)" if hidden else "trials")
     front = sorted(p for p in points if not any(q[0] >= p[0] and q[1] >= p[1] and q != p
                                                 for q in points))
     ax.plot(*zip(*front, strict=True), "k--", lw=1, label="front (clean vs noisy)")

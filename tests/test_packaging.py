@@ -54,7 +54,9 @@ def test_installed_wheels_run_a_sweep_and_its_report_from_an_empty_folder(
 ):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], timeout=120)
-    run([venv / "bin" / "python", "-m", "pip", "install", "-q", *wheels], timeout=900)
+    # --no-compile: .pyc files are made on first import instead (pip: 38 s instead of 78 s here)
+    run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile", *wheels],
+        timeout=900)
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -70,6 +70,19 @@ def test_a_multi_objective_study_shows_its_pareto_set_and_a_clean_vs_noisy_plot(
     assert figure is not None and figure.axes[0].get_xlabel() == "clean test accuracy"
 
 
+def test_trials_at_chance_are_counted_not_drawn_in_the_clean_vs_noisy_plot():
+    study = _study(_trial(None, 0.99, 0.95, values=[0.99, 0.95]),
+                   _trial(None, 0.1135, 0.1135, values=[0.1126, 0.1126]),  # learned nothing
+                   directions=("maximize", "maximize"))
+    [ax] = robustness.clean_vs_noisy(study, REFERENCE).axes
+    assert ax.get_xlim()[0] > 0.5  # the axes span the models worth comparing
+    labels = ax.get_legend_handles_labels()[1]
+    assert "trials (1 at chance, not shown)" in labels
+    alone = _study(_trial(None, 0.1135, 0.1135, values=[0.1126, 0.1126]),
+                   directions=("maximize", "maximize"))
+    assert robustness.clean_vs_noisy(alone, None).axes[0].get_xlim()[0] < 0.2  # all it has
+
+
 def test_no_complete_trial_is_said_in_one_line():
     study = _study(_trial(0.5, 0.5, 0.5, state=TrialState.PRUNED))
     assert robustness.summary_text(study, REFERENCE) == "robustness: no complete trial"

@@ -83,11 +83,13 @@ def test_the_wheel_works_in_a_fresh_venv_without_tensorflow(tmp_path: Path) -> N
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout
 
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", plugin)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+        tmp_path / "dist", plugin)
     [wheel] = (tmp_path / "dist").glob("optuna_mlflow_sweeper-0.1.0-*.whl")
     run(sys.executable, "-m", "venv", tmp_path / "venv", timeout=120)
     python = str(tmp_path / "venv" / "bin" / "python")
-    run(python, "-m", "pip", "install", "-q", wheel, timeout=900)
+    # --no-compile: .pyc files are made on first import instead (both wheels: 38 s instead of 78 s)
+    run(python, "-m", "pip", "install", "-q", "--no-compile", wheel, timeout=900)
 
     where = run(python, "-c", "import hydra_plugins.optuna_mlflow_sweeper as m; print(m.__file__)\n"
                 "import importlib.util as u; print(u.find_spec('tensorflow'))")
