@@ -50,6 +50,15 @@ def all_runs(uri: str) -> list:
     return client.search_runs(ids) if ids else []
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_study_index(tmp_path_factory):
+    """The sweeps tests run record their studies in a session's own index, not the user's
+    (~/.local/state/mnist-sweep/studies.json), nor one that parallel test workers share."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def mnist_cache():
     """One MNIST cache for the whole session, so CI fetches the data once and reuses it after.
