@@ -1,4 +1,5 @@
-"""The notebook's noise, `x + f*U[0,1)`: for noisy test sets and for noise-augmented training.
+"""The notebook's noise, `x + f*U[0,1)`, for the noisy test and validation sets (noise-augmented
+training draws its own inside the model: models.RandomUniformNoise).
 
 Seeded draws are made once per process and shared read-only: every trial of a sweep evaluates on
 the same noisy test images, and drawing 4 x 7.8M uniforms took half of a trial's evaluation time.

@@ -37,8 +37,10 @@ def compose(mnist_cache):
 
 @pytest.fixture
 def tracking_store(tmp_path, monkeypatch):
-    """A fresh SQLite tracking store; MLFLOW_TRACKING_URI points every run at it."""
+    """A fresh SQLite tracking store; MLFLOW_TRACKING_URI points every run at it. The test runs
+    in tmp_path: the store's artifacts go to ./mlruns, not into the checkout."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     return uri

@@ -9,6 +9,7 @@ checkout.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,8 +33,12 @@ def run(args: list, timeout: float, **kwargs) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> list[Path]:
     out = tmp_path_factory.mktemp("dist")
+    # setuptools builds in the source tree (build/, *.egg-info): the sweeper's own tests build
+    # its wheel too, maybe at this moment in the other test process, so this builds a copy
+    plugin = shutil.copytree(PLUGIN, out / "plugin-src", ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__", "tests"))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", out, ROOT, PLUGIN], timeout=300)
+         "-w", out, ROOT, plugin], timeout=300)
     return sorted(out.glob("*.whl"))
 
 

@@ -105,6 +105,7 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
     main = threading.main_thread().ident
     pngs = []
     cancelled = threading.Event()  # the test failed before the signal: send none
+    sending = threading.Lock()  # cancelling and sending exclude each other
 
     def interrupt_once_waiting():
         # The run draws both figures itself (the helper never starts them), then blocks reading
@@ -114,8 +115,10 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
         while time.monotonic() < deadline and not cancelled.is_set() and not (
                 pngs and all((pngs[0] / n).exists() for n in ("curves.png", "noise.png"))):
             time.sleep(0.05)
-        if not cancelled.wait(0.5):
-            signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.5)
+        with sending:
+            if not cancelled.is_set():
+                signal.pthread_kill(main, signal.SIGINT)
 
     interrupter = threading.Thread(target=interrupt_once_waiting)
     # Python's Ctrl-C, as at a terminal (a shell's background job inherits SIGINT ignored)
@@ -127,7 +130,8 @@ def test_a_run_interrupted_while_waiting_leaves_no_reply_for_the_next_run():
             figures.draw("curves.png", "learning_curves", HISTORY)
             figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
     finally:
-        cancelled.set()
+        with sending:
+            cancelled.set()
         interrupter.join(timeout=10)
         signal.signal(signal.SIGINT, previous)
     assert stalled.poll() is not None  # killed, unread replies and all

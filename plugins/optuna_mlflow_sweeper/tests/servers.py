@@ -153,7 +153,10 @@ class MlflowServer:
 
     def start(self, timeout: float = 90) -> None:
         mlflow = Path(sys.executable).parent / "mlflow"
-        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri}
+        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
+               # the tracking server alone: no job runner (8 huey consumers, 280 MB each, for
+               # MLflow's GenAI jobs), which sweeps never use
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
         log = open(self.workdir / "mlflow-server.log", "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(

@@ -59,3 +59,5 @@ def test_a_held_postgres_lock_times_out_with_a_message(postgres: Postgres) -> No
     with setup_lock(url), pytest.raises(TimeoutError, match=r"held the setup lock of .*\*\*\*@"):
         with setup_lock(url, timeout=0.5):
             pass
+    with setup_lock(url), setup_lock(url, name="mlflow", timeout=0.5):
+        pass  # the study's setup takes MLflow's lock while it holds its own: another lock

@@ -81,7 +81,7 @@ def test_study_calls_wait_out_a_database_restart(
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_worker_started_during_an_outage_waits_for_the_database(
-    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What a worker does first (the setup lock, the storage, its heartbeat query) waits; the
     command a user typed fails at once instead, so that a wrong URL is not waited for."""
@@ -100,11 +100,15 @@ def test_a_worker_started_during_an_outage_waits_for_the_database(
         postgres.start()
 
     monkeypatch.setenv(WORKER_ENV, "1")
+    caplog.set_level(logging.WARNING)
 
-    def start_worker() -> set[int]:
+    def take_the_lock() -> bool:
         with setup_lock(url):
-            return ResilientRDBStorage(url, heartbeat_interval=60).heartbeat_trial_ids()
+            return True
 
-    assert isinstance(during_outage(postgres, start_worker), set)
-    storage = ResilientRDBStorage(url, heartbeat_interval=60)
+    assert during_outage(postgres, take_the_lock)
+    assert "the setup lock: database unreachable" in caplog.text
+    storage = during_outage(postgres, lambda: ResilientRDBStorage(url, heartbeat_interval=60))
+    assert "Optuna storage: database unreachable" in caplog.text
     assert isinstance(during_outage(postgres, storage.heartbeat_trial_ids), set)
+    assert postgres.password not in caplog.text

@@ -157,9 +157,9 @@ def _ending(finish: Callable[[str], None]) -> Iterator[list[str]]:
     status = ["FINISHED"]
     try:
         yield status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         status[0] = "KILLED"
-        interrupts.acknowledge()
+        interrupts.acknowledge(e)
     except BaseException:
         status[0] = "FAILED"
         raise

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import gc
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,18 @@ def install() -> None:
             sys.unraisablehook = _unraisable
 
 
-def acknowledge() -> None:
-    """The interrupt is being handled: stop raising it; the next Ctrl-C exits at once."""
+def acknowledge(error: BaseException | None = None) -> None:
+    """The interrupt is being handled: stop raising it; the next Ctrl-C exits at once.
+
+    With the KeyboardInterrupt, what the frames it unwound still hold is dropped too: a Ctrl-C
+    that cut a query's fetch leaves its cursor open there, and an unfinished SELECT keeps SQLite's
+    shared lock (a rollback no longer ends it, Python 3.11), so recording the interrupted trial
+    waited 60 s on this process's own lock, and again on every retry.
+    """
     _acknowledged.set()
+    if error is not None:
+        traceback.clear_frames(error.__traceback__)  # the frames still running are kept
+        gc.collect()  # cursors held in reference cycles
 
 
 def _handler(signum: int, frame: object) -> None:

@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect_patience, connection_lost
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,16 @@ LOCK_TIMEOUT_S = 300.0  # a setup holding the lock longer than this is broken, n
 
 
 @contextlib.contextmanager
-def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Exclusive across processes (and machines, for PostgreSQL) for one storage URL."""
+def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S,
+               name: str = "setup") -> Iterator[None]:
+    """Exclusive across processes (and machines, for PostgreSQL) for one storage URL and `name`:
+    the study's setup holds its lock while it takes MLflow's (name="mlflow"), so the two never
+    wait on each other whichever database each is in."""
     if storage_url.startswith("sqlite:///"):
         with _file_lock(Path(storage_url[len("sqlite:///"):]).with_suffix(".lock"), timeout):
             yield
     elif storage_url.startswith("postgresql"):
-        with _pg_lock(storage_url, timeout):
+        with _pg_lock(storage_url, timeout, name):
             yield
     else:
         yield
@@ -61,7 +63,7 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"another sweep process held {path} for {timeout:.0f} s") from None
+                        f"another sweep process held {path} for {timeout:g} s") from None
                 time.sleep(0.05)
         yield
     finally:
@@ -69,20 +71,21 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _pg_lock(storage_url: str, timeout: float) -> Iterator[None]:
+def _pg_lock(storage_url: str, timeout: float, name: str) -> Iterator[None]:
     import sqlalchemy
 
+    key = int.from_bytes(hashlib.sha1(f"optuna_mlflow:{name}".encode()).digest()[:7], "big")
     engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
     setup_done = False
     try:
-        with _pg_locked(engine, timeout) as conn:
+        with _pg_locked(engine, key, timeout) as conn:
             try:
                 yield
                 setup_done = True
             finally:
                 with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
-                                 {"key": _PG_KEY})
+                                 {"key": key})
     except sqlalchemy.exc.OperationalError:
         # Releasing failed (closing the connection included): a database restarted meanwhile
         # took the lock with the connection, and the setup it guarded went on regardless.
@@ -92,35 +95,29 @@ def _pg_lock(storage_url: str, timeout: float) -> Iterator[None]:
         engine.dispose()
 
 
-_PG_KEY = int.from_bytes(hashlib.sha1(b"optuna_mlflow:setup").digest()[:7], "big")
-_PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout that ran out
-
-
-def _pg_locked(engine: Any, timeout: float) -> Any:
-    """A connection holding the advisory lock. A worker that starts during a database outage
-    waits for the database (`connect_patience`); another holder past `timeout` is an error."""
+def _pg_locked(engine: Any, key: int, timeout: float) -> Any:
+    """A connection holding the advisory lock `key`, polled for like the file lock (the same on
+    every driver, no transaction left open). A worker that starts during a database outage waits
+    for the database (`connect`); another holder past `timeout` is a TimeoutError."""
     import sqlalchemy
 
-    deadline = time.monotonic() + connect_patience()
-    attempt = 0
-    while True:
-        conn = None
+    def lock() -> Any:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            conn = engine.connect()
-            conn.execute(sqlalchemy.text(f"SET lock_timeout = '{int(timeout * 1000)}ms'"))
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_KEY})
+            deadline = time.monotonic() + timeout
+            query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
+            while not conn.execute(query, {"key": key}).scalar():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another sweep process held the setup lock of "
+                                       f"{mask_url(str(engine.url))} for {timeout:g} s")
+                time.sleep(0.2)
             return conn
-        except sqlalchemy.exc.DBAPIError as e:
-            if conn is not None:
-                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                    conn.close()
-            if getattr(e.orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE:
-                raise TimeoutError(f"another sweep process held the setup lock of "
-                                   f"{mask_url(str(engine.url))} for {timeout:.0f} s") from None
-            if not connection_lost(e) or time.monotonic() >= deadline:
-                raise
-            time.sleep(backoff(attempt))
-            attempt += 1
+        except BaseException:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                conn.close()
+            raise
+
+    return connect(lock, "the setup lock")
 
 
 def retry(fn: Callable[[], T], what: str, attempts: int = 6) -> T:

@@ -142,7 +142,8 @@ def prepare(
             from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
 
             tracking_uri = resolve_tracking_uri(s.mlflow.tracking_uri)
-            with setup_lock(tracking_uri):  # MLflow's own schema migrations race too
+            # MLflow's own schema migrations race too
+            with setup_lock(tracking_uri, name="mlflow"):
                 p.tracker = MlflowTracker(tracking_uri, s.mlflow.experiment or study_name,
                                           spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
             study_key = f"{p.storage_masked}|{study_name}"

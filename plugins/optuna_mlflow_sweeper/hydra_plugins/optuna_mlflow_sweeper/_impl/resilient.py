@@ -16,13 +16,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff, patience
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _local = threading.local()
 JOB_ENV = "OPTUNA_MLFLOW_TRIAL_ID"  # set in a trial's job only (trial.ENV_TRIAL_ID)
 WORKER_ENV = "OPTUNA_MLFLOW_WORKER"  # set in a worker: run trials here, leave the summary
@@ -49,6 +50,25 @@ _CALLS = (
     "_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_set_trial_param",
     "_get_best_trial_id",
 )
+
+
+def connect(open_: Callable[[], T], what: str) -> T:
+    """`open_()`, retried while the database cannot be reached for `connect_patience()` seconds,
+    with a warning at the first failure: a worker waiting out an outage says so."""
+    deadline = time.monotonic() + connect_patience()
+    attempt = 0
+    while True:
+        try:
+            return open_()
+        except Exception as e:
+            if not connection_lost(e) or time.monotonic() >= deadline:
+                raise
+            if attempt == 0:
+                log.warning("%s: database unreachable (%s: %s); waiting up to %.0f s", what,
+                            type(e).__name__, str(e).splitlines()[0][:200],
+                            deadline - time.monotonic())
+            time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
+            attempt += 1
 
 
 def connection_lost(error: BaseException) -> bool:
@@ -111,17 +131,8 @@ class ResilientRDBStorage(RDBStorage):
         if not url.startswith("sqlite"):
             # a pooled connection from before a server restart is tested, not used and failed
             engine_kwargs.setdefault("pool_pre_ping", True)
-        deadline = time.monotonic() + connect_patience()
-        attempt = 0
-        while True:
-            try:
-                super().__init__(url, engine_kwargs=engine_kwargs, **kwargs)
-                return
-            except Exception as e:
-                if not connection_lost(e) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(backoff(attempt))
-                attempt += 1
+        connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
+                                  **kwargs), "Optuna storage")
 
     @functools.partial(_retrying, "heartbeat_trial_ids")
     def heartbeat_trial_ids(self) -> set[int]:

@@ -88,8 +88,8 @@ class Worker:
                     self._tell(plan, TrialState.FAIL, None, plan.error)
                 else:
                     self._launch(plan)
-            except KeyboardInterrupt:
-                interrupts.acknowledge()
+            except KeyboardInterrupt as e:
+                interrupts.acknowledge(e)
                 if self.current is not None:  # asked: interrupted wherever it was
                     self._tell(self.current, TrialState.FAIL, None, INTERRUPTED,
                                mlflow_status="KILLED")
