@@ -56,16 +56,18 @@ def backoff(attempt: int) -> float:
 
 
 def retry_call(fn: Callable[[], T], what: str, wait: float | None = None,
-               on_wait: Callable[[], None] | None = None) -> T:
-    """fn(), retried on transient errors with backoff for up to `wait` s (default: patience);
-    `on_wait()` runs before each pause (e.g. heartbeats of the trials that wait too)."""
+               on_wait: Callable[[], None] | None = None,
+               retry_if: Callable[[BaseException], bool] = transient) -> T:
+    """fn(), retried on errors `retry_if` accepts (transient ones by default) with backoff for
+    up to `wait` s (default: patience); `on_wait()` runs before each pause (e.g. heartbeats of
+    the trials that wait too)."""
     deadline = time.monotonic() + (patience() if wait is None else wait)
     attempt = 0
     while True:
         try:
             return fn()
         except Exception as e:
-            if not transient(e) or time.monotonic() >= deadline:
+            if not retry_if(e) or time.monotonic() >= deadline:
                 raise
             delay = min(backoff(attempt), max(0.0, deadline - time.monotonic()))
             log.warning("%s failed (%s); retrying in %.0f s", what, _short(e), delay)

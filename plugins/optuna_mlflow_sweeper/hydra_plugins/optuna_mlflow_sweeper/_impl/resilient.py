@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff, patience
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff, patience, retry_call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,21 +54,9 @@ _CALLS = (
 
 def connect(open_: Callable[[], T], what: str) -> T:
     """`open_()`, retried while the database cannot be reached for `connect_patience()` seconds,
-    with a warning at the first failure: a worker waiting out an outage says so."""
-    deadline = time.monotonic() + connect_patience()
-    attempt = 0
-    while True:
-        try:
-            return open_()
-        except Exception as e:
-            if not connection_lost(e) or time.monotonic() >= deadline:
-                raise
-            if attempt == 0:
-                log.warning("%s: database unreachable (%s: %s); waiting up to %.0f s", what,
-                            type(e).__name__, str(e).splitlines()[0][:200],
-                            deadline - time.monotonic())
-            time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
-            attempt += 1
+    each wait said in a warning: a worker waiting out an outage says so."""
+    return retry_call(open_, f"{what}: connecting", wait=connect_patience(),
+                      retry_if=connection_lost)
 
 
 def connection_lost(error: BaseException) -> bool:
