@@ -173,7 +173,7 @@ def test_concurrent_sweeps_share_the_budget(tmp_path: Path, env: dict[str, str])
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, out[-2000:] + err[-4000:]
     trials = optuna.load_study(study_name="shared", storage=storage).trials
-    assert 4 <= len(trials) <= 4 + 2  # n_trials, overshooting by at most one batch
+    assert len(trials) == 4  # n_trials across both commands' workers, not one more
     assert sum(t.state == TrialState.COMPLETE for t in trials) == len(trials)
     _, parents, children = runs(tmp_path)
     assert len(parents) == 1  # both processes converged on one parent run

@@ -35,16 +35,18 @@ LOCK_TIMEOUT_S = 300.0  # a setup holding the lock longer than this is broken, n
 
 
 @contextlib.contextmanager
-def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S,
-               name: str = "setup") -> Iterator[None]:
+def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S, name: str = "setup",
+               wait: float | None = None) -> Iterator[None]:
     """Exclusive across processes (and machines, for PostgreSQL) for one storage URL and `name`:
     the study's setup holds its lock while it takes MLflow's (name="mlflow"), so the two never
-    wait on each other whichever database each is in."""
+    wait on each other whichever database each is in. `wait`: seconds to wait for a database
+    that cannot be reached (default: `connect_patience()`)."""
     if storage_url.startswith("sqlite:///"):
-        with _file_lock(Path(storage_url[len("sqlite:///"):]).with_suffix(".lock"), timeout):
+        suffix = ".lock" if name == "setup" else f".{name}.lock"
+        with _file_lock(Path(storage_url[len("sqlite:///"):]).with_suffix(suffix), timeout):
             yield
     elif storage_url.startswith("postgresql"):
-        with _pg_lock(storage_url, timeout, name):
+        with _pg_lock(storage_url, timeout, name, wait):
             yield
     else:
         yield
@@ -71,14 +73,15 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _pg_lock(storage_url: str, timeout: float, name: str) -> Iterator[None]:
+def _pg_lock(storage_url: str, timeout: float, name: str,
+             wait: float | None) -> Iterator[None]:
     import sqlalchemy
 
     key = int.from_bytes(hashlib.sha1(f"optuna_mlflow:{name}".encode()).digest()[:7], "big")
     engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
     setup_done = False
     try:
-        with _pg_locked(engine, key, timeout) as conn:
+        with _pg_locked(engine, key, timeout, wait) as conn:
             try:
                 yield
                 setup_done = True
@@ -95,7 +98,7 @@ def _pg_lock(storage_url: str, timeout: float, name: str) -> Iterator[None]:
         engine.dispose()
 
 
-def _pg_locked(engine: Any, key: int, timeout: float) -> Any:
+def _pg_locked(engine: Any, key: int, timeout: float, wait: float | None) -> Any:
     """A connection holding the advisory lock `key`, polled for like the file lock (the same on
     every driver, no transaction left open). A worker that starts during a database outage waits
     for the database (`connect`); another holder past `timeout` is a TimeoutError."""
@@ -117,7 +120,7 @@ def _pg_locked(engine: Any, key: int, timeout: float) -> Any:
                 conn.close()
             raise
 
-    return connect(lock, "the setup lock")
+    return connect(lock, "the setup lock", wait)
 
 
 def retry(fn: Callable[[], T], what: str, attempts: int = 6) -> T:

@@ -52,11 +52,11 @@ _CALLS = (
 )
 
 
-def connect(open_: Callable[[], T], what: str) -> T:
-    """`open_()`, retried while the database cannot be reached for `connect_patience()` seconds,
-    each wait said in a warning: a worker waiting out an outage says so."""
-    return retry_call(open_, f"{what}: connecting", wait=connect_patience(),
-                      retry_if=connection_lost)
+def connect(open_: Callable[[], T], what: str, wait: float | None = None) -> T:
+    """`open_()`, retried while the database cannot be reached for `wait` seconds (default
+    `connect_patience()`), each wait said in a warning: a worker waiting out an outage says so."""
+    return retry_call(open_, f"{what}: connecting",
+                      wait=connect_patience() if wait is None else wait, retry_if=connection_lost)
 
 
 def connection_lost(error: BaseException) -> bool:

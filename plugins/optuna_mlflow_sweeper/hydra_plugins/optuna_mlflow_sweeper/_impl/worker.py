@@ -24,6 +24,8 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import patience
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     BatchHeartbeat,
@@ -84,6 +86,8 @@ class Worker:
             self.current = None
             try:
                 plan = self._plan()
+                if plan is None:  # another worker asked the budget's last trial meanwhile
+                    return
                 if plan.error:
                     self._tell(plan, TrialState.FAIL, None, plan.error)
                 else:
@@ -106,10 +110,13 @@ class Worker:
                     f"{p.last_failure}"
                 )
 
-    def _plan(self) -> Plan:
-        """Ask a trial and make it runnable; whatever goes wrong is the trial's FAIL reason."""
+    def _plan(self) -> Plan | None:
+        """Ask a trial and make it runnable; whatever goes wrong is the trial's FAIL reason.
+        None: the budget is used up."""
         p = self.p
         trial = self._ask()
+        if trial is None:
+            return None
         plan = self.current = Plan(trial, [])
         storage = p.study._storage
         if p.heartbeat_interval:  # from now on a dead worker leaves a stale, retryable trial
@@ -131,18 +138,23 @@ class Worker:
             trial.set_user_attr("mlflow_run_id", plan.run_id)
         return plan
 
-    def _ask(self) -> optuna.Trial:
-        """`study.ask`, failing (not orphaning) the trial it created when sampling raises."""
+    def _ask(self) -> optuna.Trial | None:
+        """`study.ask` if the budget has room (else None), failing (not orphaning) the trial it
+        created when sampling raises. The check and the ask hold a lock on the study: two workers
+        that saw the last free trial at once both ran it (n_trials + 1, seen in CI)."""
         p = self.p
-        before = {t._trial_id for t in p.study.get_trials(deepcopy=False)}
-        with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize"
-            warnings.simplefilter("ignore", UserWarning)
-            try:
-                return p.study.ask(p.space.distributions)
-            except Exception as e:
-                reason = f"could not be sampled: {type(e).__name__}: {e}"
-                fail_orphans(p.study, exclude=before, reason=reason)
-                raise
+        with setup_lock(p.storage_url, name="ask", wait=patience()):  # started: outages wait
+            if budget_spent(p):
+                return None
+            before = {t._trial_id for t in p.study.get_trials(deepcopy=False)}
+            with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize"
+                warnings.simplefilter("ignore", UserWarning)
+                try:
+                    return p.study.ask(p.space.distributions)
+                except Exception as e:
+                    reason = f"could not be sampled: {type(e).__name__}: {e}"
+                    fail_orphans(p.study, exclude=before, reason=reason)
+                    raise
 
     def _launch(self, plan: Plan) -> None:
         p = self.p
