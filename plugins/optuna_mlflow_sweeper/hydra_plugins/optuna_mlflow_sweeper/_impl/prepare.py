@@ -20,6 +20,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.resume import (
     check_enqueue,
     check_resume,
@@ -149,10 +150,12 @@ def prepare(
             study_key = f"{p.storage_masked}|{study_name}"
             params = {k: redact(v, secrets)
                       for k, v in parent_params(config, space, n_trials).items()}
-            p.tracker.open_parent(study, study_key, params, {
+            # a worker may start while the server is away: wait for it, as for every write
+            # (a retry after a lost answer converges: the earliest parent is kept)
+            retry_call(lambda: p.tracker.open_parent(study, study_key, params, {
                 "optuna.study_name": study_name, "optuna.storage": p.storage_masked,
                 "optuna.directions": ",".join(directions), "sweeper": "optuna_mlflow",
-            })
+            }), "opening the sweep's parent run")
             if has_password(p.tracker.tracking_uri):
                 p.secret_env["MLFLOW_TRACKING_URI"] = p.tracker.tracking_uri
     say(p.progress, f"{PREFIX} study {study_name} ({','.join(directions)}), storage "
