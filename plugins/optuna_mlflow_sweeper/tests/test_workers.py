@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -160,6 +161,21 @@ def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget
     statuses = {int(c.data.tags["optuna.trial_number"]): c.info.status for c in children}
     assert "RUNNING" not in statuses.values() and parents[0].info.status == "FINISHED"
     assert "KILLED" in {statuses.get(t.number) for t in failed}  # the interrupted one
+
+
+@pytest.mark.slow
+def test_a_study_started_over_gets_its_own_parent_run(tmp_path: Path, env: dict[str, str]) -> None:
+    """`rm -rf` of the sweep folder, then the same command: a new study of the same name in a
+    new database at the same path; its trials go under a new parent, not the old one."""
+    args = ["x=interval(-5,5)", "hydra.sweeper.n_trials=2"]
+    sweep(tmp_path, env, *args)
+    shutil.rmtree(tmp_path / "sweep")
+    sweep(tmp_path, env, *args)
+    client, parents, children = runs(tmp_path)
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    for parent in parents:
+        mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(int(c.data.tags["optuna.trial_number"]) for c in mine) == [0, 1]
 
 
 @pytest.mark.slow

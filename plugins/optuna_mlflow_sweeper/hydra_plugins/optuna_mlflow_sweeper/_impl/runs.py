@@ -28,7 +28,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     mlflow_key,
     send,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR, STUDY_UID_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     ensure_experiment,
     mask_url,
@@ -68,11 +68,14 @@ class MlflowTracker:
 
         Sweeps starting together on a new study may each create one; every process then keeps
         the earliest parent tagged with the study's key and deletes its own, so they converge.
+        The key includes the study's uid: a study started over under the same name and storage
+        URL gets a parent of its own.
         """
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)
         run = self._get_run(run_id) if run_id else None
         if run is None or run.info.lifecycle_stage == "deleted":
-            key = hashlib.sha1(study_key.encode()).hexdigest()[:20]
+            uid = study.user_attrs.get(STUDY_UID_ATTR, "")
+            key = hashlib.sha1(f"{study_key}|{uid}".encode()).hexdigest()[:20]
             mine = self.client.create_run(
                 self.experiment_id, run_name=study.study_name,
                 tags={**tags, STUDY_KEY_TAG: key},

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 ENQUEUED_ATTR = "optuna_mlflow:enqueued"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+# Names this study, not just its name in its storage: a study started over in a new database
+# file at the same path has the same name and storage URL, and must not adopt the old parent run.
+STUDY_UID_ATTR = "optuna_mlflow:uid"
 
 
 def default_storage_url(sweep_dir: str) -> str:
@@ -85,6 +89,8 @@ def open_study(
         raise config_error(
             "hydra.sweeper.direction", directions, f"{existing} (study '{name}' exists with them)"
         )
+    if STUDY_UID_ATTR not in study.user_attrs:  # under the setup lock: one id per study
+        study.set_user_attr(STUDY_UID_ATTR, uuid.uuid4().hex)
     return study
 
 
