@@ -7,6 +7,7 @@ process a test starts is ended by its id.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -161,6 +162,56 @@ def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget
     statuses = {int(c.data.tags["optuna.trial_number"]): c.info.status for c in children}
     assert "RUNNING" not in statuses.values() and parents[0].info.status == "FINISHED"
     assert "KILLED" in {statuses.get(t.number) for t in failed}  # the interrupted one
+
+
+def complete_and_running(tmp_path: Path) -> tuple[int, int]:
+    try:
+        trials = study(tmp_path).get_trials()
+    except Exception:  # the study is not there yet
+        return 0, 0
+    return (len([t for t in trials if t.state == TrialState.COMPLETE]),
+            len([t for t in trials if t.state == TrialState.RUNNING
+                 and "mlflow_run_id" in t.user_attrs]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["sigkill", "two quick ctrl-c"])
+def test_a_sweep_stopped_as_a_whole_in_its_last_trials_finishes_when_rerun_at_once(
+    tmp_path: Path, env: dict[str, str], stop: str
+) -> None:
+    """Two workers, stopped as a whole while they run the budget's last two trials: the same
+    command, run at once, waits for those trials to go stale, retries them and ends the sweep
+    (before, the rerun found the budget used by RUNNING trials nobody ran: a jammed study)."""
+    args = ["x=interval(-5,5)", "sleep=5", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+    first = start(tmp_path, env, *args)
+    wait_for(lambda: complete_and_running(tmp_path) == (2, 2), timeout=180,
+             what="the budget's last two trials running")
+    if stop == "sigkill":
+        os.killpg(first.pid, signal.SIGKILL)
+    else:
+        os.killpg(first.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(first.pid, signal.SIGINT)
+    finish(first, timeout=120)
+    with contextlib.suppress(ProcessLookupError):  # the workers too, whatever became of them
+        os.killpg(first.pid, signal.SIGKILL)
+
+    proc = sweep(tmp_path, env, *args)  # at once: the dead trials' heartbeats are still fresh
+    assert "nothing to run" not in proc.stdout
+    trials = study(tmp_path).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2
+    assert {t.number for t in stopped} == {t.system_attrs.get("failed_trial") for t in complete
+                                           if "failed_trial" in t.system_attrs}
+    client, parents, children = runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    numbers = [int(c.data.tags["optuna.trial_number"]) for c in children]
+    assert len(numbers) == len(set(numbers)) == len(trials)  # one child run per trial
 
 
 @pytest.mark.slow

@@ -30,7 +30,11 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, ui_links
-from hydra_plugins.optuna_mlflow_sweeper._impl.worker import Worker, budget_spent
+from hydra_plugins.optuna_mlflow_sweeper._impl.worker import (
+    Worker,
+    budget_left_after_settling,
+    budget_spent,
+)
 from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
 
 log = logging.getLogger(__name__)
@@ -92,7 +96,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
     # ---- trials in worker processes ----
     def _run_workers(self, p: Prepared, arguments: list[str]) -> None:
         report = Worker(p, self.config, None, None).report
-        if budget_spent(p, say_so=True):
+        if budget_spent(p, say_so=True) and not budget_left_after_settling(p):
             self._finish(p, "FINISHED", report)
             return
         payload = pool.Payload(

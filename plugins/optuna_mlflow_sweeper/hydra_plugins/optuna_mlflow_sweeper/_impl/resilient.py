@@ -132,6 +132,17 @@ class ResilientRDBStorage(RDBStorage):
         with _create_scoped_session(self.scoped_session) as session:
             return {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
 
+    @functools.partial(_retrying, "heartbeat_times")
+    def heartbeat_times(self) -> dict[int, Any]:
+        """Each beating trial's last heartbeat (as the database wrote it): comparing two reads
+        tells a trial whose process still beats from one that stopped, without trusting clocks."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        model = models.TrialHeartbeatModel
+        with _create_scoped_session(self.scoped_session) as session:
+            return dict(session.query(model.trial_id, model.heartbeat).all())
+
 
 for _name in _CALLS:
     if hasattr(RDBStorage, _name):

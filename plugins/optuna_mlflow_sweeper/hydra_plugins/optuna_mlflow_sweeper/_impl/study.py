@@ -8,9 +8,10 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,12 +211,53 @@ def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None =
     ))
 
 
-def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
-    """Ids of trials with a heartbeat record (None: this storage keeps none)."""
+def wait_for_stale(
+    study: optuna.Study, on_failed: Callable[[FrozenTrial], None], poll: float = 1.0,
+) -> int:
+    """Wait until every RUNNING trial has beaten again (a live process runs it) or gone stale
+    (failed here, queued again by the storage's stale-trial callback, and handed to
+    `on_failed`); the number failed. At most the grace period plus a beat.
+
+    Why: right after a sweep was killed as a whole, its last trials are RUNNING with fresh
+    heartbeats. They count against the budget, so a rerun that did not wait would find
+    "nothing to run", and the study would stay jammed with trials nobody runs.
+    """
+    backend = _rdb(study._storage)
+    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if backend is None or not running:
+        return 0
+    interval = backend.get_heartbeat_interval()
+    grace = backend.grace_period or 2 * interval
+    first = backend.heartbeat_times()
+    deadline = time.monotonic() + grace + interval + 5 * poll
+    failed = 0
+    while True:
+        for trial in fail_stale_trials(study):
+            on_failed(trial)
+            failed += 1
+        failed += len(fail_orphans(study, "its process ended before it started (no heartbeat)",
+                                   older_than=grace))
+        beats = backend.heartbeat_times()
+        running = {t._trial_id for t in study.get_trials(deepcopy=False,
+                                                         states=(TrialState.RUNNING,))}
+        silent = {i for i in running if beats.get(i) == first.get(i)}
+        if not silent or time.monotonic() >= deadline:
+            return failed
+        time.sleep(poll)
+
+
+def _rdb(storage: BaseStorage) -> ResilientRDBStorage | None:
+    """The RDB storage under a study's cache, if it keeps heartbeats (else None)."""
     storage = getattr(storage, "_backend", storage)  # a study wraps an RDBStorage in a cache
     if not isinstance(storage, ResilientRDBStorage) or not storage.get_heartbeat_interval():
         return None
-    return storage.heartbeat_trial_ids()
+    return storage
+
+
+def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
+    """Ids of trials with a heartbeat record (None: this storage keeps none)."""
+    backend = _rdb(storage)
+    return None if backend is None else backend.heartbeat_trial_ids()
 
 
 class BatchHeartbeat:

@@ -18,7 +18,7 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
@@ -33,6 +33,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     fail_orphans,
     fail_stale_trials,
     retry_later,
+    wait_for_stale,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR
 
@@ -63,6 +64,35 @@ def budget_spent(p: Prepared, say_so: bool = False) -> bool:
     return True
 
 
+def budget_left_after_settling(p: Prepared) -> bool:
+    """Whether trials are left to run once the RUNNING ones that hold the rest of the budget
+    are known to be alive or failed as stale (then queued again: to be run here).
+
+    The budget counts RUNNING trials. When they belong to a sweep that was killed as a whole
+    (SIGKILL, two quick Ctrl-Cs), nobody runs them: wait until their heartbeats show it, fail
+    them and run their retries, instead of leaving the study jammed.
+    """
+    counts = count_trials(p.study.get_trials(deepcopy=False))
+    if not counts.running or not p.heartbeat_interval:
+        return False
+    say(p.progress, f"{PREFIX} {counts.running} trial(s) of the budget are RUNNING: waiting "
+        "(up to the grace period) to see whether their processes still beat")
+    failed = wait_for_stale(p.study, lambda t: end_stale_run(p, t))
+    if failed:
+        return not budget_spent(p)
+    say(p.progress, f"{PREFIX} {counts.running} trial(s) still run in other processes")
+    return False
+
+
+def end_stale_run(p: Prepared, trial: FrozenTrial) -> None:
+    """A trial failed as stale (its process died): say so, and end its MLflow child run."""
+    log.warning("trial %d lost its heartbeat (process died): failed, to be retried",
+                trial.number)
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if p.tracker is not None and run_id:
+        p.tracker.finish_child(run_id, "FAIL", None, "heartbeat lost (process died)")
+
+
 class Worker:
     """The trial loop of one process. `launcher` runs a job here (Hydra's basic launcher)."""
 
@@ -77,8 +107,9 @@ class Worker:
         p = self.p
         deadline = time.monotonic() + p.timeout if p.timeout else None
         while True:
-            self._fail_stale()
-            if budget_spent(p, say_so=not self.done):
+            for trial in fail_stale_trials(p.study):
+                end_stale_run(p, trial)
+            if budget_spent(p, say_so=not self.done) and not budget_left_after_settling(p):
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("timeout of %ss reached: no new trials", p.timeout)
@@ -192,15 +223,6 @@ class Worker:
             retry_later(p.study, p.study._storage.get_trial(plan.trial._trial_id), p.max_retry)
         if p.tracker is not None and plan.run_id:
             p.tracker.finish_child(plan.run_id, state.name, values, reason, mlflow_status)
-
-    def _fail_stale(self) -> None:
-        p = self.p
-        for trial in fail_stale_trials(p.study):
-            log.warning("trial %d lost its heartbeat (process died): failed, to be retried",
-                        trial.number)
-            run_id = trial.user_attrs.get("mlflow_run_id")
-            if p.tracker is not None and run_id:
-                p.tracker.finish_child(run_id, "FAIL", None, "heartbeat lost (process died)")
 
     def report(self, quiet: bool = False) -> None:
         """The progress line, and the study's state on the parent run."""
