@@ -142,6 +142,16 @@ class MlflowConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    # an earlier study whose best trials this sweep tries first (null: no warm start)
+    study_name: str | None = None
+    # its storage (null: this sweep's own)
+    storage: str | None = None
+    # how many of its best COMPLETE trials (those that fit this search space) are enqueued
+    top_k: int = 5
+
+
+@dataclass
 class SweeperSettings:
     """The sweeper's own keys, with their defaults: what the plugin class is constructed with."""
 
@@ -186,6 +196,8 @@ class SweeperSettings:
     allow_changed_overrides: Any = False
     # a line per trial and per batch, links at the end; false: errors and the answer only
     progress: bool = True
+    # begin where an earlier study left off: its best params first (enqueued once per study)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from hydra_plugins.optuna_mlflow_sweeper.config import (
     MlflowConfig,
     SweeperSettings,
+    WarmStartConfig,
     register_configs,
 )
 
@@ -46,6 +47,7 @@ class OptunaMlflowSweeper(Sweeper):
         max_retry: int,
         allow_changed_overrides: Any,
         progress: bool,
+        warm_start: DictConfig,
         mlflow: DictConfig,
     ) -> None:
         from hydra_plugins.optuna_mlflow_sweeper._impl.core import OptunaMlflowSweeperImpl
@@ -57,7 +59,8 @@ class OptunaMlflowSweeper(Sweeper):
             custom_search_space=custom_search_space, timeout=timeout, enqueue=enqueue,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             max_retry=max_retry, allow_changed_overrides=allow_changed_overrides,
-            progress=progress, mlflow=MlflowConfig(**mlflow),
+            progress=progress, warm_start=WarmStartConfig(**warm_start),
+            mlflow=MlflowConfig(**mlflow),
         )
         self.sweeper = OptunaMlflowSweeperImpl(settings)
 

@@ -15,6 +15,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
+from hydra_plugins.optuna_mlflow_sweeper._impl import warm_start as warm_starts
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
@@ -124,6 +125,7 @@ def prepare(
                 study.set_metric_names(metric_names)
         check_enqueue(enqueue, space)
         n_enqueued = enqueue_once(study, enqueue, space.distributions)
+        n_enqueued += warm_start(s, study, space, storage_url)
         if s.heartbeat_interval:  # asked, then killed before a first heartbeat: never stale
             grace = s.grace_period or 2 * s.heartbeat_interval
             fail_orphans(study, "its process ended before it started (no heartbeat)",
@@ -163,6 +165,26 @@ def prepare(
         f"pruner {type(pruner).__name__ if pruner else None}"
         + (f", {n_enqueued} enqueued config(s) first" if n_enqueued else ""))
     return p
+
+
+def warm_start(s: SweeperSettings, study: optuna.Study, space: SearchSpace,
+               storage_url: str) -> int:
+    """Enqueue the best fitting trials of `hydra.sweeper.warm_start.study_name`, once."""
+    cfg = s.warm_start
+    if not cfg.study_name:
+        return 0
+    if not isinstance(cfg.top_k, int) or isinstance(cfg.top_k, bool) or cfg.top_k < 1:
+        raise config_error("hydra.sweeper.warm_start.top_k", cfg.top_k, "an integer >= 1")
+    url = checked_db_url(absolute_sqlite_url(cfg.storage) if cfg.storage else storage_url,
+                         "hydra.sweeper.warm_start.storage")
+    storage = make_storage(url, None, None, s.max_retry)
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    if cfg.study_name not in names or cfg.study_name == study.study_name and url == storage_url:
+        raise config_error("hydra.sweeper.warm_start.study_name", cfg.study_name,
+                           f"an earlier study in {mask_url(url)}: one of {sorted(names)}")
+    earlier = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    n, _ = warm_starts.seed(study, earlier, cfg.top_k, space.distributions, mask_url(url))
+    return n
 
 
 def _budget(n_trials: int | None, grid_size: int | None, timeout: float | None) -> float:

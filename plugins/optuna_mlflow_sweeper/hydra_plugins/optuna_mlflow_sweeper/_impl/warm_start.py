@@ -1,0 +1,95 @@
+"""Warm starts: a new study tries an earlier study's best params first.
+
+The case it serves: a quick sweep on a slice of the data (or in a narrower space) found good
+regions; the full-data sweep, or the wider one, should begin there instead of from scratch. The
+earlier study's best `top_k` COMPLETE trials are enqueued, each with those of its params the new
+search space has and can hold (the others are sampled); a trial with a value the new space cannot
+hold is left out and named. The new study records where it was seeded from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+SEEDED_FROM_ATTR = "optuna_mlflow:warm_start"
+
+
+def best_trials(
+    trials: Sequence[FrozenTrial], directions: Sequence[str], top_k: int
+) -> list[FrozenTrial]:
+    """The best `top_k` COMPLETE trials: by value for one objective; for several, the Pareto
+    front first (by trial number), then the rest by their first objective."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+
+    def key(t: FrozenTrial) -> tuple[float, ...]:
+        return tuple(s * v for s, v in zip(signs, t.values, strict=True))
+
+    if len(directions) == 1:
+        return sorted(complete, key=lambda t: (key(t), t.number))[:top_k]
+    front = [t for t in complete
+             if not any(_dominates(key(o), key(t)) for o in complete if o is not t)]
+    rest = sorted((t for t in complete if t not in front), key=lambda t: (key(t)[0], t.number))
+    return (sorted(front, key=lambda t: t.number) + rest)[:top_k]
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def fitting_params(
+    trials: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(params to enqueue, one reason per trial left out). Each entry holds the trial's params
+    that the new space has; a trial with a value outside its new distribution is left out."""
+    entries: list[dict[str, Any]] = []
+    misfits: list[str] = []
+    for t in trials:
+        outside = [f"{key}={value!r}" for key, value in t.params.items()
+                   if key in distributions and not _holds(distributions[key], value)]
+        if outside:
+            misfits.append(f"trial {t.number}: {', '.join(outside)} outside the new search space")
+            continue
+        entry = {key: value for key, value in t.params.items() if key in distributions}
+        if entry:
+            entries.append(entry)
+        else:
+            misfits.append(f"trial {t.number}: none of its params is in the new search space")
+    return entries, misfits
+
+
+def _holds(dist: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except Exception:  # another type altogether (a float for a categorical of strings, say)
+        return False
+
+
+def seed(study: optuna.Study, earlier: optuna.Study, top_k: int,
+         distributions: Mapping[str, BaseDistribution], source: str) -> tuple[int, list[str]]:
+    """Enqueue `earlier`'s best fitting params into `study`, once: (how many, misfits).
+
+    A study already seeded (a resume) is left as it is, so nothing is enqueued twice."""
+    if study.user_attrs.get(SEEDED_FROM_ATTR):
+        return 0, []
+    directions = [d.name.lower() for d in earlier.directions]
+    best = best_trials(earlier.get_trials(deepcopy=False), directions, top_k)
+    entries, misfits = fitting_params(best, distributions)
+    study.set_user_attr(SEEDED_FROM_ATTR, {
+        "source": source, "study_name": earlier.study_name, "top_k": top_k,
+        "trials": [t.number for t in best if not any(m.startswith(f"trial {t.number}:")
+                                                     for m in misfits)],
+    })
+    for entry in entries:
+        study.enqueue_trial(entry, skip_if_exists=True)
+    for misfit in misfits:
+        log.warning("warm start from %s: %s: not enqueued", earlier.study_name, misfit)
+    return len(entries), misfits
