@@ -283,3 +283,49 @@ def test_a_launcher_starts_workers_not_trials(
         per_worker.setdefault(t.user_attrs["pid"], []).append(t.number)
     # two workers, each one process for all its trials (how many each gets depends on start-up)
     assert len(per_worker) == 2 and max(len(v) for v in per_worker.values()) > 1
+
+
+def alive_in_group(pgid: int) -> list[str]:
+    """The processes of a group that still run (zombies, already dead, not counted)."""
+    ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pgid)],
+                        capture_output=True, text=True, timeout=30).stdout
+    return [line for line in ps.splitlines() if line.split()[1:2] != ["Z"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("n_jobs", "obey"), [(1, True), (1, False), (2, True)])
+def test_sigterm_records_the_trials_in_flight_and_exits_143(
+    tmp_path: Path, env: dict[str, str], n_jobs: int, obey: bool
+) -> None:
+    """SIGTERM to the sweep's main process only, as a scheduler sends it: each trial in flight
+    ends at its epoch's end (or after the grace period when the task never looks), is recorded
+    FAIL with a retry queued first, its run KILLED; exit 143, one line; no worker outlives it."""
+    args = ["x=interval(-5,5)", "sleep=40", "epochs=40", f"obey_stop={str(obey).lower()}",
+            "hydra.sweeper.n_trials=4", f"hydra.sweeper.n_jobs={n_jobs}",
+            "hydra.sweeper.stop_grace_period=3"]
+    proc = start(tmp_path, env, *args)
+    wait_for(lambda: len(running_trials(tmp_path)) == n_jobs, timeout=180,
+             what=f"{n_jobs} trial(s) running")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc, timeout=120)
+    assert not alive_in_group(proc.pid), "a process of the sweep outlived it"
+    assert code == 143, out[-2000:] + err[-3000:]
+    assert "Traceback" not in err and "stopped (SIGTERM)" in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    trials = study(tmp_path).trials
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == n_jobs and not [t for t in trials if t.state == TrialState.RUNNING]
+    if obey:  # stopped at an epoch's end, not killed mid-epoch after the grace period
+        assert all("stopped_after_epoch" in t.user_attrs for t in stopped), [
+            (t.number, t.user_attrs) for t in stopped]
+    queued = {t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING}
+    assert {t.number for t in stopped} <= queued
+    client, parents, children = runs(tmp_path)
+    statuses = {int(c.data.tags["optuna.trial_number"]): c.info.status for c in children}
+    assert {statuses[t.number] for t in stopped} == {"KILLED"}
+
+    sweep(tmp_path, env, *args[:1], "sleep=0.2", *args[4:],  # resumes, quicker: retries first
+          "hydra.sweeper.allow_changed_overrides=true")
+    trials = study(tmp_path).trials
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 4

@@ -196,6 +196,9 @@ class SweeperSettings:
     allow_changed_overrides: Any = False
     # a line per trial and per batch, links at the end; false: errors and the answer only
     progress: bool = True
+    # seconds a trial may take after SIGTERM to finish its epoch and checkpoint (schedulers send
+    # SIGTERM before a preemption: SLURM, Ray, Kubernetes); then it is stopped wherever it is
+    stop_grace_period: float = 60.0
     # begin where an earlier study left off: its best params first (enqueued once per study)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

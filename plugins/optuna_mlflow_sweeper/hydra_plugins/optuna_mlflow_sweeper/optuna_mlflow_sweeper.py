@@ -47,6 +47,7 @@ class OptunaMlflowSweeper(Sweeper):
         max_retry: int,
         allow_changed_overrides: Any,
         progress: bool,
+        stop_grace_period: float,
         warm_start: DictConfig,
         mlflow: DictConfig,
     ) -> None:
@@ -59,7 +60,8 @@ class OptunaMlflowSweeper(Sweeper):
             custom_search_space=custom_search_space, timeout=timeout, enqueue=enqueue,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             max_retry=max_retry, allow_changed_overrides=allow_changed_overrides,
-            progress=progress, warm_start=WarmStartConfig(**warm_start),
+            progress=progress, stop_grace_period=stop_grace_period,
+            warm_start=WarmStartConfig(**warm_start),
             mlflow=MlflowConfig(**mlflow),
         )
         self.sweeper = OptunaMlflowSweeperImpl(settings)

@@ -10,6 +10,9 @@
 - current_trial()       the running `optuna.Trial` (set user attrs, read params), or None
 - in_sweep()            whether this process runs a trial of the sweeper
 - trial_heartbeat()     a context manager that keeps a long trial alive before its first report
+- stop_requested()      whether a scheduler asked this process to stop (SIGTERM): checkpoint
+                        at the end of the epoch, then call stop_now()
+- stop_now()            stop the trial: it is recorded to run again first (raises)
 
 Outside a sweep each is a cheap no-op, so the same task code runs alone and in a sweep. Defined
 in `_impl/trial.py` and re-exported here: Hydra's plugin scanner executes this module a second
@@ -17,6 +20,7 @@ time in every Hydra process, and functions defined here would change identity (a
 imported them first could then not be pickled to joblib workers).
 """
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.interrupts import stop_now, stop_requested
 from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     current_trial,
     in_sweep,
@@ -24,4 +28,5 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     trial_heartbeat,
 )
 
-__all__ = ["current_trial", "in_sweep", "report", "trial_heartbeat"]
+__all__ = ["current_trial", "in_sweep", "report", "stop_now", "stop_requested",
+           "trial_heartbeat"]

@@ -68,7 +68,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(pool.WORKER_ENV) == "1"
-        interrupts.install()
+        interrupts.install(float(self.settings.stop_grace_period))
         with sweep_console(bool(self.settings.progress), self.launcher):
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
             if is_worker or p.n_jobs == 1:
@@ -90,8 +90,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
             worker.run()
         if status[0] == "KILLED":
             if is_worker:
-                raise KeyboardInterrupt
-            _interrupted(p)
+                raise status[1]
+            _interrupted(p, status[1])
 
     # ---- trials in worker processes ----
     def _run_workers(self, p: Prepared, arguments: list[str]) -> None:
@@ -120,7 +120,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
             else:
                 problems += pool.run_launcher(payload, self._launcher_for, p.n_jobs, watch)
         if status[0] == "KILLED":
-            _interrupted(p)
+            _interrupted(p, status[1])
         if problems:
             raise SweepAborted("; ".join(problems))
 
@@ -155,14 +155,15 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
 
 @contextlib.contextmanager
-def _ending(finish: Callable[[str], None]) -> Iterator[list[str]]:
-    """How the sweep ended, in `status[0]`: FINISHED, KILLED (Ctrl-C: acknowledged, and not
-    re-raised: the caller reports it) or FAILED (re-raised); `finish(status)` runs in every case."""
-    status = ["FINISHED"]
+def _ending(finish: Callable[[str], None]) -> Iterator[list[Any]]:
+    """How the sweep ended, in `status[0]`: FINISHED, KILLED (Ctrl-C or SIGTERM, in `status[1]`:
+    acknowledged, and not re-raised: the caller reports it) or FAILED (re-raised);
+    `finish(status)` runs in every case."""
+    status: list[Any] = ["FINISHED", None]
     try:
         yield status
     except KeyboardInterrupt as e:
-        status[0] = "KILLED"
+        status[0], status[1] = "KILLED", type(e)()
         interrupts.acknowledge(e)
     except BaseException:
         status[0] = "FAILED"
@@ -204,13 +205,19 @@ def _quietly(fn: Any, **kwargs: Any) -> None:
         log.warning("%s failed: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e)
 
 
-def _interrupted(p: Prepared) -> None:
-    """After Ctrl-C: what happened and the command that resumes, then exit 130 (no traceback)."""
+def _interrupted(p: Prepared, error: KeyboardInterrupt) -> None:
+    """After Ctrl-C (exit 130) or SIGTERM (exit 143): what happened and the command that
+    resumes (no traceback)."""
     counts = count_trials(p.study.get_trials(deepcopy=False))
-    print(f"{PREFIX} interrupted: trials in flight recorded as failed (they run again first "
-          f"when the sweep resumes); {counts.finished} finished.\n"
-          f"  resume with     {resume_command()}", file=sys.stderr, flush=True)
-    raise SystemExit(130)
+    if isinstance(error, interrupts.Terminated):
+        print(f"{PREFIX} stopped (SIGTERM): trials in flight recorded to run again first, from "
+              f"their checkpoints; {counts.finished} finished; resume with: {resume_command()}",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"{PREFIX} interrupted: trials in flight recorded as failed (they run again first "
+              f"when the sweep resumes); {counts.finished} finished.\n"
+              f"  resume with     {resume_command()}", file=sys.stderr, flush=True)
+    raise SystemExit(interrupts.exit_code(error))
 
 
 def resume_command() -> str:

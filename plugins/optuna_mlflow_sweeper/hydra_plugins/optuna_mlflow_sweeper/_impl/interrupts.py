@@ -7,6 +7,12 @@ key had not been pressed. So the first Ctrl-C is remembered, and raised again ev
 until the sweeper acknowledges it (it then records the trials in flight); a Ctrl-C after that ends
 the process at once. A lost one is not printed either (a traceback from `weakref.py` tells the
 user nothing): it goes to the debug log, and is raised again.
+
+SIGTERM, as schedulers send it before a preemption or a time limit (SLURM, Ray, Kubernetes,
+`timeout`), is a gentler stop: a trial in progress may finish its epoch and checkpoint (task code
+asks `stop_requested()` at each epoch's end and calls `stop_now()`), bounded by a grace period,
+after which `Terminated` (a KeyboardInterrupt, so every path that records an interrupted trial
+records this one too) is raised wherever the process is. Outside a trial it is raised at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -28,15 +35,82 @@ log = logging.getLogger(__name__)
 requested = threading.Event()
 _acknowledged = threading.Event()
 _last_resend = [0.0]
+terminating = threading.Event()  # SIGTERM arrived: stop after this epoch
+_in_trial = threading.Event()
+_grace = [60.0]
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
-def install() -> None:
-    """Take over SIGINT in this (main) thread; elsewhere (a launcher's thread) keep Python's."""
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM): recorded like Ctrl-C, exit code 143."""
+
+
+def install(grace_period: float = 60.0) -> None:
+    """Take over SIGINT and SIGTERM in this (main) thread; elsewhere (a launcher's thread)
+    keep Python's. `grace_period`: seconds a trial may take to reach its epoch's end."""
+    _grace[0] = float(grace_period)
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _term_handler)
         if sys.unraisablehook is not _unraisable:
             _previous_hook[0] = sys.unraisablehook
             sys.unraisablehook = _unraisable
+
+
+def grace_period() -> float:
+    return _grace[0]
+
+
+def exit_code(error: BaseException) -> int:
+    return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def trial_in_progress() -> Iterator[None]:
+    """While a trial runs here, a SIGTERM waits (up to the grace period) for its epoch's end."""
+    _in_trial.set()
+    try:
+        if terminating.is_set():
+            stop_now()
+        yield
+    finally:
+        _in_trial.clear()
+
+
+def stop_requested() -> bool:
+    """Whether this process was asked to stop: task code checkpoints, then calls stop_now()."""
+    return terminating.is_set()
+
+
+def stop_now() -> None:
+    """Raise `Terminated` (the trial is recorded as stopped, to run again first)."""
+    if not requested.is_set():
+        requested.set()
+        threading.Thread(target=_insist, args=(signal.SIGTERM,), name="optuna-mlflow-term",
+                         daemon=True).start()
+    raise Terminated
+
+
+def pending() -> KeyboardInterrupt | None:
+    """The stop asked for and not raised yet (it was lost where it landed), if any."""
+    if terminating.is_set():
+        return Terminated()
+    return KeyboardInterrupt() if requested.is_set() else None
+
+
+def _term_handler(signum: int, frame: object) -> None:
+    if terminating.is_set():
+        if _acknowledged.is_set():
+            return  # being recorded already: let it finish
+        stop_now()  # the grace period is over (our own timer), or a second SIGTERM
+    terminating.set()
+    log.warning("SIGTERM: stopping after the epoch in progress (at most %.0f s)", _grace[0])
+    if not _in_trial.is_set():
+        stop_now()
+    timer = threading.Timer(_grace[0], _thread.interrupt_main, args=(signal.SIGTERM,))
+    timer.daemon = True
+    timer.start()
 
 
 def acknowledge(error: BaseException | None = None) -> None:
@@ -60,7 +134,8 @@ def _handler(signum: int, frame: object) -> None:
         os._exit(130)
     if not requested.is_set():
         requested.set()
-        threading.Thread(target=_insist, name="optuna-mlflow-ctrl-c", daemon=True).start()
+        threading.Thread(target=_insist, args=(signal.SIGINT,), name="optuna-mlflow-ctrl-c",
+                         daemon=True).start()
     raise KeyboardInterrupt
 
 
@@ -74,7 +149,7 @@ def _unraisable(unraisable: Any) -> None:
     _previous_hook[0](unraisable)
 
 
-def _insist() -> None:
+def _insist(signum: int) -> None:
     while not _acknowledged.wait(0.5):
         _last_resend[0] = time.monotonic()
-        _thread.interrupt_main(signal.SIGINT)
+        _thread.interrupt_main(signum)

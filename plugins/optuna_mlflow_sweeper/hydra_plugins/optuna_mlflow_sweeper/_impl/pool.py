@@ -16,6 +16,7 @@ each records its trial in flight as interrupted; a second Ctrl-C stops them at o
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import multiprocessing
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CPUS_ENV = "OPTUNA_MLFLOW_CPUS_PER_WORKER"  # the cores each worker may use (apps size threads)
 INTERRUPT_GRACE_S = 60.0  # for workers to record their trials after Ctrl-C
+PR_SET_PDEATHSIG = 1  # prctl(2)
 POLL_S = 1.0
 
 
@@ -71,7 +73,8 @@ def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool
     procs = []
     for i in range(n):
         log_path = logs / f"worker-{os.getpid()}-{i}.log"
-        proc = context.Process(target=_local_worker, args=(blob, str(log_path), env),
+        proc = context.Process(target=_local_worker,
+                               args=(blob, str(log_path), env, os.getpid()),
                                name=f"optuna-mlflow-worker-{i}")
         proc.start()
         procs.append((proc, log_path))
@@ -80,14 +83,19 @@ def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool
             watch()
             for proc, _ in procs:
                 proc.join(timeout=POLL_S / len(procs))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         interrupts.acknowledge()
+        if isinstance(e, interrupts.Terminated):  # a scheduler signals this process alone
+            for proc, _ in procs:
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGTERM)
         _stop_after_interrupt([proc for proc, _ in procs])
         raise
     finally:
         watch()
+    stopped = (0, interrupts.EXIT_INTERRUPTED, interrupts.EXIT_TERMINATED)
     return [_problem(i, proc.exitcode, path) for i, (proc, path) in enumerate(procs)
-            if proc.exitcode not in (0, 130)]
+            if proc.exitcode not in stopped]
 
 
 def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any], n: int,
@@ -150,8 +158,9 @@ class Watcher:
         return True
 
 
-def _local_worker(blob: bytes, log_path: str, env: dict[str, str]) -> None:
+def _local_worker(blob: bytes, log_path: str, env: dict[str, str], parent: int) -> None:
     """A spawned worker: output to its log file, then the sweeper's loop in this process."""
+    _stop_with(parent)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -159,8 +168,8 @@ def _local_worker(blob: bytes, log_path: str, env: dict[str, str]) -> None:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     try:
         _worker(blob, env)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(interrupts.exit_code(e))
 
 
 def _launched_worker(blob: bytes, env: dict[str, str], job_config: Any) -> None:
@@ -186,11 +195,20 @@ def _worker(blob: bytes, env: dict[str, str]) -> None:
     sweeper.sweep(payload.arguments)
 
 
+def _stop_with(parent: int) -> None:
+    """SIGTERM to this worker when the process that started it dies, however it dies (Linux):
+    a worker never outlives its sweep to run the budget on unseen."""
+    with contextlib.suppress(Exception):  # not Linux: the main process forwards SIGTERM
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _stop_after_interrupt(procs: list[Any]) -> None:
-    """Ctrl-C already reached the workers; wait for them to record their trials. A second
-    Ctrl-C (or the grace period running out) kills them: their trials go stale, and are
-    failed and retried by the next process that looks."""
-    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    """Ctrl-C (or our SIGTERM) already reached the workers; wait for them to record their
+    trials. A second Ctrl-C (or the grace period running out) kills them: their trials go
+    stale, and are failed and retried by the next process that looks."""
+    deadline = time.monotonic() + INTERRUPT_GRACE_S + interrupts.grace_period()
     try:
         for proc in procs:
             proc.join(timeout=max(0.1, deadline - time.monotonic()))

@@ -40,6 +40,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted (Ctrl-C): runs again first when the sweep resumes"
+TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from its checkpoint"
 
 
 @dataclass
@@ -126,11 +127,14 @@ class Worker:
             except KeyboardInterrupt as e:
                 interrupts.acknowledge(e)
                 if self.current is not None:  # asked: interrupted wherever it was
-                    self._tell(self.current, TrialState.FAIL, None, INTERRUPTED,
+                    reason = (TERMINATED if isinstance(e, interrupts.Terminated)
+                              else INTERRUPTED)
+                    self._tell(self.current, TrialState.FAIL, None, reason,
                                mlflow_status="KILLED")
                 raise
-            if interrupts.requested.is_set():  # Ctrl-C lost in the trial: it finished; stop
-                raise KeyboardInterrupt
+            lost = interrupts.pending()
+            if lost is not None:  # a stop lost in the trial: the trial finished; stop now
+                raise lost
             self.done += 1
             self.failed += plan.state == TrialState.FAIL
             self.report()
@@ -195,7 +199,7 @@ class Worker:
             p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
             exclude=p.secret_env,
         )
-        with BatchHeartbeat(p.study, [plan.trial._trial_id]):
+        with BatchHeartbeat(p.study, [plan.trial._trial_id]), interrupts.trial_in_progress():
             [ret] = self.launcher.launch([job], initial_job_idx=plan.trial.number)
         self._tell(plan, *outcome(ret, len(p.directions)))
 

@@ -9,7 +9,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from hydra_plugins.optuna_mlflow_sweeper import current_trial, report
+from hydra_plugins.optuna_mlflow_sweeper import current_trial, report, stop_now, stop_requested
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
@@ -19,7 +19,14 @@ def main(cfg: DictConfig) -> float | tuple[float, float]:
         trial.set_user_attr("pid", os.getpid())
     f = (cfg.x - 2.0) ** 2 + (cfg.y + 1.0) ** 2
     f += sum(layer.units for layer in cfg.model.hidden) / 1000.0
-    if cfg.sleep:
+    if cfg.sleep and cfg.epochs:
+        for epoch in range(1, cfg.epochs + 1):
+            time.sleep(cfg.sleep / cfg.epochs)
+            if cfg.obey_stop and stop_requested():  # a real app checkpoints here
+                if trial is not None:
+                    trial.set_user_attr("stopped_after_epoch", epoch)
+                stop_now()
+    elif cfg.sleep:
         time.sleep(cfg.sleep)
     if cfg.fail:
         raise RuntimeError(f"boom at x={cfg.x}")
