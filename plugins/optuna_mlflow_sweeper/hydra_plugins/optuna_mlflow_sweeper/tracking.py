@@ -34,11 +34,12 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
 )
 
 if TYPE_CHECKING:
-    from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, patience, retry_call
+    from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
+    from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, retry_call
     from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
 
 # imported on first use: Hydra's scanner imports this module in every process
-_LAZY = {"Outbox": "outbox", "patience": "outbox", "retry_call": "outbox",
+_LAZY = {"Outbox": "outbox", "patience": "retry", "retry_call": "retry",
          "known_secrets": "secrets", "redact": "secrets"}
 
 

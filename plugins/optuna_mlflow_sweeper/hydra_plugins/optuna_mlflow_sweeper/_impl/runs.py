@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     RUN_STATUS,
     _clip,

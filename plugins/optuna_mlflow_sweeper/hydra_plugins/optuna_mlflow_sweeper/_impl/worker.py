@@ -24,8 +24,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
-from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import patience
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import budget_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     BatchHeartbeat,
@@ -143,7 +142,7 @@ class Worker:
         created when sampling raises. The check and the ask hold a lock on the study: two workers
         that saw the last free trial at once both ran it (n_trials + 1, seen in CI)."""
         p = self.p
-        with setup_lock(p.storage_url, name="ask", wait=patience()):  # started: outages wait
+        with budget_lock(p.storage_url):
             if budget_spent(p):
                 return None
             before = {t._trial_id for t in p.study.get_trials(deepcopy=False)}
