@@ -6,6 +6,9 @@ storage call here is one transaction, so it is retried as a whole, with backoff,
 is a connection error (`OperationalError`, `InterfaceError`, an invalidated connection), for up
 to the patience ($OPTUNA_MLFLOW_PATIENCE, 600 s by default). Then it raises as before: the trial
 stays RUNNING only until its heartbeat goes stale, and is then failed and retried.
+
+Every process of a sweep (the command, its workers, each trial's job) opens it with
+`open_storage`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import functools
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from optuna.storages import RDBStorage
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
     connection_lost,
@@ -127,3 +132,22 @@ for _name in _CALLS:
     if hasattr(RDBStorage, _name):
         setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))
 
+
+def open_storage(url: str, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None,
+                 max_retry: int | None = None) -> ResilientRDBStorage:
+    """The study storage at `url`, as every process of a sweep opens it: SQLite waits up to 60 s
+    for a lock held by another process; with `heartbeat_interval`, running trials whose heartbeat
+    stopped for `grace_period` s are failed and retried (up to `max_retry` times)."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat_interval:
+            kwargs.update(
+                heartbeat_interval=int(heartbeat_interval),
+                grace_period=int(grace_period) if grace_period else None,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
+            )
+        return ResilientRDBStorage(url, **kwargs)

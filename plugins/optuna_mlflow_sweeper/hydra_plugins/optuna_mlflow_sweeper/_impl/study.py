@@ -15,15 +15,12 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.storages import (
-    BaseStorage,
-    RetryHeartbeatStaleTrialCallback,
-)
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage, open_storage
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -40,20 +37,9 @@ def default_storage_url(sweep_dir: str) -> str:
 def make_storage(
     url: str, heartbeat_interval: int | None, grace_period: int | None, max_retry: int
 ) -> BaseStorage:
-    """An RDBStorage with heartbeats: stale running trials are failed and retried."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    """The sweep's storage (`open_storage`); one that cannot be opened is a config error."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if heartbeat_interval:
-                kwargs.update(
-                    heartbeat_interval=int(heartbeat_interval),
-                    grace_period=int(grace_period) if grace_period else None,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
-                )
-            return ResilientRDBStorage(url, **kwargs)
+        return open_storage(url, heartbeat_interval, grace_period, max_retry)
     except Exception as e:
         raise config_error(
             "hydra.sweeper.storage", mask_url(url), "an RDB URL such as sqlite:///path/optuna.db",

@@ -128,12 +128,9 @@ def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Tria
 
     storage = _storages.get(storage_url)
     if storage is None:  # one engine per URL and process (a process may run many trials)
-        kwargs: dict[str, Any] = {}
-        if storage_url.startswith("sqlite"):
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+        from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 
-        storage = _storages[storage_url] = ResilientRDBStorage(storage_url, **kwargs)
+        storage = _storages[storage_url] = open_storage(storage_url)
     pruner_config = storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR)
     pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
     with warnings.catch_warnings():
