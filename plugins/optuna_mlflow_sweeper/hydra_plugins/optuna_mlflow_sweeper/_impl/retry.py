@@ -74,12 +74,10 @@ def connection_lost(error: BaseException) -> bool:
 
 def retry_call(fn: Callable[[], T], what: str, wait: float | None = None,
                retry_if: Callable[[BaseException], bool] = transient,
-               on_retry: OnRetry | None = None,
-               on_wait: Callable[[], None] | None = None) -> T:
+               on_retry: OnRetry | None = None) -> T:
     """fn(), retried on errors `retry_if` accepts (transient ones by default) with backoff for
     up to `wait` s (default: the patience; math.inf: until it succeeds), then the last error is
-    raised. `on_retry(error, attempt, pause)` runs before each pause (default: a warning), then
-    `on_wait()` (e.g. heartbeats of the trials that wait too)."""
+    raised. `on_retry(error, attempt, pause)` runs before each pause (default: a warning)."""
     limit = patience() if wait is None else wait
 
     def pause(state: tenacity.RetryCallState) -> float:
@@ -90,8 +88,6 @@ def retry_call(fn: Callable[[], T], what: str, wait: float | None = None,
         error = state.outcome.exception() if state.outcome else None
         assert error is not None and state.next_action is not None
         (on_retry or _warn(what))(error, state.attempt_number, state.next_action.sleep)
-        if on_wait is not None:
-            on_wait()
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, Exception) and retry_if(e)),

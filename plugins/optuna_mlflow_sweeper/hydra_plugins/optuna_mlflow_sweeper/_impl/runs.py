@@ -58,7 +58,6 @@ class MlflowTracker:
         self.outbox.replay()  # what an earlier sweep here could not deliver
         self._study: Any = None
         self._ended = False
-        self._waiting: dict[int, int] = {}  # trial number -> id of trials not finished yet
         atexit.register(self._at_exit)  # runs before the outbox's own close (LIFO)
 
     # ---- parent run ----
@@ -153,10 +152,8 @@ class MlflowTracker:
             "overrides": _clip(" ".join(overrides), 8000),
             **{k: str(v) for k, v in (extra_tags or {}).items()},
         }
-        self._remember(number)
         run = retry_call(lambda: self.client.create_run(
-            self.experiment_id, run_name=f"trial-{number}", tags=tags), "creating a child run",
-            on_wait=self._keep_alive)
+            self.experiment_id, run_name=f"trial-{number}", tags=tags), "creating a child run")
         self.outbox.put("log_batch", run.info.run_id, [], {}, {
             mlflow_key(k): _clip(v, 6000) for k, v in params.items()})
         return run.info.run_id
@@ -169,33 +166,6 @@ class MlflowTracker:
         the run is whatever the job made of it (KILLED: interrupted)."""
         self.outbox.put("finish_child", run_id, state,
                         [float(v) for v in values] if values else None, reason, status)
-
-    def _remember(self, number: int) -> None:
-        if self._study is None:
-            return
-        storage = self._study._storage
-        try:
-            self._waiting[number] = storage.get_trial_id_from_study_id_trial_number(
-                self._study._study_id, number)
-        except Exception as e:
-            log.debug("trial %d: no id (%s)", number, e)
-
-    def _keep_alive(self) -> None:
-        """While a child run waits for the server, this process' running trials stay alive:
-        without heartbeats another sweep would fail them as stale."""
-        from optuna.trial import TrialState
-
-        storage = self._study._storage if self._study is not None else None
-        if storage is None or not hasattr(storage, "record_heartbeat"):
-            return
-        for number, trial_id in list(self._waiting.items()):
-            try:
-                if storage.get_trial(trial_id).state != TrialState.RUNNING:
-                    del self._waiting[number]
-                    continue
-                storage.record_heartbeat(trial_id)
-            except Exception as e:  # never let a heartbeat break the wait
-                log.debug("heartbeat for trial %d failed: %s", number, e)
 
     def reconcile_children(self, study: Any) -> int:
         """Children left RUNNING by a sweep that died while their trial finished: end them.

@@ -7,7 +7,6 @@ import datetime
 import json
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -196,41 +195,3 @@ def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
     if not isinstance(storage, ResilientRDBStorage) or not storage.get_heartbeat_interval():
         return None
     return storage.heartbeat_trial_ids()
-
-
-class BatchHeartbeat:
-    """Records heartbeats for the trials of the batch in flight while the launcher runs them.
-
-    Together with the job-side heartbeat (trial.py) this makes a trial stale only when the
-    processes running it are gone, so another process (or a rerun) fails and retries it.
-    """
-
-    def __init__(self, study: optuna.Study, trial_ids: list[int]) -> None:
-        self._storage = study._storage
-        self._ids = trial_ids
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> BatchHeartbeat:
-        from optuna.storages._heartbeat import is_heartbeat_enabled
-
-        if is_heartbeat_enabled(self._storage):
-            self._thread = threading.Thread(target=self._run, name="optuna-heartbeat", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        interval = self._storage.get_heartbeat_interval()  # type: ignore[attr-defined]
-        while True:
-            for trial_id in self._ids:
-                try:
-                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-                except Exception as e:  # never let a heartbeat hiccup kill the sweep
-                    log.debug("heartbeat for trial id %s failed: %s", trial_id, e)
-            if self._stop.wait(interval):
-                return
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
