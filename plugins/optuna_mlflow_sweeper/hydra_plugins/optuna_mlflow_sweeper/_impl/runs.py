@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     RUN_STATUS,
@@ -27,7 +26,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     _finite,
     _now_ms,
     mlflow_key,
-    send,
+    mlflow_outbox,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
@@ -54,8 +53,7 @@ class MlflowTracker:
         self.parent_id: str | None = None
         # figures are written here before they are sent (an outbox item must be a file)
         self._files = tempfile.mkdtemp(prefix="optuna-mlflow-")
-        self.outbox = Outbox(self._send, spool_dir, name="MLflow")
-        self.outbox.replay()  # what an earlier sweep here could not deliver
+        self.outbox = mlflow_outbox(self.client, spool_dir)  # replays an earlier sweep's rest
         self._study: Any = None
         self._ended = False
         atexit.register(self._at_exit)  # runs before the outbox's own close (LIFO)
@@ -188,9 +186,6 @@ class MlflowTracker:
                               trial.user_attrs.get("fail_reason"))
             count += 1
         return count
-
-    def _send(self, op: str, args: list[Any]) -> None:
-        send(self.client, op, args)
 
     def summary(self) -> dict[str, Any]:
         """Where the sweep is recorded (for optimization_results.yaml; password masked)."""
