@@ -2,10 +2,11 @@
 
 Logging an epoch's metrics inside the Keras callback made a tracking-server outage count as
 training time (one trial's `epoch_time_s` became 19 s) and, once MLflow's own retries gave up,
-failed a fully trained trial. Here the callback only queues the batch; the plugin's `Outbox`
-sends it in order from a background thread, retrying with backoff. A run waits for its queue
-before it ends (up to $OPTUNA_MLFLOW_PATIENCE s); what is still undelivered then is spooled in
-~/.cache/mnist-sweep/outbox/ and sent by the next run on this machine.
+failed a fully trained trial. Here the callback only queues the batch; the sweeper plugin's MLflow
+outbox (the one its runs use: same writes, same retry policy) sends it in order from a background
+thread. A run waits for its queue before it ends (up to $OPTUNA_MLFLOW_PATIENCE s); what is still
+undelivered then is spooled in ~/.cache/mnist-sweep/outbox/ and sent by the next run on this
+machine.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from hydra_plugins.optuna_mlflow_sweeper.tracking import Outbox
+from hydra_plugins.optuna_mlflow_sweeper.tracking import Outbox, mlflow_outbox
 
 SPOOL_ENV = "MNIST_SWEEP_OUTBOX"
 _boxes: dict[str, Outbox] = {}
@@ -33,18 +33,7 @@ def outbox(uri: str) -> Outbox:
     if box is None:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=uri)
-
-        def send(op: str, args: list[Any]) -> None:
-            from mlflow.entities import Metric
-
-            if op != "log_batch":
-                raise ValueError(f"unknown outbox op {op!r}")
-            run_id, metrics = args[0], args[1]
-            client.log_batch(run_id, metrics=[Metric(*m) for m in metrics], synchronous=True)
-
-        box = _boxes[uri] = Outbox(send, spool_dir() / _safe(uri), name="MLflow")
-        box.replay()
+        box = _boxes[uri] = mlflow_outbox(MlflowClient(tracking_uri=uri), spool_dir() / _safe(uri))
     return box
 
 

@@ -11,6 +11,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     scrub_config,
     url_password,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import has_password, mask_url
 
 URL = "postgresql://sweeper:s3cr%40t-pw@db:5432/optuna"
 
@@ -51,3 +52,26 @@ def test_a_password_from_a_config_file_is_masked_by_an_added_override() -> None:
     scrub_config(config, known_secrets([URL]))
     assert config.hydra.overrides.hydra == [
         "++hydra.sweeper.storage='postgresql://sweeper:***@db:5432/optuna'"]
+
+
+@pytest.mark.parametrize(("url", "masked", "password"), [
+    ("postgresql://user:secret@host/db", "postgresql://user:***@host/db", "secret"),
+    (URL, "postgresql://sweeper:***@db:5432/optuna", "s3cr@t-pw"),
+    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db", None),
+    ("sqlite:////tmp/optuna.db", "sqlite:////tmp/optuna.db", None),
+    # MLflow tracking servers: http(s), a path, a query
+    ("http://u:pw@host:5000/x/", "http://u:***@host:5000/x/", "pw"),
+    ("https://u:p%2Fw@h/mlflow?x=1", "https://u:***@h/mlflow?x=1", "p/w"),
+    ("http://:pw@host", "http://:***@host", "pw"),
+    ("http://host:5000", "http://host:5000", None),
+    # an unencoded @ in the password: SQLAlchemy would take its rest for the host
+    ("http://u:p@ss@h/", "http://u:***@h/", "p@ss"),
+    ("databricks", "databricks", None),
+    ("/abs/mlruns", "/abs/mlruns", None),
+])
+def test_masking_a_url_hides_its_password_only(
+    url: str, masked: str, password: str | None
+) -> None:
+    assert mask_url(url) == masked
+    assert url_password(url) == password
+    assert has_password(url) is (password is not None)

@@ -8,10 +8,11 @@
         print("open the UI", links["command"])
     print(links["run"])
 
-Apps record through the same safety nets as the sweeper: `Outbox` (ordered MLflow writes that
-wait out a server outage, spooled when undeliverable), `retry_call` (a call that needs its answer,
-retried with backoff for `patience()` seconds), `redact(text, known_secrets())` (passwords out of
-anything recorded, e.g. a command line).
+Apps record through the same safety nets as the sweeper: `mlflow_outbox(client, spool_dir)` (an
+`Outbox` of ordered MLflow writes that wait out a server outage, spooled when undeliverable, the
+one the sweeper's runs use), `retry_call` (a call that needs its answer, retried with backoff for
+`patience()` seconds), `redact(text, known_secrets())` (passwords out of anything recorded, e.g.
+a command line).
 
 The environment wins over the config so that one variable redirects a whole sweep: the sweeper,
 every trial and any app run it launches record into the same store.
@@ -34,12 +35,14 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
 )
 
 if TYPE_CHECKING:
-    from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, patience, retry_call
+    from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
+    from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, retry_call
+    from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import mlflow_outbox
     from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
 
 # imported on first use: Hydra's scanner imports this module in every process
-_LAZY = {"Outbox": "outbox", "patience": "outbox", "retry_call": "outbox",
-         "known_secrets": "secrets", "redact": "secrets"}
+_LAZY = {"Outbox": "outbox", "mlflow_outbox": "run_writes", "patience": "retry",
+         "retry_call": "retry", "known_secrets": "secrets", "redact": "secrets"}
 
 
 def __getattr__(name: str) -> Any:
@@ -50,4 +53,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["DEFAULT_URI", "TRAINING_VIEW", "Outbox", "ensure_experiment", "known_secrets",
-           "mask_url", "patience", "redact", "resolve_tracking_uri", "retry_call", "ui_links"]
+           "mask_url", "mlflow_outbox", "patience", "redact", "resolve_tracking_uri", "retry_call",
+           "ui_links"]

@@ -100,8 +100,9 @@ class OptunaMlflowSweeperImpl(Sweeper):
             self._finish(p, "FINISHED", report)
             return
         payload = pool.Payload(
-            settings=self.settings, config=self.config, hydra_context=self.hydra_context,
-            task_function=self.task_function, arguments=list(arguments),
+            sweeper=type(self), settings=self.settings, config=self.config,
+            hydra_context=self.hydra_context, task_function=self.task_function,
+            arguments=list(arguments),
             singletons=Singleton.get_state(),
         )
         watch = pool.Watcher(p.study, p.n_trials, p.progress)

@@ -1,15 +1,18 @@
-"""One sweep process at a time through the setup of a shared study.
+"""Locks across the processes (and machines) of a shared study: one holder at a time.
 
-Workers started at the same instant on fresh stores race where a store is created: Optuna's
-tables (SQLite: "table ... already exists"; PostgreSQL: `CREATE TYPE studydirection` twice),
-MLflow's schema migrations (`UNIQUE constraint failed: alembic_version`), the study's one-time
-records (enqueued configs, the parent run, worker numbers). Holding one lock per study storage
-through all of it makes the first process create everything and the others find it made.
+`setup_lock`: workers started at the same instant on fresh stores race where a store is created:
+Optuna's tables (SQLite: "table ... already exists"; PostgreSQL: `CREATE TYPE studydirection`
+twice), MLflow's schema migrations (`UNIQUE constraint failed: alembic_version`), the study's
+one-time records (enqueued configs, the parent run, worker numbers). Holding it through all of
+that makes the first process create everything and the others find it made.
+
+`budget_lock`: checking the shared n_trials budget and asking a trial are one step, so that two
+workers seeing the last free trial do not both run it.
 
 SQLite: an advisory lock on a file beside the database (`fcntl.flock`, released by the OS when
 a process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a session-level
-advisory lock (`pg_advisory_lock`), released when its connection closes. Other databases get no
-lock and rely on retries (`retry`).
+advisory lock (`pg_try_advisory_lock`), released when its connection closes. Other databases get
+no lock.
 """
 
 from __future__ import annotations
@@ -17,33 +20,42 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import logging
 import os
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, poll
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
-log = logging.getLogger(__name__)
+LOCK_TIMEOUT_S = 300.0  # a holder longer than this is broken, not slow
 
-T = TypeVar("T")
-LOCK_TIMEOUT_S = 300.0  # a setup holding the lock longer than this is broken, not slow
+
+def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S, name: str = "setup",
+               wait: float | None = None) -> contextlib.AbstractContextManager[None]:
+    """The lock on creating a store and a study's one-time records. `name`: "setup" for the
+    study's storage, "mlflow" for the MLflow store, which the study's setup takes while it holds
+    its own (two locks: they never wait on each other whichever database each is in). `wait`:
+    seconds to wait for a database that cannot be reached (default: `connect_patience()`)."""
+    return _lock(storage_url, name, timeout, wait)
+
+
+def budget_lock(
+    storage_url: str, timeout: float = LOCK_TIMEOUT_S
+) -> contextlib.AbstractContextManager[None]:
+    """The lock on the shared budget: checking it and asking a trial. Only a started sweep
+    takes it, so it waits out an unreachable database for the patience."""
+    return _lock(storage_url, "budget", timeout, patience())
 
 
 @contextlib.contextmanager
-def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S, name: str = "setup",
-               wait: float | None = None) -> Iterator[None]:
-    """Exclusive across processes (and machines, for PostgreSQL) for one storage URL and `name`:
-    the study's setup holds its lock while it takes MLflow's (name="mlflow"), so the two never
-    wait on each other whichever database each is in. `wait`: seconds to wait for a database
-    that cannot be reached (default: `connect_patience()`)."""
+def _lock(storage_url: str, name: str, timeout: float, wait: float | None) -> Iterator[None]:
+    """Exclusive across processes (and machines, for PostgreSQL) for one storage and `name`."""
     if storage_url.startswith("sqlite:///"):
         suffix = ".lock" if name == "setup" else f".{name}.lock"
-        with _file_lock(Path(storage_url[len("sqlite:///"):]).with_suffix(suffix), timeout):
+        path = Path(storage_url[len("sqlite:///"):]).with_suffix(suffix)
+        with _file_lock(path, name, timeout):
             yield
     elif storage_url.startswith("postgresql"):
         with _pg_lock(storage_url, timeout, name, wait):
@@ -53,20 +65,21 @@ def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S, name: str = "s
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+def _file_lock(path: Path, name: str, timeout: float) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def take() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"another sweep process held {path} for {timeout:g} s") from None
-                time.sleep(0.05)
+        if not poll(take, timeout, 0.05):
+            raise TimeoutError(f"another sweep process held the {name} lock {path} for "
+                               f"{timeout:g} s")
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -81,7 +94,7 @@ def _pg_lock(storage_url: str, timeout: float, name: str,
     engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
     setup_done = False
     try:
-        with _pg_locked(engine, key, timeout, wait) as conn:
+        with _pg_locked(engine, key, name, timeout, wait) as conn:
             try:
                 yield
                 setup_done = True
@@ -98,7 +111,7 @@ def _pg_lock(storage_url: str, timeout: float, name: str,
         engine.dispose()
 
 
-def _pg_locked(engine: Any, key: int, timeout: float, wait: float | None) -> Any:
+def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | None) -> Any:
     """A connection holding the advisory lock `key`, polled for like the file lock (the same on
     every driver, no transaction left open). A worker that starts during a database outage waits
     for the database (`connect`); another holder past `timeout` is a TimeoutError."""
@@ -107,31 +120,14 @@ def _pg_locked(engine: Any, key: int, timeout: float, wait: float | None) -> Any
     def lock() -> Any:
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            deadline = time.monotonic() + timeout
             query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
-            while not conn.execute(query, {"key": key}).scalar():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"another sweep process held the setup lock of "
-                                       f"{mask_url(str(engine.url))} for {timeout:g} s")
-                time.sleep(0.2)
+            if not poll(lambda: bool(conn.execute(query, {"key": key}).scalar()), timeout, 0.2):
+                raise TimeoutError(f"another sweep process held the {name} lock of "
+                                   f"{mask_url(str(engine.url))} for {timeout:g} s")
             return conn
         except BaseException:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()
             raise
 
-    return connect(lock, "the setup lock", wait)
-
-
-def retry(fn: Callable[[], T], what: str, attempts: int = 6) -> T:
-    """`fn()`, again after a short random wait when it fails: for races no lock covers."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as e:
-            if attempt == attempts:
-                raise
-            wait = random.uniform(0.1, 0.5) * attempt
-            log.debug("%s failed (%s: %s), retrying in %.1f s", what, type(e).__name__, e, wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")
+    return connect(lock, f"the {name} lock", wait)

@@ -13,68 +13,23 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, retry_call, short, transient
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-PATIENCE_ENV = "OPTUNA_MLFLOW_PATIENCE"
-DEFAULT_PATIENCE = 600.0
-_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
-              "INVALID_STATE", "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED",
-              "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
 
 Send = Callable[[str, list[Any]], None]
-
-
-def patience() -> float:
-    """Seconds to wait for a service that does not answer ($OPTUNA_MLFLOW_PATIENCE, else 600)."""
-    try:
-        return float(os.environ.get(PATIENCE_ENV) or DEFAULT_PATIENCE)
-    except ValueError:
-        return DEFAULT_PATIENCE
-
-
-def transient(error: BaseException) -> bool:
-    """True for errors worth retrying: no connection, a timeout, a 5xx; False for a rejection."""
-    code = getattr(error, "error_code", None)
-    if code is not None:
-        return code not in _PERMANENT
-    return True
-
-
-def backoff(attempt: int) -> float:
-    """0.5, 1, 2, 4, 8, 10, 10... s: a server that is back is noticed within 10 s."""
-    return min(10.0, 0.5 * 2 ** min(attempt, 6))
-
-
-def retry_call(fn: Callable[[], T], what: str, wait: float | None = None,
-               on_wait: Callable[[], None] | None = None,
-               retry_if: Callable[[BaseException], bool] = transient) -> T:
-    """fn(), retried on errors `retry_if` accepts (transient ones by default) with backoff for
-    up to `wait` s (default: patience); `on_wait()` runs before each pause (e.g. heartbeats of
-    the trials that wait too)."""
-    deadline = time.monotonic() + (patience() if wait is None else wait)
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Exception as e:
-            if not retry_if(e) or time.monotonic() >= deadline:
-                raise
-            delay = min(backoff(attempt), max(0.0, deadline - time.monotonic()))
-            log.warning("%s failed (%s); retrying in %.0f s", what, _short(e), delay)
-            if on_wait is not None:
-                on_wait()
-            time.sleep(delay)
-            attempt += 1
 
 
 class Outbox:
@@ -91,6 +46,7 @@ class Outbox:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.failures = 0  # transient failures seen (a test can tell the outage was noticed)
+        self._down = False  # the last send failed: say so when one gets through again
         atexit.register(self.close)
 
     def put(self, op: str, *args: Any) -> None:
@@ -174,7 +130,6 @@ class Outbox:
         return count
 
     def _run(self) -> None:
-        attempt = 0
         while True:
             with self._cond:
                 while not self._items:
@@ -185,29 +140,23 @@ class Outbox:
                         return
                 op, args = self._items[0]
                 self._busy = True
-            try:
-                self._send(op, args)
+            try:  # waits out an outage for as long as it lasts: close() decides what to keep
+                retry_call(functools.partial(self._send, op, args), op, wait=math.inf,
+                           retry_if=transient, on_retry=self._unreachable)
             except Exception as e:
-                if transient(e):
-                    self.failures += 1
-                    delay = backoff(attempt)
-                    if attempt == 0:
-                        log.warning("%s unreachable (%s); writes are kept and retried",
-                                    self._name, _short(e))
-                    attempt += 1
-                    time.sleep(delay)
-                    continue
-                log.warning("%s rejected %s: %s", self._name, op, _short(e))
-            if attempt:
+                log.warning("%s rejected %s: %s", self._name, op, short(e))
+            if self._down:
                 log.warning("%s reachable again: queued writes are being delivered", self._name)
-            attempt = 0
+                self._down = False
             with self._cond:
                 with contextlib.suppress(IndexError):
                     self._items.popleft()
                 self._busy = False
                 self._cond.notify_all()
 
-
-def _short(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".strip()
-    return text if len(text) < 300 else text[:297] + "..."
+    def _unreachable(self, error: BaseException, attempt: int, pause: float) -> None:
+        self.failures += 1
+        if not self._down:
+            log.warning("%s unreachable (%s); writes are kept and retried", self._name,
+                        short(error))
+            self._down = True

@@ -49,6 +49,7 @@ POLL_S = 1.0
 class Payload:
     """Everything a worker process needs to be the sweeper (pickled with cloudpickle)."""
 
+    sweeper: Callable[[Any], Any]  # settings -> the Sweeper to set up and run (the class)
     settings: Any
     config: Any
     hydra_context: Any
@@ -182,14 +183,12 @@ def _worker(blob: bytes, env: dict[str, str]) -> None:
     from hydra.core.singleton import Singleton
     from hydra.core.utils import setup_globals
 
-    from hydra_plugins.optuna_mlflow_sweeper._impl.core import OptunaMlflowSweeperImpl
-
     payload: Payload = cloudpickle.loads(blob)
     Singleton.set_state(payload.singletons)
     setup_globals()
     os.environ.update(env)
     os.environ[WORKER_ENV] = "1"
-    sweeper = OptunaMlflowSweeperImpl(payload.settings)
+    sweeper = payload.sweeper(payload.settings)
     sweeper.setup(hydra_context=payload.hydra_context, task_function=payload.task_function,
                   config=payload.config, basic_launcher=True)
     sweeper.sweep(payload.arguments)

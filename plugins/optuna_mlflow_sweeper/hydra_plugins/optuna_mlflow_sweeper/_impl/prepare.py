@@ -21,7 +21,6 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.resume import (
     check_enqueue,
     check_resume,
@@ -29,6 +28,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.resume import (
     register_worker,
     reseed,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, build_search_space
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     known_secrets,

@@ -6,6 +6,9 @@ storage call here is one transaction, so it is retried as a whole, with backoff,
 is a connection error (`OperationalError`, `InterfaceError`, an invalidated connection), for up
 to the patience ($OPTUNA_MLFLOW_PATIENCE, 600 s by default). Then it raises as before: the trial
 stays RUNNING only until its heartbeat goes stale, and is then failed and retried.
+
+Every process of a sweep (the command, its workers, each trial's job) opens it with
+`open_storage`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ import functools
 import logging
 import os
 import threading
-import time
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from optuna.storages import RDBStorage
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff, patience, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
+    connection_lost,
+    patience,
+    retry_call,
+    short,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,45 +68,31 @@ def connect(open_: Callable[[], T], what: str, wait: float | None = None) -> T:
                       wait=connect_patience() if wait is None else wait, retry_if=connection_lost)
 
 
-def connection_lost(error: BaseException) -> bool:
-    """True when `error` (or what caused it) says the database could not be reached."""
-    from sqlalchemy import exc
-
-    seen: BaseException | None = error
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, (exc.OperationalError, exc.InterfaceError)):
-            return True
-        if isinstance(seen, exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _retrying(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
         if getattr(_local, "depth", 0):
             return method(self, *args, **kwargs)
-        deadline = time.monotonic() + patience()
-        attempt = 0
+        retried = False
+
+        def once() -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as e:
+                if retried and name == "set_trial_state_values" and _already_finished(e):
+                    return True  # the lost attempt had committed
+                raise
+
+        def say(error: BaseException, attempt: int, pause: float) -> None:
+            nonlocal retried
+            if not retried:
+                log.warning("Optuna storage unreachable (%s); retrying %s for up to %.0f s",
+                            short(error).splitlines()[0][:200], name, patience())
+            retried = True
+
         _local.depth = 1
         try:
-            while True:
-                try:
-                    return method(self, *args, **kwargs)
-                except Exception as e:
-                    if attempt and name == "set_trial_state_values" and _already_finished(e):
-                        return True  # the lost attempt had committed
-                    if not connection_lost(e) or time.monotonic() >= deadline:
-                        raise
-                    if attempt == 0:
-                        log.warning("Optuna storage unreachable (%s: %s); retrying %s for up "
-                                    "to %.0f s", type(e).__name__, str(e).splitlines()[0][:200],
-                                    name, patience())
-                    time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
-                    attempt += 1
+            return retry_call(once, name, retry_if=connection_lost, on_retry=say)
         finally:
             _local.depth = 0
 
@@ -147,3 +142,23 @@ class ResilientRDBStorage(RDBStorage):
 for _name in _CALLS:
     if hasattr(RDBStorage, _name):
         setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None,
+                 max_retry: int | None = None) -> ResilientRDBStorage:
+    """The study storage at `url`, as every process of a sweep opens it: SQLite waits up to 60 s
+    for a lock held by another process; with `heartbeat_interval`, running trials whose heartbeat
+    stopped for `grace_period` s are failed and retried (up to `max_retry` times)."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat_interval:
+            kwargs.update(
+                heartbeat_interval=int(heartbeat_interval),
+                grace_period=int(grace_period) if grace_period else None,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
+            )
+        return ResilientRDBStorage(url, **kwargs)

@@ -1,15 +1,20 @@
-"""The writes of a sweep's MLflow records, as the outbox thread carries them out.
+"""The writes of MLflow records, as the outbox thread carries them out.
 
 Each is one (op, JSON-able args) item, so it can wait in a queue, or in a spool file for a later
-sweep, and still do the same thing when it is finally sent.
+sweep or run, and still do the same thing when it is finally sent. `mlflow_outbox` is the one
+outbox of such writes, for the sweeper's runs and for an app's per-epoch metrics alike.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
 
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _SEVERITY = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
@@ -22,14 +27,22 @@ def mlflow_key(key: str) -> str:
     return _BAD_KEY_CHARS.sub("_", str(key))[:250]
 
 
+def mlflow_outbox(client: Any, spool_dir: str | os.PathLike[str] | None) -> Outbox:
+    """An outbox of MLflow writes through `client`, having queued first what earlier processes
+    left undelivered in `spool_dir`."""
+    box = Outbox(functools.partial(send, client), spool_dir, name="MLflow")
+    box.replay()
+    return box
+
+
 def send(client: Any, op: str, args: list[Any]) -> None:
     """Carry out one queued write (called by the outbox thread, retried on outages)."""
     from mlflow.entities import Metric
 
-    if op == "log_batch":  # run_id, metrics [[key, value, ms, step]], tags, params?
+    if op == "log_batch":  # run_id, metrics [[key, value, ms, step]], tags?, params?
         from mlflow.entities import Param
 
-        run_id, metrics, tags, params = (*args, {})[:4]
+        run_id, metrics, tags, params = (*args, {}, {})[:4]
         client.log_batch(run_id, metrics=[Metric(*m) for m in metrics], tags=_tag_list(tags),
                          params=[Param(k, v) for k, v in params.items()], synchronous=True)
     elif op == "set_terminated":

@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     RUN_STATUS,
     _clip,
     _finite,
     _now_ms,
     mlflow_key,
-    send,
+    mlflow_outbox,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR, STUDY_UID_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
@@ -53,11 +53,9 @@ class MlflowTracker:
         self.parent_id: str | None = None
         # figures are written here before they are sent (an outbox item must be a file)
         self._files = tempfile.mkdtemp(prefix="optuna-mlflow-")
-        self.outbox = Outbox(self._send, spool_dir, name="MLflow")
-        self.outbox.replay()  # what an earlier sweep here could not deliver
+        self.outbox = mlflow_outbox(self.client, spool_dir)  # replays an earlier sweep's rest
         self._study: Any = None
         self._ended = False
-        self._waiting: dict[int, int] = {}  # trial number -> id of trials not finished yet
         atexit.register(self._at_exit)  # runs before the outbox's own close (LIFO)
 
     # ---- parent run ----
@@ -155,10 +153,8 @@ class MlflowTracker:
             "overrides": _clip(" ".join(overrides), 8000),
             **{k: str(v) for k, v in (extra_tags or {}).items()},
         }
-        self._remember(number)
         run = retry_call(lambda: self.client.create_run(
-            self.experiment_id, run_name=f"trial-{number}", tags=tags), "creating a child run",
-            on_wait=self._keep_alive)
+            self.experiment_id, run_name=f"trial-{number}", tags=tags), "creating a child run")
         self.outbox.put("log_batch", run.info.run_id, [], {}, {
             mlflow_key(k): _clip(v, 6000) for k, v in params.items()})
         return run.info.run_id
@@ -171,33 +167,6 @@ class MlflowTracker:
         the run is whatever the job made of it (KILLED: interrupted)."""
         self.outbox.put("finish_child", run_id, state,
                         [float(v) for v in values] if values else None, reason, status)
-
-    def _remember(self, number: int) -> None:
-        if self._study is None:
-            return
-        storage = self._study._storage
-        try:
-            self._waiting[number] = storage.get_trial_id_from_study_id_trial_number(
-                self._study._study_id, number)
-        except Exception as e:
-            log.debug("trial %d: no id (%s)", number, e)
-
-    def _keep_alive(self) -> None:
-        """While a child run waits for the server, this process' running trials stay alive:
-        without heartbeats another sweep would fail them as stale."""
-        from optuna.trial import TrialState
-
-        storage = self._study._storage if self._study is not None else None
-        if storage is None or not hasattr(storage, "record_heartbeat"):
-            return
-        for number, trial_id in list(self._waiting.items()):
-            try:
-                if storage.get_trial(trial_id).state != TrialState.RUNNING:
-                    del self._waiting[number]
-                    continue
-                storage.record_heartbeat(trial_id)
-            except Exception as e:  # never let a heartbeat break the wait
-                log.debug("heartbeat for trial %d failed: %s", number, e)
 
     def reconcile_children(self, study: Any) -> int:
         """Children left RUNNING by a sweep that died while their trial finished: end them.
@@ -220,9 +189,6 @@ class MlflowTracker:
                               trial.user_attrs.get("fail_reason"))
             count += 1
         return count
-
-    def _send(self, op: str, args: list[Any]) -> None:
-        send(self.client, op, args)
 
     def summary(self) -> dict[str, Any]:
         """Where the sweep is recorded (for optimization_results.yaml; password masked)."""

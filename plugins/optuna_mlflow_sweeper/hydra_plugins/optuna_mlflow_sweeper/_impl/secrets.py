@@ -14,13 +14,15 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, unquote, urlsplit
+from typing import Any
+from urllib.parse import quote, unquote
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 MASK = "***"
-# `scheme://user:password@` -> the password; the user may be empty (`://:pw@host`)
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^@/\s]+)(?=@)")
+# `scheme://user:password@` -> the password; the user may be empty (`://:pw@host`); up to the
+# last `@` before the path, so that an unencoded `@` in the password is masked too
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^/\s]+)(?=@)")
 # variables whose whole value is a secret
 SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
 # variables that hold URLs which may carry a password
@@ -28,17 +30,27 @@ URL_ENV = ("MLFLOW_TRACKING_URI", "OPTUNA_MLFLOW_STORAGE", "OPTUNA_STORAGE",
            "MLFLOW_BACKEND_STORE_URI")
 
 
-def url_password(url: str | None) -> str | None:
-    """The password in `url` (decoded), or None."""
+def parsed_url(url: str | None) -> Any | None:
+    """`url` as SQLAlchemy's `make_url` reads it (database and http(s) URLs alike), or None where
+    it cannot: no scheme, or an unencoded `@` in the password (it would take the rest for the
+    host)."""
+    from sqlalchemy.engine import make_url  # SQLAlchemy only once a URL is read
+
     if not url or "://" not in url:
         return None
     try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        return unquote(password)
-    match = _URL_PASSWORD.search(url)
+        parsed = make_url(url)
+    except Exception:
+        return None
+    return None if "@" in (parsed.host or "") else parsed
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in `url` (decoded), or None."""
+    parsed = parsed_url(url)
+    if parsed is not None:
+        return parsed.password or None
+    match = _URL_PASSWORD.search(url or "")
     return unquote(match.group("pw")) if match else None
 
 

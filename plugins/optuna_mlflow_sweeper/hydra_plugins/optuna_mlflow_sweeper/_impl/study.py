@@ -7,8 +7,6 @@ import datetime
 import json
 import logging
 import os
-import threading
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,15 +15,13 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.storages import (
-    BaseStorage,
-    RetryHeartbeatStaleTrialCallback,
-)
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage, open_storage
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -45,20 +41,9 @@ def default_storage_url(sweep_dir: str) -> str:
 def make_storage(
     url: str, heartbeat_interval: int | None, grace_period: int | None, max_retry: int
 ) -> BaseStorage:
-    """An RDBStorage with heartbeats: stale running trials are failed and retried."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    """The sweep's storage (`open_storage`); one that cannot be opened is a config error."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if heartbeat_interval:
-                kwargs.update(
-                    heartbeat_interval=int(heartbeat_interval),
-                    grace_period=int(grace_period) if grace_period else None,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
-                )
-            return ResilientRDBStorage(url, **kwargs)
+        return open_storage(url, heartbeat_interval, grace_period, max_retry)
     except Exception as e:
         raise config_error(
             "hydra.sweeper.storage", mask_url(url), "an RDB URL such as sqlite:///path/optuna.db",
@@ -212,7 +197,7 @@ def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None =
 
 
 def wait_for_stale(
-    study: optuna.Study, on_failed: Callable[[FrozenTrial], None], poll: float = 1.0,
+    study: optuna.Study, on_failed: Callable[[FrozenTrial], None], interval: float = 1.0,
 ) -> int:
     """Wait until every RUNNING trial has beaten again (a live process runs it) or gone stale
     (failed here, queued again by the storage's stale-trial callback, and handed to
@@ -223,27 +208,29 @@ def wait_for_stale(
     "nothing to run", and the study would stay jammed with trials nobody runs.
     """
     backend = _rdb(study._storage)
-    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if backend is None or not running:
+    if backend is None or not _running_ids(study):
         return 0
-    interval = backend.get_heartbeat_interval()
-    grace = backend.grace_period or 2 * interval
+    beat = backend.get_heartbeat_interval()
+    grace = backend.grace_period or 2 * beat
     first = backend.heartbeat_times()
-    deadline = time.monotonic() + grace + interval + 5 * poll
     failed = 0
-    while True:
+
+    def settled() -> bool:
+        nonlocal failed
         for trial in fail_stale_trials(study):
             on_failed(trial)
             failed += 1
         failed += len(fail_orphans(study, "its process ended before it started (no heartbeat)",
                                    older_than=grace))
         beats = backend.heartbeat_times()
-        running = {t._trial_id for t in study.get_trials(deepcopy=False,
-                                                         states=(TrialState.RUNNING,))}
-        silent = {i for i in running if beats.get(i) == first.get(i)}
-        if not silent or time.monotonic() >= deadline:
-            return failed
-        time.sleep(poll)
+        return all(beats.get(i) != first.get(i) for i in _running_ids(study))
+
+    poll(settled, timeout=grace + beat + 5 * interval, interval=interval)
+    return failed
+
+
+def _running_ids(study: optuna.Study) -> set[int]:
+    return {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
 
 
 def _rdb(storage: BaseStorage) -> ResilientRDBStorage | None:
@@ -258,41 +245,3 @@ def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
     """Ids of trials with a heartbeat record (None: this storage keeps none)."""
     backend = _rdb(storage)
     return None if backend is None else backend.heartbeat_trial_ids()
-
-
-class BatchHeartbeat:
-    """Records heartbeats for the trials of the batch in flight while the launcher runs them.
-
-    Together with the job-side heartbeat (trial.py) this makes a trial stale only when the
-    processes running it are gone, so another process (or a rerun) fails and retries it.
-    """
-
-    def __init__(self, study: optuna.Study, trial_ids: list[int]) -> None:
-        self._storage = study._storage
-        self._ids = trial_ids
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> BatchHeartbeat:
-        from optuna.storages._heartbeat import is_heartbeat_enabled
-
-        if is_heartbeat_enabled(self._storage):
-            self._thread = threading.Thread(target=self._run, name="optuna-heartbeat", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        interval = self._storage.get_heartbeat_interval()  # type: ignore[attr-defined]
-        while True:
-            for trial_id in self._ids:
-                try:
-                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-                except Exception as e:  # never let a heartbeat hiccup kill the sweep
-                    log.debug("heartbeat for trial id %s failed: %s", trial_id, e)
-            if self._stop.wait(interval):
-                return
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()

@@ -6,14 +6,13 @@ The public face is `hydra_plugins.optuna_mlflow_sweeper.tracking`.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_PASSWORD = re.compile(r"://[^/@:]+:[^/@]+@")
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import parsed_url, redact, url_password
 
 
 def absolute_sqlite_url(url: str) -> str:
@@ -25,19 +24,15 @@ def absolute_sqlite_url(url: str) -> str:
 
 
 def has_password(url: str) -> bool:
-    return bool(_PASSWORD.search(url))
+    return bool(url_password(url))
 
 
 def mask_url(url: str | None) -> str:
     """The URL with any password replaced by *** (for logs, tags and results files)."""
     if not url:
         return ""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+    parsed = parsed_url(url)
+    return parsed.render_as_string(hide_password=True) if parsed is not None else redact(url)
 
 
 def without_credentials(url: str) -> str:

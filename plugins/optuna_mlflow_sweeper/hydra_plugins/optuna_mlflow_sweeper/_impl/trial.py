@@ -20,8 +20,14 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import (
+    BaseHeartbeat,
+    NullHeartbeat,
+    beating,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -59,9 +65,8 @@ def current_trial() -> optuna.Trial | None:
                 os.environ[ENV_STORAGE], os.environ[ENV_STUDY], int(os.environ[ENV_TRIAL_ID])
             )
             _cache["key"] = key
-            interval = os.environ.get(ENV_HEARTBEAT)
-            if interval:
-                _start_heartbeat(_cache["trial"], int(interval), key)
+            # until this process no longer runs that trial (the job ended, or the next began)
+            _beat(_cache["trial"], None, lambda: _cache["key"] == key and in_sweep()).start()
         return _cache["trial"]
 
 
@@ -94,20 +99,8 @@ def trial_heartbeat(interval: int | None = None) -> Iterator[optuna.Trial | None
     work before the first report(), or to pick the interval yourself.
     """
     trial = current_trial()
-    interval = interval or int(os.environ.get(ENV_HEARTBEAT) or 0)
-    if trial is None or not interval:
+    with NullHeartbeat() if trial is None else _beat(trial, interval, in_sweep):
         yield trial
-        return
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_beat, args=(trial, interval, stop, None), name="trial-heartbeat", daemon=True
-    )
-    thread.start()
-    try:
-        yield trial
-    finally:
-        stop.set()
-        thread.join()
 
 
 def instantiate(config: Any) -> Any:
@@ -128,12 +121,9 @@ def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Tria
 
     storage = _storages.get(storage_url)
     if storage is None:  # one engine per URL and process (a process may run many trials)
-        kwargs: dict[str, Any] = {}
-        if storage_url.startswith("sqlite"):
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+        from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 
-        storage = _storages[storage_url] = ResilientRDBStorage(storage_url, **kwargs)
+        storage = _storages[storage_url] = open_storage(storage_url)
     pruner_config = storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR)
     pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
     with warnings.catch_warnings():
@@ -146,24 +136,7 @@ def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Tria
         return optuna.trial.Trial(study, trial_id)
 
 
-def _start_heartbeat(trial: optuna.Trial, interval: int, key: str) -> None:
-    stop = threading.Event()
-    threading.Thread(
-        target=_beat, args=(trial, interval, stop, key), name="trial-heartbeat", daemon=True
-    ).start()
-
-
-def _beat(trial: optuna.Trial, interval: int, stop: threading.Event, key: str | None) -> None:
-    """Heartbeat loop; with a key it ends once this process no longer runs that trial."""
-    storage = trial.study._storage
-    if not hasattr(storage, "record_heartbeat"):
-        return
-    while True:
-        if (key is not None and _cache["key"] != key) or not in_sweep():
-            return
-        try:
-            storage.record_heartbeat(trial._trial_id)
-        except Exception as e:  # a missed heartbeat must never break the task
-            log.debug("heartbeat failed: %s", e)
-        if stop.wait(interval):
-            return
+def _beat(trial: optuna.Trial, interval: int | None, alive: Callable[[], bool]) -> BaseHeartbeat:
+    """Heartbeats of `trial` every `interval` s (default: the sweeper's), while `alive()`."""
+    interval = interval or int(os.environ.get(ENV_HEARTBEAT) or 0)
+    return beating(trial.study._storage, [trial._trial_id], interval, alive)

@@ -23,12 +23,11 @@ from optuna.trial import FrozenTrial, TrialState
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
+from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import beating
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
-from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import patience
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import budget_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
-    BatchHeartbeat,
     count_trials,
     fail_orphans,
     fail_stale_trials,
@@ -154,23 +153,24 @@ class Worker:
             return None
         plan = self.current = Plan(trial, [])
         storage = p.study._storage
-        if p.heartbeat_interval:  # from now on a dead worker leaves a stale, retryable trial
-            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-        try:
-            if p.pruner_config:
-                storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
-            plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
-            self.loader.load_sweep_config(self.config, plan.overrides)
-        except Exception as e:
-            plan.error = f"invalid overrides: {type(e).__name__}: {e}"
-        trial.set_user_attr("overrides", plan.overrides)
-        plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-        if p.tracker is not None:
-            plan.run_id = p.tracker.start_child(
-                trial.number, p.study_name, trial.params, plan.overrides,
-                {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
-            )
-            trial.set_user_attr("mlflow_run_id", plan.run_id)
+        # from the first beat on, a dead worker leaves a stale, retryable trial; the beats go on
+        # while its MLflow run is created (which waits out a server outage)
+        with beating(storage, [trial._trial_id]):
+            try:
+                if p.pruner_config:
+                    storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
+                plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
+                self.loader.load_sweep_config(self.config, plan.overrides)
+            except Exception as e:
+                plan.error = f"invalid overrides: {type(e).__name__}: {e}"
+            trial.set_user_attr("overrides", plan.overrides)
+            plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+            if p.tracker is not None:
+                plan.run_id = p.tracker.start_child(
+                    trial.number, p.study_name, trial.params, plan.overrides,
+                    {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
+                )
+                trial.set_user_attr("mlflow_run_id", plan.run_id)
         return plan
 
     def _ask(self) -> optuna.Trial | None:
@@ -178,7 +178,7 @@ class Worker:
         created when sampling raises. The check and the ask hold a lock on the study: two workers
         that saw the last free trial at once both ran it (n_trials + 1, seen in CI)."""
         p = self.p
-        with setup_lock(p.storage_url, name="ask", wait=patience()):  # started: outages wait
+        with budget_lock(p.storage_url):
             if budget_spent(p):
                 return None
             before = {t._trial_id for t in p.study.get_trials(deepcopy=False)}
@@ -199,7 +199,7 @@ class Worker:
             p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
             exclude=p.secret_env,
         )
-        with BatchHeartbeat(p.study, [plan.trial._trial_id]), interrupts.trial_in_progress():
+        with beating(p.study._storage, [plan.trial._trial_id]), interrupts.trial_in_progress():
             [ret] = self.launcher.launch([job], initial_job_idx=plan.trial.number)
         self._tell(plan, *outcome(ret, len(p.directions)))
 
