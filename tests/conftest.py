@@ -13,7 +13,7 @@ from hydra import compose as hydra_compose  # noqa: E402
 from hydra import initialize_config_module  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mnist_sweep import config  # noqa: E402
+from mnist_sweep.config import registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real PostgreSQL and MLflow server fixtures, shared with the sweeper's own tests.
@@ -23,9 +23,9 @@ from servers import mlflow_server, postgres  # noqa: E402, F401 (fixtures)
 
 def compose_config(overrides=(), return_hydra_config=False):
     """The app's config as the CLI composes it (packaged configs, schemas, sweeps), quiet."""
-    config.register()
-    with initialize_config_module(config_module=config.CONF_PACKAGE, version_base="1.3"):
-        return hydra_compose(config.CONFIG_NAME, overrides=["progress=false", *overrides],
+    registry.register()
+    with initialize_config_module(config_module=registry.CONF_PACKAGE, version_base="1.3"):
+        return hydra_compose(registry.CONFIG_NAME, overrides=["progress=false", *overrides],
                              return_hydra_config=return_hydra_config)
 
 
