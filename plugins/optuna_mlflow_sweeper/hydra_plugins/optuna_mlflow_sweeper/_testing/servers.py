@@ -3,6 +3,11 @@
 Both listen on 127.0.0.1 at a free port, can be stopped and started again (an outage), wait for
 readiness with a bound, and are stopped by the pid they were started with. PostgreSQL refuses
 to run as root, so its cluster belongs to `nobody` (tests run as root here and in CI).
+
+Test support shared by the sweeper's tests and the app's (their conftests import the fixtures
+from here): shipped in the plugin's distribution so both import it by name. `_testing` is a
+namespace folder like `_impl`: Hydra's plugin scan neither imports it nor walks into it, so
+pytest is needed only by whoever imports this module.
 """
 
 from __future__ import annotations
