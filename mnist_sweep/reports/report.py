@@ -21,13 +21,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-import yaml  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from mnist_sweep.reports import robustness, studies  # noqa: E402
+from mnist_sweep.reports import finished, robustness, studies  # noqa: E402
 
 # clean and noisy test accuracy side by side: a search for one must not hide the other
 TABLE_ATTRS = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5",
@@ -129,11 +128,6 @@ def format_batch_size_summary(summary: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def read_results(sweep_dir: str | Path) -> dict[str, Any]:
-    """The sweeper's `optimization_results.yaml`: study name, storage, parent run."""
-    return yaml.safe_load((Path(sweep_dir) / "optimization_results.yaml").read_text())
-
-
 class BatchSizeReport(Callback):
     """Hydra callback for `sweep=batch_size_study`: figures and table onto the parent run."""
 
@@ -143,14 +137,17 @@ class BatchSizeReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         import mlflow
 
-        results = read_results(config.hydra.sweep.dir)
-        study = optuna.load_study(study_name=results["study_name"], storage=results["storage"])
-        summary = batch_size_summary(study, self.target)
+        sweep = finished.read(config)
+        if sweep is None:
+            return
+        summary = batch_size_summary(sweep.study, self.target)
         if not summary:
             return
         print("\nbatch-size study (mean ± std over seeds)\n" + format_batch_size_summary(summary))
-        client = mlflow.MlflowClient(tracking_uri=results["mlflow"]["tracking_uri"])
-        run_id = results["mlflow"]["parent_run_id"]
+        if not sweep.parent:
+            return
+        client = mlflow.MlflowClient(tracking_uri=sweep.parent["tracking_uri"])
+        run_id = sweep.parent["parent_run_id"]
         for name, fig in batch_size_figures(summary, self.target).items():
             client.log_figure(run_id, fig, f"batch_size_study/{name}")
             plt.close(fig)

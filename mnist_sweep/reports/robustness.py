@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from mnist_sweep.data.noise import noise_metric_name
-from mnist_sweep.reports import references
+from mnist_sweep.reports import finished, references
 
 NOISE_PREFIX = "test_accuracy_noise_"
 STUDY_ATTR = "robustness"  # the study's user attr holding the notebook's reference figures
@@ -154,17 +154,10 @@ class SweepSummary(Callback):
         self.reference, self.focus = bool(reference), float(focus)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not str(config.hydra.sweeper.get("_target_", "")).endswith("OptunaMlflowSweeper"):
+        sweep = finished.read(config)
+        if sweep is None:
             return
-        from mnist_sweep.reports.report import read_results
-
-        try:
-            results = read_results(config.hydra.sweep.dir)
-            study = optuna.load_study(study_name=results["study_name"],
-                                      storage=_unmasked(config, results["storage"]))
-        except (OSError, KeyError, TypeError):
-            return  # the sweep ended before writing its results: it said why
-        reference = None
+        study, reference = sweep.study, None
         if self.reference and shown_trials(study):
             reference = references.notebook_reference(
                 OmegaConf.to_container(config.data, resolve=True),
@@ -172,14 +165,8 @@ class SweepSummary(Callback):
             if reference:
                 study.set_user_attr(STUDY_ATTR, {"reference": reference})
         print("\n" + summary_text(study, reference, self.focus), flush=True)
-        if results.get("mlflow"):
-            _log_to_parent(results["mlflow"], study, reference, self.focus)
-
-
-def _unmasked(config: DictConfig, storage: str) -> str:
-    """The results file masks a password; the sweeper's own setting has the real URL."""
-    given = config.hydra.sweeper.get("storage")
-    return str(given) if given and "***" in storage else storage
+        if sweep.parent:
+            _log_to_parent(sweep.parent, study, reference, self.focus)
 
 
 def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
