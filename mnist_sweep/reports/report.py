@@ -23,7 +23,10 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots  # noqa: E402
-from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url  # noqa: E402
+from hydra_plugins.optuna_mlflow_sweeper.tracking import (  # noqa: E402
+    mask_url,
+    resolve_tracking_uri,
+)
 from omegaconf import DictConfig  # noqa: E402
 
 from mnist_sweep.reports import finished, robustness, studies  # noqa: E402
@@ -161,17 +164,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("study", help="study name (e.g. batch_size_study)")
     parser.add_argument(
         "--storage", default=os.environ.get("OPTUNA_STORAGE"),
-        help="Optuna storage URL (default: $OPTUNA_STORAGE, ./multirun/STUDY/optuna.db, or "
-             "where that sweep recorded it)",
+        help="Optuna storage URL (default: $OPTUNA_STORAGE, ./multirun/STUDY/optuna.db, "
+             "where that sweep recorded it, or the storage its MLflow parent run names)",
+    )
+    parser.add_argument(
+        "--tracking-uri", default=None,
+        help="MLflow tracking store asked when nothing else knows the study (default: "
+             "$MLFLOW_TRACKING_URI, else ./mlflow.db)",
     )
     parser.add_argument("--out", default=None, help="directory for plots (default: reports/STUDY)")
     parser.add_argument("--target-accuracy", type=float, default=0.93)
     args = parser.parse_args(argv)
     try:
-        study = _load(args.study, args.storage)
+        study, others = _load(args.study, args.storage, resolve_tracking_uri(args.tracking_uri))
     except LookupError as exc:
         print(f"mnist-sweep-report: {exc}", file=sys.stderr)
         return 2
+    if others:
+        print(f"mnist-sweep-report: a study {args.study!r} is also in {', '.join(others)} "
+              "(--storage picks one)", file=sys.stderr)
     print(trials_table(study))
     reference = study.user_attrs.get(robustness.STUDY_ATTR, {}).get("reference")
     print("\n" + robustness.summary_text(study, reference))
@@ -193,13 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _load(name: str, storage: str | None) -> optuna.Study:
-    """The study, or LookupError with one line saying what was looked at and what is known."""
-    url = studies.find(name, storage)
-    if url is None:
+def _load(name: str, storage: str | None, tracking_uri: str) -> tuple[optuna.Study, list[str]]:
+    """The study and the other storages known to hold one of its name, or LookupError with one
+    line saying what was looked at and what is known."""
+    found = studies.find(name, storage, tracking_uri)
+    if not found:
         names = ", ".join(sorted(studies.known())) or "none recorded yet"
-        raise LookupError(f"no study {name!r} in ./multirun/{name}/ nor among the sweeps run by "
-                          f"this user ({names}); pass --storage URL")
+        raise LookupError(f"no study {name!r} in ./multirun/{name}/, among the sweeps run by "
+                          f"this user ({names}) nor in {mask_url(tracking_uri)}; pass --storage "
+                          "URL")
+    url, others = found[0], found[1:]
     path = studies.sqlite_file(url)
     if path is not None and not path.is_file():  # opening it would create an empty database
         raise LookupError(f"study {name!r}: {path} does not exist (moved or deleted?)")
@@ -207,7 +221,7 @@ def _load(name: str, storage: str | None) -> optuna.Study:
         raise LookupError(f"study {name!r} is in {url}: pass --storage with the password, or "
                           "set OPTUNA_STORAGE")
     try:
-        return optuna.load_study(study_name=name, storage=url)
+        return optuna.load_study(study_name=name, storage=url), others
     except KeyError:
         names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(url)) or "none"
         raise LookupError(f"no study {name!r} in {mask_url(url)}; studies there: "
