@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
     from optuna_integration.mlflow import MLflowCallback
 
-    from mnist_sweep.data import load_mnist
+    from mnist_sweep.data.mnist import load_mnist
 
     mnist = load_mnist()
     x_all, x_test = mnist.x_train / 255.0, mnist.x_test / 255.0

@@ -29,14 +29,14 @@ def fit_worker(backend_name: str, families: Sequence[str], epochs: int, limit: i
     `rounds` pairs, alternating, so a slow spell of a shared machine hits both sides; each side
     reports its median round (by s/epoch) and every round's s/epoch.
     """
-    from mnist_sweep import backend
+    from mnist_sweep.model import backend
 
     backend.select(backend_name)
     from omegaconf import OmegaConf
 
-    from mnist_sweep import data
+    from mnist_sweep.data import mnist
 
-    splits = data.prepare({"limit_train": limit})
+    splits = mnist.prepare({"limit_train": limit})
     _notebook_fit({"family": "dense", "hidden": [{"units": 8}]}, _head(splits, 320), 1, 32, seed)
     results = []
     for family in families:
@@ -79,7 +79,7 @@ def _notebook_fit(model_cfg: Mapping[str, Any], splits: Any, epochs: int, batch_
     """The notebook: compile with the defaults, `fit` one batch per step, validate each epoch."""
     import keras
 
-    from mnist_sweep import models
+    from mnist_sweep.model import models
 
     model = models.build_model(model_cfg, seed=seed)
     keras.utils.set_random_seed(seed)  # as training.fit does, so both paths shuffle alike
@@ -96,7 +96,7 @@ def _notebook_fit(model_cfg: Mapping[str, Any], splits: Any, epochs: int, batch_
 
 def _our_fit(model_cfg: Mapping[str, Any], splits: Any, epochs: int, batch_size: int,
              seed: int) -> dict[str, Any]:
-    from mnist_sweep import models, training
+    from mnist_sweep.model import models, training
 
     model = models.build_model(model_cfg, seed=seed)
     train = {"epochs": epochs, "batch_size": batch_size, "optimizer": "adam",
@@ -110,7 +110,7 @@ def _our_fit(model_cfg: Mapping[str, Any], splits: Any, epochs: int, batch_size:
 def _figures(model: Any, splits: Any, start: float, ends: list[float],
              val_accuracy: float) -> dict[str, Any]:
     """Epoch times from one epoch end to the next (training + validation, as a user waits)."""
-    from mnist_sweep import evaluation
+    from mnist_sweep.model import evaluation
 
     steady = float(np.mean(np.diff(ends))) if len(ends) > 1 else None
     probs = model.predict(splits.x_test, batch_size=2048, verbose=0)
@@ -132,11 +132,11 @@ def _compose(overrides: Sequence[str]) -> Any:
     """The app's config as `mnist-sweep` composes it."""
     from hydra import compose, initialize_config_module
 
-    from mnist_sweep import config
+    from mnist_sweep.config import registry
 
-    config.register()
-    with initialize_config_module(config_module=config.CONF_PACKAGE, version_base="1.3"):
-        return compose(config.CONFIG_NAME, overrides=list(overrides))
+    registry.register()
+    with initialize_config_module(config_module=registry.CONF_PACKAGE, version_base="1.3"):
+        return compose(registry.CONFIG_NAME, overrides=list(overrides))
 
 
 # ---- 2. framework overhead of one tracked trial ----------------------------------------------
@@ -190,32 +190,35 @@ def overhead_worker(epochs: int, limit: int | None, tmp: Path,
     cold: the process' first trial (imports, data, MLflow store). warm: the median of the later
     ones, what every further trial of a sweep costs.
     """
-    from mnist_sweep import backend
+    from mnist_sweep.model import backend
 
     backend.configure({"backend": "tensorflow"})
     os.chdir(tmp)  # MLflow's artifact root for a sqlite store is ./mlruns
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     os.environ.pop("MLFLOW_RUN_ID", None)
     start = _now()
-    from mnist_sweep import data, evaluation, experiment, models, render, tracking, training
+    from mnist_sweep import experiment
+    from mnist_sweep.data import mnist
+    from mnist_sweep.model import evaluation, models, training
+    from mnist_sweep.tracking import render, runs
 
     imports_s = _now() - start
     cfg = _compose(["progress=false", "model=dense", f"train.epochs={epochs}",
                     f"data.limit_train={limit if limit else 'null'}", "tracking.experiment=bench"])
     phases = Phases()
     for module, attr, name in (
-        (data, "prepare", "load_data"), (tracking, "provenance_tags", "provenance_tags"),
-        (tracking, "log_params", "log_params"), (tracking, "log_dataset", "log_dataset"),
+        (mnist, "prepare", "load_data"), (runs, "provenance_tags", "provenance_tags"),
+        (runs, "log_params", "log_params"), (runs, "log_dataset", "log_dataset"),
         (models, "build_model", "build_model"), (training, "fit", "train"),
-        (tracking, "log_epoch", "log_epoch"), (evaluation, "evaluate_clean", "evaluate"),
+        (runs, "log_epoch", "log_epoch"), (evaluation, "evaluate_clean", "evaluate"),
         (evaluation, "evaluate_noise", "evaluate"),
-        (tracking, "log_keras_model", "log_model"),
+        (runs, "log_keras_model", "log_model"),
         # this process' share of the figures: handing them to the helper, waiting, logging
         (render.Figures, "draw", "log_plots"), (render.Figures, "wait", "log_plots"),
-        (tracking, "log_plot_dir", "log_plots"),
+        (runs, "log_plot_dir", "log_plots"),
     ):
         phases.wrap(module, attr, name)
-    phases.wrap_context(tracking, "start_run", "start_run", "end_run")
+    phases.wrap_context(runs, "start_run", "start_run", "end_run")
 
     def trials(n: int) -> dict[str, Any]:
         phases.times.clear()

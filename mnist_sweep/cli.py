@@ -13,16 +13,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_sweep import backend, config
+from mnist_sweep.config import registry
 from mnist_sweep.errors import ConfigError, DataUnavailableError
+from mnist_sweep.model import backend
 
-config.register()
+registry.register()
 
 
-@hydra.main(version_base="1.3", config_path=config.CONFIG_PATH, config_name=config.CONFIG_NAME)
+@hydra.main(version_base="1.3", config_path=registry.CONFIG_PATH, config_name=registry.CONFIG_NAME)
 def main(cfg: DictConfig) -> float | list[float]:
     try:
-        config.validate(cfg)
+        registry.validate(cfg)
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 

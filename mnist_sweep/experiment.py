@@ -1,6 +1,6 @@
 """One tracked run: load, build, train, evaluate (clean, then noisy), record.
 
-The task every sweep trial runs, on a config `config.validate` has checked and with the backend
+The task every sweep trial runs, on a config `registry.validate` has checked and with the backend
 chosen (`cli.main` does both before Keras is imported).
 """
 
@@ -15,24 +15,26 @@ import numpy as np
 from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_sweep import config as config_mod
-from mnist_sweep import data, evaluation, models, render, tracking, training
+from mnist_sweep.config import registry as config_mod
+from mnist_sweep.data import mnist
+from mnist_sweep.model import evaluation, models, training
+from mnist_sweep.tracking import render, runs
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> float | list[float]:
     """Run one experiment and return the configured objective value(s) for a sweeper."""
-    splits = data.prepare(cfg.data)
-    uri = tracking.resolve_tracking_uri(cfg.tracking.uri)
+    splits = mnist.prepare(cfg.data)
+    uri = runs.resolve_tracking_uri(cfg.tracking.uri)
     run_name = f"{cfg.model.family}-bs{cfg.train.batch_size}-e{cfg.train.epochs}"
     if cfg.tracking.log_plots:
         render.HELPER.start()  # (once per process) its imports overlap this run's training
-    with tracking.start_run(uri, cfg.tracking.experiment, run_name) as active:
-        mlflow.set_tags(tracking.provenance_tags())
-        tracking.log_params(config_mod.flatten(config_mod.to_dict(cfg)))
+    with runs.start_run(uri, cfg.tracking.experiment, run_name) as active:
+        mlflow.set_tags(runs.provenance_tags())
+        runs.log_params(config_mod.flatten(config_mod.to_dict(cfg)))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        tracking.log_dataset(
+        runs.log_dataset(
             splits.x_train, splits.y_train, "mnist-train", "training", splits.source
         )
         model = models.build_model(cfg.model, seed=cfg.train.seed, augment=cfg.train.augment,
@@ -42,7 +44,7 @@ def run(cfg: DictConfig) -> float | list[float]:
         def on_epoch(step: int, metrics: dict[str, float]) -> None:
             # step = epochs done, in MLflow and Optuna alike: the resource pruners count
             # (Hyperband's min_resource=1 judges a trial after its first epoch).
-            tracking.log_epoch(step, metrics)
+            runs.log_epoch(step, metrics)
             if "val_accuracy" in metrics:
                 sweep_trial.report(metrics["val_accuracy"], step)
 
@@ -51,7 +53,7 @@ def run(cfg: DictConfig) -> float | list[float]:
         )
         # Figures are drawn by a helper process while this one evaluates and saves the model;
         # leaving the block waits for them and logs them under plots/.
-        with render.figures(cfg.tracking.log_plots, on_done=tracking.log_plot_dir) as figures:
+        with render.figures(cfg.tracking.log_plots, on_done=runs.log_plot_dir) as figures:
             figures.draw("learning_curves.png", "learning_curves", result.history)
             clean = evaluation.evaluate_clean(model, splits.x_test, splits.y_test,
                                               cfg.eval.batch_size)
@@ -70,7 +72,7 @@ def run(cfg: DictConfig) -> float | list[float]:
             ) if len(splits.x_val) else {}
             model_id = None
             if cfg.tracking.log_model:  # it takes raw uint8 digits, as a caller has them
-                model_id = tracking.log_keras_model(models.serving_model(model),
+                model_id = runs.log_keras_model(models.serving_model(model),
                                                     splits.x_test_raw[:5])
             metrics = {
                 **clean.metrics,
@@ -81,7 +83,7 @@ def run(cfg: DictConfig) -> float | list[float]:
                 "epochs_run": result.epochs_run,
                 "n_params": model.count_params(),
             }
-            tracking.log_metrics(metrics, model_id=model_id)
+            runs.log_metrics(metrics, model_id=model_id)
             if "val_accuracy" in result.history:
                 # Of the weights the model ends with (early stopping restores the best epoch's),
                 # as measured during training: not predicted again, and not logged again (the
@@ -109,7 +111,7 @@ def _objectives(cfg: DictConfig, metrics: dict[str, float]) -> float | list[floa
 
 
 def _draw_test_figures(
-    figures: render.Figures, clean: evaluation.Clean, splits: data.Splits, n_wrong: int
+    figures: render.Figures, clean: evaluation.Clean, splits: mnist.Splits, n_wrong: int
 ) -> None:
     """The figures of the clean test set: the confusion matrix and the misclassified digits."""
     probs, predictions = clean.probabilities, clean.predictions
@@ -138,7 +140,7 @@ def _print_summary(
     noisy = "  ".join(
         f"f={f:g}: {acc:.4f}" for f, acc in sorted(noise_accuracy.items())
     )
-    links = tracking.ui_links(uri, experiment_id, run_id)
+    links = runs.ui_links(uri, experiment_id, run_id)
     ui = (f"  open the UI     {links['command']}\n                  then {links['run']}\n"
           if links["command"] else f"  in the UI       {links['run']}\n")  # a tracking server
     print(

@@ -1,7 +1,6 @@
 """Shared fixtures: real configs composed by Hydra, a real SQLite MLflow store per test."""
 
 import os
-import sys
 
 # Quiet TensorFlow's C++ banner before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -11,21 +10,24 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from hydra import compose as hydra_compose  # noqa: E402
 from hydra import initialize_config_module  # noqa: E402
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402, F401 (fixtures)
+    mlflow_server,
+    postgres,
+)
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mnist_sweep import config  # noqa: E402
+from mnist_sweep.config import registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-# The real PostgreSQL and MLflow server fixtures, shared with the sweeper's own tests.
-sys.path.insert(0, str(ROOT / "plugins" / "optuna_mlflow_sweeper" / "tests"))
-from servers import mlflow_server, postgres  # noqa: E402, F401 (fixtures)
+# mlflow_server and postgres: the real servers' fixtures, shared with the sweeper's own tests
+# (hydra_plugins.optuna_mlflow_sweeper._testing, out of Hydra's plugin scan).
 
 
 def compose_config(overrides=(), return_hydra_config=False):
     """The app's config as the CLI composes it (packaged configs, schemas, sweeps), quiet."""
-    config.register()
-    with initialize_config_module(config_module=config.CONF_PACKAGE, version_base="1.3"):
-        return hydra_compose(config.CONFIG_NAME, overrides=["progress=false", *overrides],
+    registry.register()
+    with initialize_config_module(config_module=registry.CONF_PACKAGE, version_base="1.3"):
+        return hydra_compose(registry.CONFIG_NAME, overrides=["progress=false", *overrides],
                              return_hydra_config=return_hydra_config)
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mnist_sweep import data, experiment, tracking
+from mnist_sweep import experiment
+from mnist_sweep.data import mnist
+from mnist_sweep.tracking import runs
 
 NOISE_METRICS = [f"test_accuracy_noise_{f}" for f in ("0.25", "0.5", "0.75", "1")]
 
@@ -70,7 +72,7 @@ def test_cnn_run_records_everything(compose, tracking_store):
     assert spec.type.name == "uint8" and spec.shape == (-1, 28, 28)
     example = info.load_input_example(mlflow.artifacts.download_artifacts(uri))
     assert example.dtype == np.uint8 and example.shape == (5, 28, 28)
-    raw = data.load_mnist()
+    raw = mnist.load_mnist()
     probs = mlflow.pyfunc.load_model(uri).predict(raw.x_test)
     accuracy = float((np.asarray(probs).argmax(axis=1) == raw.y_test).mean())
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=2e-4)  # 1/255 vs /255: ties
@@ -80,7 +82,7 @@ def test_cnn_run_records_everything(compose, tracking_store):
 
 def test_a_failing_run_ends_failed_with_the_error(tracking_store):
     with pytest.raises(RuntimeError, match="boom"):
-        with tracking.start_run(tracking_store, "failures", run_name="will-fail"):
+        with runs.start_run(tracking_store, "failures", run_name="will-fail"):
             mlflow.log_param("x", 1)
             raise RuntimeError("boom")
     client = MlflowClient(tracking_store)
@@ -122,6 +124,6 @@ def test_the_command_tag_masks_a_password(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["mnist-sweep", "-m", "note=tok-9f8e7d",
                                       "hydra.sweeper.storage=postgresql://u:hunter2x@db/optuna"])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "tok-9f8e7d")
-    command = tracking.provenance_tags()["command"]
+    command = runs.provenance_tags()["command"]
     assert "hunter2x" not in command and "tok-9f8e7d" not in command
     assert "postgresql://u:***@db/optuna" in command

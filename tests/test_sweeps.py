@@ -21,8 +21,8 @@ from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from mnist_sweep import data
-from mnist_sweep.config import sweep_names
+from mnist_sweep.config.registry import sweep_names
+from mnist_sweep.data import mnist
 from tests.conftest import compose_config
 
 SWEEPS = sweep_names()
@@ -241,7 +241,7 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
 
     models = client.search_logged_models(experiment_ids=[parent.info.experiment_id])
     assert {m.source_run_id for m in models} == {r.info.run_id for r in children}
-    digits = data.load_mnist().x_test[:20]
+    digits = mnist.load_mnist().x_test[:20]
     previous = mlflow.get_tracking_uri()  # an earlier test may have set one: it beats the env
     mlflow.set_tracking_uri(mlflow_server.url)
     try:

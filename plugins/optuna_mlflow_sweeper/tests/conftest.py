@@ -1,22 +1,24 @@
 """Fixtures of the sweeper's tests: a fresh SQLite MLflow store per test (from a template), and,
 for the shared-services tests, a real PostgreSQL and a real MLflow server.
 
-The servers' fixtures live in servers.py (the app's tests use them too): they start on first use
-only (the quick tests never pay for them) and are stopped by pid at the end.
+The servers' fixtures live in hydra_plugins.optuna_mlflow_sweeper._testing.servers (the app's tests
+use them too): they start on first use only (the quick tests never pay for them) and are stopped
+by pid at the end.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-sys.path.insert(0, str(Path(__file__).parent))
-from servers import mlflow_server, postgres  # noqa: E402, F401 (fixtures)
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401 (fixtures)
+    mlflow_server,
+    postgres,
+)
 
 
 @pytest.fixture(scope="session")

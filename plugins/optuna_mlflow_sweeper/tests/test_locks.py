@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from servers import Postgres
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
 
 def assert_exclusive(url: str) -> None:

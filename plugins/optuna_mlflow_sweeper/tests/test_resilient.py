@@ -19,10 +19,10 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
-from servers import Postgres
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV, ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
 OUTAGE_S = 3.0
 

@@ -23,10 +23,10 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from servers import MlflowServer, Postgres
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import MlflowServer, Postgres
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
 OUTAGE_S = 12.0

@@ -1,0 +1,2 @@
+"""The `model` and `train` config groups: building the networks (models), the Keras backend and its
+threads (backend), fitting (training) and scoring on clean and noisy test sets (evaluation)."""

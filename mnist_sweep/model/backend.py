@@ -1,0 +1,104 @@
+"""Choosing the Keras backend and its thread pools, which must happen before they first start.
+
+Keras reads `KERAS_BACKEND` once, at import; a process that already imported it cannot switch, so
+asking for another backend then is a config error rather than a silent fallback. Thread pools are
+the same: TensorFlow sizes them when its runtime first starts (one thread per core by default), so
+2 trials running side by side on 2 cores each start 2+2 threads. `train.intra_op_threads` /
+`train.inter_op_threads` cap them per trial process; once TensorFlow has started, a different
+value is a config error too (`tf.config.threading` refuses it), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from mnist_sweep.config.schema import BACKENDS
+from mnist_sweep.errors import ConfigError
+
+
+def configure(train: Mapping[str, Any]) -> None:
+    """Backend then threads, from the checked `train` config: what a trial process calls first."""
+    backend = train.get("backend", "tensorflow")
+    select(backend)
+    if backend == "tensorflow":
+        share = worker_cpus()
+        set_tf_threads(train.get("intra_op_threads") or share,
+                       train.get("inter_op_threads") or share)
+
+
+def select(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError("train.backend", backend, BACKENDS)
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        raise ConfigError(
+            "train.backend", backend, "tensorflow (jax is not installed: pip install -e '.[jax]')"
+        )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # A worker builds a new model per trial; tf.function's "retracing" warning is expected then.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if "keras" in sys.modules:
+        import keras
+
+        current = keras.backend.backend()
+        if current != backend:
+            raise ConfigError(
+                "train.backend", backend, f"{current} (Keras is already loaded in this process)"
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
+def worker_cpus() -> int | None:
+    """The cores the sweeper gives each of its parallel workers (None: not a parallel worker).
+
+    Its workers share the machine: TensorFlow's default of one thread per core would have N
+    workers on N cores run N*N threads, and two CNN trials side by side were measured slower
+    than one after the other that way.
+    """
+    value = os.environ.get("OPTUNA_MLFLOW_CPUS_PER_WORKER")
+    return int(value) if value and value.isdigit() and int(value) > 0 else None
+
+
+def set_tf_threads(intra: int | None, inter: int | None) -> None:
+    """Size TensorFlow's intra-op and inter-op pools (None = TensorFlow's default, one per core).
+
+    `tf.config.threading` rather than TF_NUM_INTRAOP_THREADS: both work with TF 2.21 when set
+    before the runtime starts, but only the API can tell a later, different request apart from
+    a repeat of the same one. TensorFlow is not imported just to keep its defaults.
+    """
+    if intra is None and inter is None and "tensorflow" not in sys.modules:
+        return
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    for key, value, getter, setter in (
+        ("intra_op_threads", intra, threading.get_intra_op_parallelism_threads,
+         threading.set_intra_op_parallelism_threads),
+        ("inter_op_threads", inter, threading.get_inter_op_parallelism_threads,
+         threading.set_inter_op_parallelism_threads),
+    ):
+        current = getter()
+        if current == (value or 0):  # 0 = TensorFlow's default
+            continue
+        try:
+            setter(value or 0)
+        except RuntimeError:
+            raise ConfigError(
+                f"train.{key}", value, f"{current or None}, the value TensorFlow started with in "
+                "this process (its thread pools are fixed per process)",
+            ) from None
+
+
+def tf_threads() -> dict[str, int]:
+    """The pool sizes TensorFlow was asked for in this process (0 = its default)."""
+    import tensorflow as tf
+
+    return {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }

@@ -1,0 +1,185 @@
+"""Robustness in sight at the end of every sweep: the best trial's clean and noisy test accuracy
+beside its objective, against the notebook's own models.
+
+A search for clean accuracy can pick a model that collapses on noisy digits (the 0.991 CNN of the
+first `cnn_search` kept 0.594 at f=0.5, where the notebook's tiny CNN keeps 0.846), and nothing in
+its objective shows it. Every trial already records its noisy accuracies (`test_accuracy_noise_<f>`
+user attrs, experiment.py), so the summary reads them back from the study: printed at the end of
+the sweep, logged on the parent run (`best.*` metrics, `robustness/` artifacts), kept on the study
+(`robustness` user attr) for `mnist-sweep-report`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_sweep.data.noise import noise_metric_name
+from mnist_sweep.reports import finished, references
+
+NOISE_PREFIX = "test_accuracy_noise_"
+STUDY_ATTR = "robustness"  # the study's user attr holding the notebook's reference figures
+CHANCE = 0.2  # clean accuracy below this is a model that learned nothing (chance is 0.1)
+
+
+def headline(trials: list[FrozenTrial]) -> list[str]:
+    """The columns a summary shows: clean test accuracy, then each noise level, then the mean."""
+    keys = {k for t in trials for k in t.user_attrs if k.startswith(NOISE_PREFIX)}
+    levels = sorted(float(k[len(NOISE_PREFIX):]) for k in keys if k != NOISE_PREFIX + "mean")
+    mean = [NOISE_PREFIX + "mean"] if NOISE_PREFIX + "mean" in keys else []
+    return ["test_accuracy", *(noise_metric_name(f) for f in levels), *mean]
+
+
+def _label(key: str) -> str:
+    if key == "test_accuracy":
+        return "clean"
+    level = key[len(NOISE_PREFIX):]
+    return "f mean" if level == "mean" else f"f={level}"
+
+
+def shown_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial, or a multi-objective study's Pareto set (by trial number)."""
+    try:
+        if len(study.directions) == 1:
+            return [study.best_trial]
+        return sorted(study.best_trials, key=lambda t: t.number)
+    except ValueError:  # no complete trial
+        return []
+
+
+def summary_text(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None,
+                 focus: float = 0.5) -> str:
+    """A table: the best trial(s) and the notebook's models, clean and at each noise level; then
+    one sentence on how the best does at `focus` noise against the notebook's models."""
+    trials = shown_trials(study)
+    if not trials:
+        return "robustness: no complete trial"
+    keys = headline(trials)
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    rows = []
+    for t in trials:
+        values = ", ".join(f"{n}={v:.4f}" for n, v in zip(names, t.values or [], strict=False))
+        rows.append((f"trial {t.number} ({values})", [t.user_attrs.get(k) for k in keys]))
+    for family, metrics in (reference or {}).items():
+        rows.append((f"notebook {family} (5 epochs)", [metrics.get(k) for k in keys]))
+    width = max(len(name) for name, _ in rows)
+    header = f"{'test accuracy':<{width}}  " + "  ".join(f"{_label(k):>8}" for k in keys)
+    lines = ["robustness (test set, clean and x + f·U[0,1)):", header]
+    for name, values in rows:
+        cells = "  ".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values)
+        lines.append(f"{name:<{width}}  {cells}")
+    sentence = _comparison(trials[0] if len(trials) == 1 else None, reference, focus)
+    return "\n".join([*lines, *([sentence] if sentence else [])])
+
+
+def _comparison(best: FrozenTrial | None, reference: Mapping[str, Mapping[str, float]] | None,
+                focus: float) -> str | None:
+    key = noise_metric_name(focus)
+    if best is None or key not in best.user_attrs or not reference:
+        return None
+    mine = best.user_attrs[key]
+    others = ", ".join(f"notebook {family} {m[key]:.4f} ({mine - m[key]:+.4f})"
+                       for family, m in reference.items() if key in m)
+    return f"at f={focus:g} the best trial keeps {mine:.4f}: {others}"
+
+
+def parent_metrics(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None
+                   ) -> dict[str, float]:
+    """`best.<metric>` of a single-objective sweep's best trial, `reference.<family>.<metric>`."""
+    metrics: dict[str, float] = {}
+    trials = shown_trials(study)
+    if len(trials) == 1:
+        for key in ("val_accuracy", *headline(trials)):
+            if key in trials[0].user_attrs:
+                metrics[f"best.{key}"] = float(trials[0].user_attrs[key])
+    for family, values in (reference or {}).items():
+        metrics.update({f"reference.{family}.{k}": float(v) for k, v in values.items()})
+    return metrics
+
+
+def clean_vs_noisy(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None,
+                   focus: float = 0.5) -> Figure | None:
+    """Every complete trial's clean vs noisy (f=`focus`) test accuracy; the trials no other beats
+    on both joined as the front, the shown trial(s) ringed, the notebook's models as stars.
+
+    Trials stuck at chance are counted in the legend, not drawn: one at 0.11 (a learning rate
+    too high) squeezed every model worth comparing into a corner of the plot."""
+    key = noise_metric_name(focus)
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if key in t.user_attrs and "test_accuracy" in t.user_attrs]
+    done = [t for t in complete if t.user_attrs["test_accuracy"] >= CHANCE] or complete
+    if not done:
+        return None
+    points = [(t.user_attrs["test_accuracy"], t.user_attrs[key]) for t in done]
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
+    hidden = len(complete) - len(done)
+    ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6,
+               label=f"trials ({hidden} at chance, not shown)" if hidden else "trials")
+    front = sorted(p for p in points if not any(q[0] >= p[0] and q[1] >= p[1] and q != p
+                                                for q in points))
+    ax.plot(*zip(*front, strict=True), "k--", lw=1, label="front (clean vs noisy)")
+    shown = {t.number for t in shown_trials(study)}
+    ringed = [p for p, t in zip(points, done, strict=True) if t.number in shown]
+    if ringed:
+        ax.scatter(*zip(*ringed, strict=True), s=90, facecolors="none", edgecolors="red",
+                   label="best (objective)")
+    for family, metrics in (reference or {}).items():
+        if key in metrics:
+            ax.scatter([metrics["test_accuracy"]], [metrics[key]], marker="*", s=160,
+                       label=f"notebook {family}")
+    ax.set_xlabel("clean test accuracy")
+    ax.set_ylabel(f"test accuracy at f={focus:g}")
+    ax.set_title(f"{study.study_name}: clean vs noisy accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.11, top=0.93)
+    return fig
+
+
+class SweepSummary(Callback):
+    """Hydra callback (conf/config.yaml): the robustness summary at the end of every
+    optuna_mlflow sweep. `reference: false` skips measuring the notebook's models; `focus` is
+    the noise level the sentence and the plot are about."""
+
+    def __init__(self, reference: bool = True, focus: float = 0.5) -> None:
+        self.reference, self.focus = bool(reference), float(focus)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = finished.read(config)
+        if sweep is None:
+            return
+        study, reference = sweep.study, None
+        if self.reference and shown_trials(study):
+            reference = references.notebook_reference(
+                OmegaConf.to_container(config.data, resolve=True),
+                OmegaConf.to_container(config.eval, resolve=True))
+            if reference:
+                study.set_user_attr(STUDY_ATTR, {"reference": reference})
+        print("\n" + summary_text(study, reference, self.focus), flush=True)
+        if sweep.parent:
+            _log_to_parent(sweep.parent, study, reference, self.focus)
+
+
+def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
+                   reference: Mapping[str, Mapping[str, float]] | None, focus: float) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient(tracking_uri=where["tracking_uri"])
+    run_id, now = where["parent_run_id"], int(time.time() * 1000)
+    metrics = {k: v for k, v in parent_metrics(study, reference).items() if math.isfinite(v)}
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    client.log_dict(run_id, {"metrics": metrics, "text": summary_text(study, reference, focus)},
+                    "robustness/summary.json")
+    fig = clean_vs_noisy(study, reference, focus)
+    if fig is not None:
+        client.log_figure(run_id, fig, "robustness/clean_vs_noisy.png")

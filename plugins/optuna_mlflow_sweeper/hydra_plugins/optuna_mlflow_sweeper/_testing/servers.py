@@ -1,0 +1,225 @@
+"""Real, throwaway servers for the shared-services tests: a PostgreSQL cluster, an MLflow server.
+
+Both listen on 127.0.0.1 at a free port, can be stopped and started again (an outage), wait for
+readiness with a bound, and are stopped by the pid they were started with. PostgreSQL refuses
+to run as root, so its cluster belongs to `nobody` (tests run as root here and in CI).
+
+Test support shared by the sweeper's tests and the app's (their conftests import the fixtures
+from here): shipped in the plugin's distribution so both import it by name. `_testing` is a
+namespace folder like `_impl`: Hydra's plugin scan neither imports it nor walks into it, so
+pytest is needed only by whoever imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_USER = "sweeper"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_bindir() -> Path | None:
+    """Where initdb/pg_ctl are: Debian keeps them out of PATH, in $(pg_config --bindir)."""
+    candidates = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    if shutil.which("initdb"):
+        candidates.append(Path(shutil.which("initdb")).parent)  # type: ignore[arg-type]
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "pg_ctl").exists():
+            return path
+    return None
+
+
+def _wait(check: object, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
+
+class Postgres:
+    """A PostgreSQL cluster in a temp folder, owned by an unprivileged user, password auth."""
+
+    def __init__(self, user: str = "nobody") -> None:
+        bindir = pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin = bindir
+        self.owner = pwd.getpwnam(user)
+        self.password = "pw-" + secrets.token_hex(8)  # tests search every record for it
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
+        os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
+        self.data = self.dir / "data"
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password)
+        os.chown(pwfile, self.owner.pw_uid, self.owner.pw_gid)
+        self._as_owner([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                        "--auth-local=trust", "--auth-host=scram-sha-256",
+                        f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync"], timeout=120)
+        pwfile.unlink()
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                    f"unix_socket_directories = '{self.dir}'\nfsync = off\n"
+                    "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n")
+        self.start()
+        for sql in (f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{self.password}'",
+                    f"CREATE DATABASE optuna OWNER {PG_USER}",
+                    f"CREATE DATABASE mlflow OWNER {PG_USER}"):
+            self._as_owner([str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port),
+                            "-U", "postgres", "-d", "postgres", "-q", "-c", sql], timeout=30)
+
+    def url(self, database: str, driver: str = "postgresql") -> str:
+        return f"{driver}://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def _as_owner(self, args: list[str], timeout: float) -> str:
+        out = subprocess.run(["runuser", "-u", self.owner.pw_name, "--", *args], cwd=self.dir,
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {out.stdout}\n{out.stderr}")
+        return out.stdout
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def start(self) -> None:
+        self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                        str(self.dir / "log"), "-w", "-t", "60", "start"], timeout=90)
+
+    def stop(self) -> None:
+        """Fast shutdown (clients are disconnected), by the postmaster's pid; bounded."""
+        pid = self.pid()
+        if pid is None:
+            return
+        for sig, wait in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.2)
+
+    def dump(self, database: str) -> str:
+        """Everything in `database` as SQL text (to search it for a password)."""
+        return self._as_owner([str(self.bin / "pg_dump"), "-h", str(self.dir), "-p",
+                               str(self.port), "-U", "postgres", database], timeout=60)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 with a PostgreSQL backend store and served artifacts.
+
+    The backend URL (with its password) is passed as MLFLOW_BACKEND_STORE_URI, not argv.
+    """
+
+    def __init__(self, backend_uri: str, workdir: Path) -> None:
+        self.backend_uri = backend_uri
+        self.workdir = workdir
+        self.artifacts = workdir / "artifacts"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start(timeout=180)  # the first start creates the schema
+
+    def start(self, timeout: float = 90) -> None:
+        mlflow = Path(sys.executable).parent / "mlflow"
+        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
+               # the tracking server alone: no job runner (8 huey consumers, 280 MB each, for
+               # MLflow's GenAI jobs), which sweeps never use
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
+        log = open(self.workdir / "mlflow-server.log", "ab")  # noqa: SIM115 (the child owns it)
+        self.proc = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1", "--serve-artifacts", "--artifacts-destination",
+             str(self.artifacts)],
+            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() ends its workers too
+        )
+        log.close()
+        _wait(self._healthy, "mlflow server", timeout)
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            text = (self.workdir / "mlflow-server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"mlflow server exited: {text}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (by its pid), SIGKILL after 15 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster for the session (skipped where PostgreSQL is missing)."""
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it: apt-get install postgresql)")
+    server = Postgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[MlflowServer]:
+    """`mlflow server` on the cluster's `mlflow` database, artifacts served from a temp folder."""
+    server = MlflowServer(postgres.url("mlflow", "postgresql+psycopg"),
+                          tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,150 @@
+"""The batch-size study end to end, and `mnist-sweep-report` on the study it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+
+from mnist_sweep.reports import report, studies
+from tests.test_sweeps import SMALL, load_study, mlflow_runs, run_sweep
+
+FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
+           "batch_size_vs_epochs_to_target.png"}
+
+
+@pytest.fixture(scope="module")
+def batch_size_study(tmp_path_factory, mnist_cache):
+    """Two batch sizes x two seeds, 2 epochs each: the notebook's study in miniature."""
+    tmp_path = tmp_path_factory.mktemp("batch_size_study")
+    small = [o for o in SMALL if not o.startswith("train.epochs")]
+    proc = run_sweep(tmp_path, "sweep=batch_size_study", *small, "train.epochs=2", "repeats=2",
+                     "target_accuracy=0.5", "train.batch_size=choice(32,128)")
+    return tmp_path, proc
+
+
+@pytest.mark.slow
+def test_the_study_runs_the_whole_grid_and_reports_onto_the_parent_run(batch_size_study):
+    tmp_path, proc = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    grid = sorted((t.params["train.batch_size"], t.params["train.seed"]) for t in study.trials)
+    assert grid == [(32, 0), (32, 1), (128, 0), (128, 1)]
+    assert "batch-size study (mean ± std over seeds)" in proc.stdout
+
+    client, parent, children = mlflow_runs(tmp_path)
+    assert len(children) == 4
+    logged = {a.path.split("/")[-1] for a in
+              client.list_artifacts(parent.info.run_id, "batch_size_study")}
+    assert FIGURES | {"summary.json"} <= logged
+    summary = json.load(open(client.download_artifacts(
+        parent.info.run_id, "batch_size_study/summary.json")))
+    rows = {row["batch_size"]: row for row in summary["rows"]}
+    assert set(rows) == {32, 128} and all(row["n"] == 2 for row in rows.values())
+    for row in rows.values():
+        assert row["train_time_s_mean"] > 0 and 0 < row["test_accuracy_mean"] <= 1
+
+
+@pytest.mark.slow
+def test_summary_agrees_with_the_trials(batch_size_study):
+    tmp_path, _ = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    rows = report.batch_size_summary(study, target=0.5)
+    for row in rows:
+        trials = [t for t in study.trials if t.params["train.batch_size"] == row["batch_size"]]
+        accuracies = [t.user_attrs["test_accuracy"] for t in trials]
+        assert row["test_accuracy_mean"] == pytest.approx(sum(accuracies) / len(accuracies))
+        reached = [report.epochs_to_target(t, 0.5) for t in trials]
+        assert row["reached_target"] == sum(not math.isnan(r) for r in reached)
+
+
+@pytest.mark.slow
+def test_epochs_to_target_agrees_with_each_runs_per_epoch_history(batch_size_study):
+    """One step convention: MLflow's per-epoch curve and Optuna's reports both count epochs done,
+    so epochs-to-target read from the study is the MLflow step where the curve first gets there."""
+    tmp_path, _ = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    client, _, children = mlflow_runs(tmp_path)
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for trial in study.trials:
+        history = client.get_metric_history(by_number[trial.number].info.run_id, "val_accuracy")
+        assert sorted(m.step for m in history) == [1, 2] == sorted(trial.intermediate_values)
+        target = max(m.value for m in history)  # reached at a known epoch
+        first = min(m.step for m in history if m.value >= target)
+        assert report.epochs_to_target(trial, target) == first
+        assert math.isnan(report.epochs_to_target(trial, target + 1e-6))
+
+
+@pytest.mark.slow
+def test_report_cli_prints_the_table_and_writes_plots(batch_size_study, capsys):
+    tmp_path, _ = batch_size_study
+    storage = f"sqlite:///{tmp_path}/multirun/batch_size_study/optuna.db"
+    out = tmp_path / "report"
+    assert report.main(["batch_size_study", "--storage", storage, "--out", str(out),
+                         "--target-accuracy", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("COMPLETE") == 4
+    written = {p.name for p in out.iterdir()}
+    assert FIGURES <= written
+    assert "optimization_history.png" in written
+
+
+def test_report_cli_names_the_studies_it_found(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="other", storage=storage)
+    assert report.main(["missing", "--storage", storage]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'missing'" in err and "other" in err
+
+
+@pytest.mark.slow
+def test_report_finds_a_study_from_any_folder(batch_size_study, tmp_path, monkeypatch, capsys):
+    """The sweep recorded where its study is; the report needs only the name."""
+    sweep_path, _ = batch_size_study
+    monkeypatch.setenv("XDG_STATE_HOME", str(sweep_path / "state"))
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert report.main(["batch_size_study", "--target-accuracy", "0.5"]) == 0
+    assert capsys.readouterr().out.count("COMPLETE") == 4
+    assert (elsewhere / "reports" / "batch_size_study" / "optimization_history.png").is_file()
+
+    # an unknown name: one line naming what is known, no traceback, nothing created
+    assert report.main(["batch_size_studdy"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'batch_size_studdy'" in err and "batch_size_study" in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["reports"]
+
+
+def test_report_of_a_moved_study_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    studies.record("gone", str(tmp_path / "multirun" / "gone"), None)
+    assert report.main(["gone"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+    assert not (tmp_path / "multirun").exists()  # not created by looking
+
+
+def test_report_shows_the_best_trials_noisy_accuracy(tmp_path, capsys):
+    """The table carries clean and noisy test accuracy per trial; below it, the best trial's
+    robustness beside the notebook's models the sweep measured (kept on the study)."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="cnn_search", storage=storage, direction="maximize")
+    for value, noisy in ((0.991, 0.594), (0.985, 0.91)):
+        study.add_trial(create_trial(
+            value=value, params={"lr": 0.01}, distributions={"lr": FloatDistribution(1e-4, 1)},
+            user_attrs={"val_accuracy": value, "test_accuracy": value - 0.001,
+                        "test_accuracy_noise_0.5": noisy, "train_time_s": 10.0}))
+    reference = {"cnn": {"test_accuracy": 0.968, "test_accuracy_noise_0.5": 0.846}}
+    study.set_user_attr("robustness", {"reference": reference})
+    assert report.main(["cnn_search", "--storage", storage, "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out
+    assert "test_accuracy_noise_0.5=0.594" in printed and "test_accuracy=0.99 " in printed
+    assert "at f=0.5 the best trial keeps 0.5940: notebook cnn 0.8460 (-0.2520)" in printed
+    assert (tmp_path / "r" / "clean_vs_noisy.png").is_file()
