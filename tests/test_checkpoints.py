@@ -3,6 +3,7 @@ checkpoint and resumed ends as the uninterrupted run does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,3 +156,38 @@ def test_a_sigkilled_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again
     # identical to the last digit); 1e-4 allows one test digit in 10,000 to differ.
     for key in ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5"):
         assert retried.user_attrs[key] == pytest.approx(whole.user_attrs[key], abs=1e-4), key
+
+
+def test_a_checkpoint_is_replaced_whole_and_ignored_when_made_with_another_config(tmp_path):
+    store = checkpoints.Store(tmp_path / "run", fingerprint="a")
+    for epoch in (1, 2):
+        store.save({"rows": [{"loss": 1.0}] * epoch}, {"model": [np.full(3, epoch)]})
+    assert [p.name for p in store.path.iterdir()] == [checkpoints.FILE]  # no temporary left
+    saved = store.load()
+    assert saved.epoch == 2 and saved.group("model")[0].tolist() == [2, 2, 2]
+    assert checkpoints.Store(store.path, fingerprint="b").load() is None  # another config's
+    (store.path / checkpoints.FILE).write_bytes(b"torn")
+    assert store.load() is None
+
+
+@pytest.mark.parametrize(("error", "kept"), [
+    (KeyboardInterrupt, True), (checkpoints.StopRequested, True), (SystemExit, True),
+    (RuntimeError, False), (optuna.TrialPruned, False), (None, False),
+])
+def test_a_checkpoint_outlives_its_run_only_when_interrupted(tmp_path, error, kept):
+    store = checkpoints.Store(tmp_path / "run")
+    store.save({"rows": []}, {})
+    with contextlib.suppress(BaseException), checkpoints.kept_for_retry(store):
+        if error is not None:
+            raise error
+    assert store.path.exists() == kept
+
+
+def test_single_runs_checkpoint_only_when_asked_and_per_config(compose, tmp_path):
+    assert checkpoints.for_run(compose([])) is None  # off outside a sweep by default
+    on = ["train.checkpoint.enabled=true", f"train.checkpoint.dir={tmp_path}"]
+    store = checkpoints.for_run(compose(on))
+    assert store.path.parent == tmp_path and store.path.name.startswith("run-")
+    assert checkpoints.for_run(compose(on)).path == store.path  # the same command resumes
+    assert checkpoints.for_run(compose([*on, "train.epochs=9"])).path != store.path
+    assert checkpoints.for_run(compose([*on, "train.checkpoint.every=2"])).path == store.path
