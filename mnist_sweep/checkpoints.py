@@ -142,11 +142,11 @@ def for_run(cfg: DictConfig) -> Store | None:
         return Store(Path(settings.dir or "checkpoints") / f"run-{digest[:12]}", settings.every,
                      digest)
     base = Path(settings.dir) if settings.dir else _sweep_dir() / "checkpoints"
-    [frozen] = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if t.number == trial.number]
-    first = frozen.system_attrs.get("failed_trial")
-    store = Store(base / trial.study.study_name / f"trial-{trial.number if first is None else first}",
-                  settings.every, digest)
+    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    first = next((t.system_attrs.get("failed_trial") for t in running
+                  if t.number == trial.number), None)
+    name = f"trial-{trial.number if first is None else first}"
+    store = Store(base / trial.study.study_name / name, settings.every, digest)
     if first is None:
         store.remove()
     return store
