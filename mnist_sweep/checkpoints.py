@@ -73,6 +73,10 @@ class Saved:
         """Epochs done: training resumes with this (0-based) epoch."""
         return len(self.rows)
 
+    def initial_epoch(self, epochs: int) -> int:
+        """The epoch training resumes with: the next, or none if early stopping had ended it."""
+        return epochs if self.meta.get("stopped") else self.epoch
+
     @property
     def rows(self) -> list[dict[str, float]]:
         """Each epoch's metrics, as `on_epoch` saw them."""
@@ -235,6 +239,7 @@ class Checkpointer(keras.callbacks.Callback):
         numpy_rng = np.random.get_state()
         meta: dict[str, Any] = {
             "rows": self.hook.rows, "train_time_s": self.train_time_s + elapsed,
+            "stopped": bool(model.stop_training),
             "shapes": {"model": _shapes(model.variables),
                        "optimizer": _shapes(model.optimizer.variables)},
             "callbacks": {type(cb).__name__: {k: _plain(getattr(cb, k)) for k in

@@ -138,7 +138,7 @@ def fit(
         splits.x_train,
         splits.y_train,
         epochs=train["epochs"],
-        initial_epoch=resume.epoch if resume else 0,
+        initial_epoch=resume.initial_epoch(train["epochs"]) if resume else 0,
         batch_size=train["batch_size"],
         shuffle=bool(train.get("shuffle", True)),
         validation_data=validation,

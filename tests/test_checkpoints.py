@@ -49,6 +49,7 @@ def _fit(cfg, store=None, stop_after=None):
         checkpoints.stop_requested.clear()
 
 
+@pytest.mark.slow
 def test_a_resumed_fit_trains_only_the_rest_and_ends_as_the_uninterrupted_one(compose, tmp_path):
     cfg = compose(STATEFUL)
     whole_model, whole, _ = _fit(cfg)
@@ -70,6 +71,18 @@ def test_a_resumed_fit_trains_only_the_rest_and_ends_as_the_uninterrupted_one(co
     assert resumed.weights_epoch == whole.weights_epoch
     for a, b in zip(model.get_weights(), whole_model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_resumed_after_early_stopping_ended_it_trains_no_further(compose, tmp_path):
+    cfg = compose(["data.limit_train=1000", "train.epochs=30", "train.learning_rate=0.05",
+                   "train.early_stopping_patience=1"])
+    store = checkpoints.Store(tmp_path / "run")
+    _, first, _ = _fit(cfg, store)  # complete; fit leaves the checkpoint (the run removes it)
+    assert first.epochs_run < 30 and store.load().epoch == first.epochs_run
+    _, again, seen = _fit(cfg, store)
+    assert again.resumed_from_epoch == first.epochs_run == again.epochs_run
+    assert len(seen) == first.epochs_run  # the saved epochs, replayed; none trained
+    assert again.weights_epoch == first.weights_epoch < first.epochs_run - 1
 
 
 # A one-trial sweep of a small CNN: 4 epochs of 2,000 digits, checkpointed after each.
