@@ -35,6 +35,7 @@ from typing import Any
 import keras
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
 from hydra_plugins.optuna_mlflow_sweeper import current_trial
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
@@ -143,9 +144,9 @@ def for_run(cfg: DictConfig) -> Store | None:
         return None
     digest = fingerprint(cfg)
     if trial is None:
-        return Store(Path(settings.dir or "checkpoints") / f"run-{digest[:12]}", settings.every,
-                     digest)
-    base = Path(settings.dir) if settings.dir else _sweep_dir() / "checkpoints"
+        return Store(_absolute(settings.dir or "checkpoints") / f"run-{digest[:12]}",
+                     settings.every, digest)
+    base = _absolute(settings.dir) if settings.dir else _sweep_dir() / "checkpoints"
     running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     first = next((t.system_attrs.get("failed_trial") for t in running
                   if t.number == trial.number), None)
@@ -167,7 +168,12 @@ def fingerprint(cfg: DictConfig) -> str:
 
 
 def _sweep_dir() -> Path:
-    return Path(HydraConfig.get().sweep.dir) if HydraConfig.initialized() else Path()
+    return _absolute(HydraConfig.get().sweep.dir if HydraConfig.initialized() else ".")
+
+
+def _absolute(path: str) -> Path:
+    """From where the command ran, as Hydra's paths are (a job may run in its own folder)."""
+    return Path(to_absolute_path(path))
 
 
 @contextlib.contextmanager
