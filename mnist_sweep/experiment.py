@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep.config import registry as config_mod
 from mnist_sweep.data import mnist
-from mnist_sweep.model import evaluation, models, training
+from mnist_sweep.model import checkpoints, evaluation, models, training
 from mnist_sweep.tracking import render, runs
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,10 @@ def run(cfg: DictConfig) -> float | list[float]:
     run_name = f"{cfg.model.family}-bs{cfg.train.batch_size}-e{cfg.train.epochs}"
     if cfg.tracking.log_plots:
         render.HELPER.start()  # (once per process) its imports overlap this run's training
-    with runs.start_run(uri, cfg.tracking.experiment, run_name) as active:
+    store = checkpoints.for_run(cfg)
+    # a checkpoint outlives the run only when interrupted: what its retry resumes from
+    with runs.start_run(uri, cfg.tracking.experiment, run_name) as active, \
+            checkpoints.kept_for_retry(store):
         mlflow.set_tags(runs.provenance_tags())
         runs.log_params(config_mod.flatten(config_mod.to_dict(cfg)))
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -49,8 +52,11 @@ def run(cfg: DictConfig) -> float | list[float]:
                 sweep_trial.report(metrics["val_accuracy"], step)
 
         result = training.fit(
-            model, splits, cfg.train, on_epoch=on_epoch, verbose=_verbosity(cfg.progress)
+            model, splits, cfg.train, on_epoch=on_epoch, verbose=_verbosity(cfg.progress),
+            checkpoints=store,
         )
+        if result.resumed_from_epoch:
+            mlflow.set_tag("resumed_from_epoch", result.resumed_from_epoch)
         # Figures are drawn by a helper process while this one evaluates and saves the model;
         # leaving the block waits for them and logs them under plots/.
         with render.figures(cfg.tracking.log_plots, on_done=runs.log_plot_dir) as figures:

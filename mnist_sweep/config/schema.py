@@ -18,8 +18,10 @@ from hydra.core.config_store import ConfigStore
 
 from mnist_sweep.config.train_options import (
     AugmentConfig,
+    CheckpointConfig,
     LRScheduleConfig,
     check_augment,
+    check_checkpoint,
     check_lr_schedule,
 )
 from mnist_sweep.errors import ConfigError, is_int, is_positive_int
@@ -87,6 +89,7 @@ class TrainConfig:
     noise_augment: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     backend: str = "tensorflow"
     steps_per_execution: Any = "auto"  # "auto" or an int (OmegaConf has no unions)
     intra_op_threads: Optional[int] = None
@@ -122,6 +125,7 @@ ENTRIES: dict[tuple[type, str], type] = {
 # fields that are a typed node of their own
 NESTED: dict[tuple[type, str], type] = {
     (TrainConfig, "augment"): AugmentConfig, (TrainConfig, "lr_schedule"): LRScheduleConfig,
+    (TrainConfig, "checkpoint"): CheckpointConfig,
 }
 
 
@@ -247,6 +251,7 @@ def check_train(train: Mapping[str, Any]) -> None:
         raise ConfigError("train.early_stopping_patience", patience, "null or a positive int")
     check_augment(train.get("augment") or {})
     check_lr_schedule(train.get("lr_schedule") or {}, patience)
+    check_checkpoint(train.get("checkpoint") or {})
 
 
 def check_eval(ev: Mapping[str, Any]) -> None:

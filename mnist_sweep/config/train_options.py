@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from mnist_sweep.errors import ConfigError, is_positive_int
+
+# OmegaConf 2.3 types fields from annotations at runtime: `Optional[int]` rather than `int | None`.
+# ruff: noqa: UP007, UP045
 
 LR_SCHEDULES = ("constant", "cosine", "exponential", "reduce_on_plateau")
 
@@ -35,6 +38,15 @@ class LRScheduleConfig:
     final_fraction: float = 0.0  # cosine: the rate it ends at, as a fraction of learning_rate
     factor: float = 0.5  # exponential: multiplies the rate each epoch; reduce_on_plateau: a cut
     patience: int = 1  # reduce_on_plateau: epochs without val_accuracy gain before a cut
+
+
+@dataclass
+class CheckpointConfig:
+    """Per-epoch training state a retried trial resumes from (mnist_sweep/model/checkpoints.py)."""
+
+    enabled: Optional[bool] = None  # null: on in a sweep's trials, off in single runs
+    every: int = 1  # epochs between checkpoints
+    dir: Optional[str] = None  # null: <hydra.sweep.dir>/checkpoints (single runs: ./checkpoints)
 
 
 AUGMENT_RANGES = {"rotation": (180.0, "degrees"), "shift": (0.5, "of the side"),
@@ -65,6 +77,12 @@ def check_lr_schedule(schedule: Mapping[str, Any], early_stopping: int | None) -
         raise ConfigError("train.lr_schedule.patience", patience,
                           f"less than train.early_stopping_patience ({early_stopping}) with "
                           "reduce_on_plateau, or the rate is never cut before training stops")
+
+
+def check_checkpoint(checkpoint: Mapping[str, Any]) -> None:
+    every = checkpoint.get("every", 1)
+    if not is_positive_int(every):
+        raise ConfigError("train.checkpoint.every", every, "a positive int (epochs)")
 
 
 def _number_in(value: Any, low: float, high: float) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 
 from mnist_sweep.data.mnist import Splits
 from mnist_sweep.errors import TrainingDiverged
+from mnist_sweep.model import checkpoints as ckpt
 from mnist_sweep.model.models import batch_rows
 
 AUTO_STEPS_PER_EXECUTION = 128  # measured: 0.37 s/epoch for the dense net vs 0.39 at 64
@@ -30,6 +31,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     train_time_s: float = 0.0
     weights_epoch: int = -1  # whose weights the model ends with (early stopping restores the best)
+    resumed_from_epoch: int = 0  # epochs a checkpoint had done (0: trained from the start)
 
     @property
     def epochs_run(self) -> int:
@@ -91,23 +93,33 @@ def fit(
     *,
     on_epoch: EpochHook | None = None,
     verbose: int = 0,
+    checkpoints: ckpt.Store | None = None,
 ) -> TrainResult:
     """Train `model` on `splits`; `on_epoch(step, logs)` sees each epoch's metrics and time, with
     step = epochs done (1, 2, ...): the one step convention of MLflow curves and Optuna reports.
 
     An exception from `on_epoch` (e.g. `optuna.TrialPruned`) stops training and propagates.
+    With `checkpoints`, the training state is saved after epochs, and a saved state is resumed
+    from: `on_epoch` sees its epochs again first (steps 1..k), then the ones trained.
     """
     if train.get("seed") is not None:
         keras.utils.set_random_seed(int(train["seed"]))
     steps_per_epoch = math.ceil(len(splits.x_train) / train["batch_size"])
     compile_model(model, train, steps_per_epoch)
+    resume = checkpoints.load() if checkpoints is not None else None
+    if resume is not None and not ckpt.restore(model, resume):
+        resume = None
+    for step, row in enumerate(resume.rows if resume else [], 1):
+        if on_epoch is not None:
+            on_epoch(step, dict(row))
 
     # No TerminateOnNaN: its per-batch check syncs every execution (~0.2 s an epoch of the dense
     # net); _EpochHook stops a diverged run at the end of the epoch instead.
     validation = (splits.x_val, splits.y_val) if len(splits.x_val) else None
     # The hook first: it sees each epoch before a plateau cut or early stopping acts on it, and
     # a pruner's TrialPruned raised from it ends training before they run.
-    callbacks: list[Any] = [_EpochHook(on_epoch), *_schedule_callbacks(train, bool(validation))]
+    hook = _EpochHook(on_epoch, resume.rows if resume else ())
+    callbacks: list[Any] = [hook, *_schedule_callbacks(train, bool(validation))]
     stopper = None
     if train.get("early_stopping_patience"):
         stopper = keras.callbacks.EarlyStopping(
@@ -116,11 +128,17 @@ def fit(
             restore_best_weights=True,
         )
         callbacks.append(stopper)
+    saver = None
+    if checkpoints is not None:
+        stateful = [cb for cb in callbacks if type(cb).__name__ in ckpt.CALLBACK_STATE]
+        saver = ckpt.Checkpointer(checkpoints, hook, stateful, resume)
+        callbacks.append(saver)
     start = time.perf_counter()
-    hist = model.fit(
+    model.fit(
         splits.x_train,
         splits.y_train,
         epochs=train["epochs"],
+        initial_epoch=resume.initial_epoch(train["epochs"]) if resume else 0,
         batch_size=train["batch_size"],
         shuffle=bool(train.get("shuffle", True)),
         validation_data=validation,
@@ -129,12 +147,13 @@ def fit(
         verbose=verbose,
     )
     result = TrainResult(
-        history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
-        # the hooks' time (MLflow, Optuna: waits on a server) is not training
-        train_time_s=time.perf_counter() - start - callbacks[0].hook_time_s,
+        history={k: [row[k] for row in hook.rows] for k in (hook.rows[0] if hook.rows else {})},
+        # the hooks' time (MLflow, Optuna: waits on a server) is not training, nor checkpointing
+        train_time_s=time.perf_counter() - start - hook.hook_time_s,
+        resumed_from_epoch=resume.epoch if resume else 0,
     )
-    result.history["epoch_time_s"] = callbacks[0].epoch_times
-    result.history["learning_rate"] = callbacks[0].learning_rates
+    if saver is not None:
+        result.train_time_s += saver.train_time_s - saver.save_time_s
     result.weights_epoch = result.epochs_run - 1
     if stopper is not None and stopper.best_weights is not None:
         result.weights_epoch = stopper.best_epoch
@@ -146,14 +165,15 @@ def fit(
 
 class _EpochHook(keras.callbacks.Callback):
     """Times the training part of each epoch (validation excluded), reads the learning rate it
-    starts with, and forwards the logs."""
+    starts with, keeps each epoch's metrics in `rows` (a resumed run's saved ones first), and
+    forwards them."""
 
-    def __init__(self, on_epoch: EpochHook | None) -> None:
+    def __init__(self, on_epoch: EpochHook | None, rows: Any = ()) -> None:
         super().__init__()
         self.on_epoch = on_epoch
-        self.epoch_times: list[float] = []
-        self.learning_rates: list[float] = []
+        self.rows: list[dict[str, float]] = [dict(row) for row in rows]
         self.hook_time_s = 0.0
+        self._rate = 0.0
         self._start = 0.0
         self._train_end: float | None = None
 
@@ -161,7 +181,7 @@ class _EpochHook(keras.callbacks.Callback):
         self._train_end = None
         # a schedule's rate at the current step, or the rate a plateau cut has set
         rate = self.model.optimizer.learning_rate
-        self.learning_rates.append(float(keras.ops.convert_to_numpy(rate)))
+        self._rate = float(keras.ops.convert_to_numpy(rate))
         self._start = time.perf_counter()
 
     def on_test_begin(self, logs: dict | None = None) -> None:
@@ -169,15 +189,15 @@ class _EpochHook(keras.callbacks.Callback):
             self._train_end = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_times.append((self._train_end or time.perf_counter()) - self._start)
-        if not np.isfinite((logs or {}).get("loss", 0.0)):
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        metrics["epoch_time_s"] = (self._train_end or time.perf_counter()) - self._start
+        metrics["learning_rate"] = self._rate
+        self.rows.append(metrics)
+        if not np.isfinite(metrics.get("loss", 0.0)):
             self.model.stop_training = True  # diverged: fit() raises TrainingDiverged after
         if self.on_epoch is not None:
-            metrics = {k: float(v) for k, v in (logs or {}).items()}
-            metrics["epoch_time_s"] = self.epoch_times[-1]
-            metrics["learning_rate"] = self.learning_rates[-1]
             hook_start = time.perf_counter()
             try:
-                self.on_epoch(epoch + 1, metrics)
+                self.on_epoch(epoch + 1, dict(metrics))
             finally:
                 self.hook_time_s += time.perf_counter() - hook_start

@@ -96,6 +96,8 @@ def test_layer_entries_are_typed_and_get_defaults():
         (["train.lr_schedule.name=reduce_on_plateau", "train.lr_schedule.patience=2",
           "train.early_stopping_patience=2"], "train.lr_schedule.patience",
          "less than train.early_stopping_patience (2)"),
+        (["train.checkpoint.every=0"], "train.checkpoint.every", "positive int"),
+        (["+train.checkpoint.keep=2"], "train.checkpoint.keep", "keys enabled, every, dir"),
         (["eval.noise_levels=[0.5,-0.25]"], "eval.noise_levels", "floats >= 0"),
         (["eval.batch_size=0"], "eval.batch_size", "positive int"),
         (["objectives=[accuracy]"], "objectives", "val_accuracy"),
@@ -117,7 +119,8 @@ def test_bad_values_name_the_key_and_what_is_allowed(overrides, key, allowed):
      ["objectives=[test_accuracy,train_time_s]"], ["objectives=[test_accuracy_noise_0.5]"],
      ["train.augment.rotation=10", "train.augment.shift=0.1", "train.augment.zoom=0.1"],
      ["train.lr_schedule.name=cosine", "train.lr_schedule.final_fraction=0.05"],
-     ["train.lr_schedule.name=reduce_on_plateau", "train.early_stopping_patience=3"]],
+     ["train.lr_schedule.name=reduce_on_plateau", "train.early_stopping_patience=3"],
+     ["train.checkpoint.enabled=true", "train.checkpoint.every=3", "train.checkpoint.dir=/ck"]],
 )  # fmt: skip
 def test_good_configs_pass(overrides):
     registry.validate(compose_config(overrides))

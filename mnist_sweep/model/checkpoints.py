@@ -1,0 +1,288 @@
+"""Per-epoch checkpoints: a trial killed mid-training resumes, when retried, after its last one.
+
+A checkpoint holds what makes the resumed epochs the uninterrupted run's own: every model
+variable (weights, batch-norm statistics, and the seed generators' states that drive dropout,
+augmentation and training noise), the optimizer's variables (its moments, and its step count,
+from which a learning-rate schedule is computed), the NumPy and Python RNG states, early
+stopping's and the plateau cut's counters with the best weights so far, and every epoch's
+metrics (replayed to MLflow and Optuna, so a resumed trial's curves and reports are whole). The
+order TensorFlow shuffles the digits in needs nothing: with a seed, `fit` reseeds it and the
+shuffle is drawn from that seed alone, the same in every epoch (measured; Keras 3.15).
+
+One file per run, `state.npz`, written beside itself and renamed over the last one: a kill at
+any moment leaves the previous checkpoint whole. A trial's folder is named after the first trial
+of its retry chain (Optuna's `failed_trial`), so every retry finds it; it is removed when the
+trial ends any way but interrupted (complete, pruned, failed): only a retry needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import threading
+import time
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from hydra_plugins.optuna_mlflow_sweeper import current_trial
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+FILE = "state.npz"
+# the counters of the stateful callbacks `training.fit` may use (their best weights apart)
+CALLBACK_STATE = {
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+}
+
+# Set (by a signal handler, say) to have a training run stop at the end of its epoch: it saves a
+# checkpoint whatever `every` says and raises StopRequested.
+stop_requested = threading.Event()
+
+
+class StopRequested(KeyboardInterrupt):
+    """Training stopped after a checkpoint because `stop_requested` was set.
+
+    A KeyboardInterrupt, so a sweep records the trial as it does a Ctrl-C (failed, queued to run
+    again first) and the checkpoint is kept for that retry.
+    """
+
+
+@dataclass
+class Saved:
+    """A loaded checkpoint: `meta` (JSON) and the arrays it names."""
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def epoch(self) -> int:
+        """Epochs done: training resumes with this (0-based) epoch."""
+        return len(self.rows)
+
+    def initial_epoch(self, epochs: int) -> int:
+        """The epoch training resumes with: the next, or none if early stopping had ended it."""
+        return epochs if self.meta.get("stopped") else self.epoch
+
+    @property
+    def rows(self) -> list[dict[str, float]]:
+        """Each epoch's metrics, as `on_epoch` saw them."""
+        return self.meta["rows"]
+
+    def group(self, name: str) -> list[np.ndarray]:
+        return [self.arrays[f"{name}/{i}"] for i in range(self.meta["sizes"].get(name, 0))]
+
+
+@dataclass
+class Store:
+    """One run's checkpoint folder."""
+
+    path: Path
+    every: int = 1
+    fingerprint: str = ""
+
+    def load(self) -> Saved | None:
+        """The last checkpoint, or None (none, unreadable, or made with another config)."""
+        file = self.path / FILE
+        if not file.exists():
+            return None
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                saved = Saved(json.loads(str(npz["meta"])),
+                              {k: npz[k] for k in npz.files if k != "meta"})
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            log.warning("checkpoint %s is unreadable (%s): training from the first epoch", file, e)
+            return None
+        if saved.meta.get("fingerprint") != self.fingerprint:
+            log.warning("checkpoint %s was made with another config: training from the first "
+                        "epoch", file)
+            return None
+        return saved
+
+    def save(self, meta: Mapping[str, Any], groups: Mapping[str, Sequence[Any]]) -> None:
+        """Write atomically: a temporary file in the folder, synced, renamed over the last."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{name}/{i}": np.asarray(a) for name, items in groups.items()
+                  for i, a in enumerate(items)}
+        sizes = {name: len(items) for name, items in groups.items()}
+        text = json.dumps({**meta, "sizes": sizes, "fingerprint": self.fingerprint})
+        temporary = self.path / f".{FILE}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            np.savez(f, meta=np.array(text), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path / FILE)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def for_run(cfg: DictConfig) -> Store | None:
+    """Where this run checkpoints (None: it does not), by `train.checkpoint`.
+
+    A sweep's trial: `<dir>/<study>/trial-<k>`, k the first trial of its retry chain; a trial
+    that is no retry starts fresh, so whatever is there is stale and removed. A single run:
+    `<dir>/run-<config hash>`, so running the same command again resumes it.
+    """
+    settings = cfg.train.checkpoint
+    trial = current_trial()
+    if not (settings.enabled if settings.enabled is not None else trial is not None):
+        return None
+    digest = fingerprint(cfg)
+    if trial is None:
+        return Store(_absolute(settings.dir or "checkpoints") / f"run-{digest[:12]}",
+                     settings.every, digest)
+    base = _absolute(settings.dir) if settings.dir else _sweep_dir() / "checkpoints"
+    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    first = next((t.system_attrs.get("failed_trial") for t in running
+                  if t.number == trial.number), None)
+    name = f"trial-{trial.number if first is None else first}"
+    store = Store(base / trial.study.study_name / name, settings.every, digest)
+    if first is None:
+        store.remove()
+    return store
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """A hash of what a run trains (model, data, training but its checkpoint settings)."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(tree, dict)
+    train = {k: v for k, v in tree["train"].items() if k != "checkpoint"}
+    text = json.dumps({"model": tree["model"], "data": tree["data"], "train": train},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sweep_dir() -> Path:
+    return _absolute(HydraConfig.get().sweep.dir if HydraConfig.initialized() else ".")
+
+
+def _absolute(path: str) -> Path:
+    """From where the command ran, as Hydra's paths are (a job may run in its own folder)."""
+    return Path(to_absolute_path(path))
+
+
+@contextlib.contextmanager
+def kept_for_retry(store: Store | None) -> Iterator[None]:
+    """Remove the run's checkpoint when it ends, unless interrupted (KeyboardInterrupt,
+    StopRequested, SystemExit): completed, pruned or failed, a trial is never retried."""
+    try:
+        yield
+    except Exception:
+        if store is not None:
+            store.remove()
+        raise
+    if store is not None:
+        store.remove()
+
+
+def restore(model: Any, saved: Saved) -> bool:
+    """Load a checkpoint's model and optimizer variables into a compiled `model`; False (and
+    nothing changed) when they are not this model's, variable for variable (by shape: names
+    differ between models of one process, which Keras numbers)."""
+    model.optimizer.build(model.trainable_variables)
+    pairs = {"model": model.variables, "optimizer": model.optimizer.variables}
+    for name, variables in pairs.items():
+        if saved.meta["shapes"].get(name) != _shapes(variables):
+            log.warning("checkpoint does not fit this model (%s variables differ): training "
+                        "from the first epoch", name)
+            return False
+    for name, variables in pairs.items():
+        for variable, value in zip(variables, saved.group(name), strict=True):
+            variable.assign(value)
+    return True
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves the training state every `store.every` epochs; on a resumed run, first gives the
+    stateful callbacks and the RNGs back their saved state.
+
+    Last among `fit`'s callbacks: it restores after the others reset themselves at the start, and
+    saves what they made of the epoch. `hook` (training._EpochHook) keeps the epochs' metrics
+    and the time spent outside training (MLflow, Optuna).
+    """
+
+    def __init__(self, store: Store, hook: Any, stateful: Sequence[Any],
+                 resume: Saved | None = None) -> None:
+        super().__init__()
+        self.store, self.hook, self.stateful, self.resume = store, hook, list(stateful), resume
+        self.train_time_s = resume.meta["train_time_s"] if resume else 0.0  # epochs saved before
+        self.save_time_s = 0.0
+        self._start = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+        if self.resume is not None:
+            _restore_callbacks(self.stateful, self.resume)
+            _restore_rngs(self.resume)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        stop = stop_requested.is_set()
+        if stop or (epoch + 1) % self.store.every == 0:
+            start = time.perf_counter()
+            self.store.save(*self._capture())
+            self.save_time_s += time.perf_counter() - start
+        if stop:
+            raise StopRequested(f"stopped after epoch {epoch + 1}, checkpointed")
+
+    def _capture(self) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        model = self.model
+        elapsed = time.perf_counter() - self._start - self.save_time_s - self.hook.hook_time_s
+        numpy_rng = np.random.get_state()
+        meta: dict[str, Any] = {
+            "rows": self.hook.rows, "train_time_s": self.train_time_s + elapsed,
+            "stopped": bool(model.stop_training),
+            "shapes": {"model": _shapes(model.variables),
+                       "optimizer": _shapes(model.optimizer.variables)},
+            "callbacks": {type(cb).__name__: {k: _plain(getattr(cb, k)) for k in
+                                              CALLBACK_STATE[type(cb).__name__]}
+                          for cb in self.stateful},
+            "rng": {"python": random.getstate(), "numpy": [_plain(v) for v in numpy_rng[2:]]},
+        }
+        groups: dict[str, list[Any]] = {
+            "model": [v.numpy() for v in model.variables],
+            "optimizer": [v.numpy() for v in model.optimizer.variables],
+            "numpy_rng": [numpy_rng[1]],
+        }
+        for cb in self.stateful:
+            if getattr(cb, "best_weights", None) is not None:
+                groups["best_weights"] = cb.best_weights
+        return meta, groups
+
+
+def _restore_callbacks(stateful: Sequence[Any], saved: Saved) -> None:
+    for cb in stateful:
+        for key, value in saved.meta["callbacks"].get(type(cb).__name__, {}).items():
+            setattr(cb, key, value)
+        if hasattr(cb, "best_weights") and saved.group("best_weights"):
+            cb.best_weights = saved.group("best_weights")
+
+
+def _restore_rngs(saved: Saved) -> None:
+    version, state, gauss = saved.meta["rng"]["python"]
+    random.setstate((version, tuple(state), gauss))
+    [keys] = saved.group("numpy_rng")
+    np.random.set_state(("MT19937", keys, *saved.meta["rng"]["numpy"]))
+
+
+def _shapes(variables: Sequence[Any]) -> list[list[int]]:
+    return [list(v.shape) for v in variables]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of a NumPy scalar (callbacks keep their best value as one)."""
+    return value.item() if isinstance(value, np.generic) else value
