@@ -24,7 +24,6 @@ import logging
 import os
 import random
 import shutil
-import threading
 import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from hydra_plugins.optuna_mlflow_sweeper import current_trial
+from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
@@ -48,19 +48,6 @@ CALLBACK_STATE = {
     "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
     "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
 }
-
-# Set (by a signal handler, say) to have a training run stop at the end of its epoch: it saves a
-# checkpoint whatever `every` says and raises StopRequested.
-stop_requested = threading.Event()
-
-
-class StopRequested(KeyboardInterrupt):
-    """Training stopped after a checkpoint because `stop_requested` was set.
-
-    A KeyboardInterrupt, so a sweep records the trial as it does a Ctrl-C (failed, queued to run
-    again first) and the checkpoint is kept for that retry.
-    """
-
 
 @dataclass
 class Saved:
@@ -178,8 +165,9 @@ def _absolute(path: str) -> Path:
 
 @contextlib.contextmanager
 def kept_for_retry(store: Store | None) -> Iterator[None]:
-    """Remove the run's checkpoint when it ends, unless interrupted (KeyboardInterrupt,
-    StopRequested, SystemExit): completed, pruned or failed, a trial is never retried."""
+    """Remove the run's checkpoint when it ends, unless interrupted (KeyboardInterrupt, which
+    a SIGTERM's stop is too, SystemExit): completed, pruned or failed, a trial is never
+    retried."""
     try:
         yield
     except Exception:
@@ -231,13 +219,11 @@ class Checkpointer(keras.callbacks.Callback):
             _restore_rngs(self.resume)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        stop = stop_requested.is_set()
-        if stop or (epoch + 1) % self.store.every == 0:
+        # asked to stop (SIGTERM): saved whatever `every` says; training.fit then stops
+        if sweep_trial.stop_requested() or (epoch + 1) % self.store.every == 0:
             start = time.perf_counter()
             self.store.save(*self._capture())
             self.save_time_s += time.perf_counter() - start
-        if stop:
-            raise StopRequested(f"stopped after epoch {epoch + 1}, checkpointed")
 
     def _capture(self) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         model = self.model

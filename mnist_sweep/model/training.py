@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 
 from mnist_sweep.data.mnist import Splits
 from mnist_sweep.errors import TrainingDiverged
@@ -133,6 +134,7 @@ def fit(
         stateful = [cb for cb in callbacks if type(cb).__name__ in ckpt.CALLBACK_STATE]
         saver = ckpt.Checkpointer(checkpoints, hook, stateful, resume)
         callbacks.append(saver)
+    callbacks.append(_StopWhenAsked())  # last: after the epoch is reported and checkpointed
     start = time.perf_counter()
     model.fit(
         splits.x_train,
@@ -161,6 +163,15 @@ def fit(
     if not losses or not np.all(np.isfinite(losses)):
         raise TrainingDiverged(f"training loss became non-finite: {losses}")
     return result
+
+
+class _StopWhenAsked(keras.callbacks.Callback):
+    """A sweep asked to stop (a scheduler's SIGTERM): end at this epoch's end, after its
+    checkpoint; the sweeper records the trial to run again first, from that checkpoint."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if sweep_trial.stop_requested():
+            sweep_trial.stop_now()
 
 
 class _EpochHook(keras.callbacks.Callback):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -42,12 +43,12 @@ def _fit(cfg, store=None, stop_after=None):
     def on_epoch(step, metrics):
         seen.append((step, metrics))
         if step == stop_after:
-            checkpoints.stop_requested.set()
+            interrupts.terminating.set()  # what a SIGTERM to the sweep sets
 
     try:
         return model, fit(model, splits, cfg.train, on_epoch=on_epoch, checkpoints=store), seen
     finally:
-        checkpoints.stop_requested.clear()
+        interrupts.terminating.clear()
 
 
 @pytest.mark.slow
@@ -56,7 +57,7 @@ def test_a_resumed_fit_trains_only_the_rest_and_ends_as_the_uninterrupted_one(co
     whole_model, whole, _ = _fit(cfg)
 
     store = checkpoints.Store(tmp_path / "run", every=1, fingerprint="f")
-    with pytest.raises(checkpoints.StopRequested):
+    with pytest.raises(interrupts.Terminated):
         _fit(cfg, store, stop_after=2)
     assert store.load().epoch == 2
 
@@ -185,7 +186,7 @@ def test_a_checkpoint_is_replaced_whole_and_ignored_when_made_with_another_confi
 
 
 @pytest.mark.parametrize(("error", "kept"), [
-    (KeyboardInterrupt, True), (checkpoints.StopRequested, True), (SystemExit, True),
+    (KeyboardInterrupt, True), (interrupts.Terminated, True), (SystemExit, True),
     (RuntimeError, False), (optuna.TrialPruned, False), (None, False),
 ])
 def test_a_checkpoint_outlives_its_run_only_when_interrupted(tmp_path, error, kept):

@@ -72,7 +72,7 @@ def trial_in_progress() -> Iterator[None]:
     _in_trial.set()
     try:
         if terminating.is_set():
-            stop_now()
+            _stop_from_signal()
         yield
     finally:
         _in_trial.clear()
@@ -84,7 +84,14 @@ def stop_requested() -> bool:
 
 
 def stop_now() -> None:
-    """Raise `Terminated` (the trial is recorded as stopped, to run again first)."""
+    """Raise `Terminated` here (task code, at its epoch's end: the trial is recorded as
+    stopped, to run again first)."""
+    raise Terminated
+
+
+def _stop_from_signal() -> None:
+    """Raise `Terminated` from the handler, and again until acknowledged: raised in a garbage
+    collection callback it would be lost (see the module doc)."""
     if not requested.is_set():
         requested.set()
         threading.Thread(target=_insist, args=(signal.SIGTERM,), name="optuna-mlflow-term",
@@ -103,11 +110,11 @@ def _term_handler(signum: int, frame: object) -> None:
     if terminating.is_set():
         if _acknowledged.is_set():
             return  # being recorded already: let it finish
-        stop_now()  # the grace period is over (our own timer), or a second SIGTERM
+        _stop_from_signal()  # the grace period is over (our own timer), or a second SIGTERM
     terminating.set()
     log.warning("SIGTERM: stopping after the epoch in progress (at most %.0f s)", _grace[0])
     if not _in_trial.is_set():
-        stop_now()
+        _stop_from_signal()
     timer = threading.Timer(_grace[0], _thread.interrupt_main, args=(signal.SIGTERM,))
     timer.daemon = True
     timer.start()
