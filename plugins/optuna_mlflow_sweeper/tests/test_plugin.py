@@ -22,9 +22,8 @@ assert 'hydra_plugins.optuna_mlflow_sweeper.optuna_mlflow_sweeper.OptunaMlflowSw
 heavy = {'optuna', 'mlflow', 'matplotlib', 'tensorflow', 'keras', 'sqlalchemy'} & set(sys.modules)
 assert not heavy, heavy
 impl = sorted(m for m in sys.modules if '._impl.' in m)
-assert impl == ['hydra_plugins.optuna_mlflow_sweeper._impl.errors',
-                'hydra_plugins.optuna_mlflow_sweeper._impl.tracking',
-                'hydra_plugins.optuna_mlflow_sweeper._impl.trial'], impl
+assert impl == [f'hydra_plugins.optuna_mlflow_sweeper._impl.{name}' for name in
+                ('errors', 'heartbeat', 'interrupts', 'secrets', 'tracking', 'trial')], impl
 pickle.dumps(report)  # by reference: the scanner did not give it a new identity
 from hydra.core.config_store import ConfigStore
 repo = ConfigStore.instance().repo['hydra']['sweeper']
