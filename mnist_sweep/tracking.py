@@ -140,7 +140,6 @@ def provenance_tags() -> dict[str, str]:
     commit, dirty = _git_state(Path(__file__).resolve().parent)
     if commit:
         tags["mlflow.source.git.commit"] = commit
-        tags["git.commit"] = commit
         tags["git.dirty"] = str(dirty).lower()
     return tags
 

@@ -137,6 +137,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
                                          data)
             if p.tracker is not None:
                 p.tracker.log_artifact(path)
+                p.tracker.log_artifact(results.write_search_space(
+                    os.path.join(p.sweep_dir, "search_space.json"), p.study))
                 results.log_plots(p.study, p.tracker.log_figure)
                 registered = self._register(p)
                 if status == "FINISHED" and counts.running:

@@ -6,6 +6,7 @@ sweep, and still do the same thing when it is finally sent.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,15 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _SEVERITY = {"FINISHED": 0, "KILLED": 1, "FAILED": 2}
 _TERMINAL = set(_SEVERITY)
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
+
+
+@functools.lru_cache(maxsize=1)
+def context_tags() -> dict[str, str]:
+    """The tags `mlflow.start_run` sets from where it runs (user, source name and type, git
+    commit), which `MlflowClient.create_run` leaves out: the UI's "Created by" and "Source"."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return {key: str(value) for key, value in resolve_tags().items()}
 
 
 def mlflow_key(key: str) -> str:

@@ -25,6 +25,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     _clip,
     _finite,
     _now_ms,
+    context_tags,
     mlflow_key,
     send,
 )
@@ -75,7 +76,7 @@ class MlflowTracker:
             key = hashlib.sha1(study_key.encode()).hexdigest()[:20]
             mine = self.client.create_run(
                 self.experiment_id, run_name=study.study_name,
-                tags={**tags, STUDY_KEY_TAG: key},
+                tags={**context_tags(), **tags, STUDY_KEY_TAG: key},
             )
             found = self.client.search_runs(
                 [self.experiment_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
@@ -146,6 +147,7 @@ class MlflowTracker:
     ) -> str:
         assert self.parent_id is not None
         tags = {
+            **context_tags(),
             "mlflow.parentRunId": self.parent_id,
             "optuna.trial_number": str(number),
             "optuna.study_name": study_name,
