@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from mnist_sweep.errors import ConfigError, is_int, is_positive_int
+from mnist_sweep.errors import ConfigError, is_int, is_positive_int, unknown_key
 from mnist_sweep.train_options import (
     AugmentConfig,
     LRScheduleConfig,
@@ -138,7 +138,7 @@ def check_keys(prefix: str, node: Mapping[str, Any], schema: type) -> None:
     known = [f.name for f in fields(schema)]
     for key in node:
         if key not in known:
-            raise ConfigError(f"{prefix}.{key}", node[key], f"keys {', '.join(known)}")
+            raise unknown_key(f"{prefix}.{key}", known)
     for (owner, name), entry in ENTRIES.items():
         if owner is schema:
             for i, item in enumerate(node.get(name) or []):
