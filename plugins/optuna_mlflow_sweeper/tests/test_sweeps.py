@@ -56,6 +56,13 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "optimization_results.yaml" in artifacts
     assert "search_space.json" in artifacts
+    # the interactive report: one self-contained HTML file with Optuna's plotly figures
+    assert "sweep_report.html" in artifacts
+    report = (tmp_path / "sweep" / "sweep_report.html").read_text()
+    assert report.count("<section>") == 4 and report.count("plotly.js v") == 1
+    for title in ("Optimization history", "Parameter importances", "Parallel coordinates",
+                  "Slices"):
+        assert title in report
     space = json.loads((tmp_path / "sweep" / "search_space.json").read_text())
     assert space["x"] == {"name": "FloatDistribution", "attributes": {
         "step": None, "low": -5.0, "high": 5.0, "log": False}}
@@ -240,6 +247,7 @@ def test_multi_objective_writes_a_pareto_front(tmp_path: Path, env: dict[str, st
     client, parents, children = runs(tmp_path)
     plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
     assert "plots/pareto_front.png" in plots
+    assert "Pareto front" in (tmp_path / "sweep" / "sweep_report.html").read_text()
     assert {"objective_0", "objective_1"} <= set(children[0].data.metrics)
     assert parents[0].data.metrics["pareto_size"] == len(results.solutions)
     assert parents[0].data.params["sampler"] == "NSGAIISampler"

@@ -24,7 +24,13 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, pool, registry, results
+from hydra_plugins.optuna_mlflow_sweeper._impl import (
+    html_report,
+    interrupts,
+    pool,
+    registry,
+    results,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
@@ -140,6 +146,10 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 p.tracker.log_artifact(results.write_search_space(
                     os.path.join(p.sweep_dir, "search_space.json"), p.study))
                 results.log_plots(p.study, p.tracker.log_figure)
+                report_path = html_report.write(p.study,
+                                                os.path.join(p.sweep_dir, html_report.FILE))
+                if report_path is not None:
+                    p.tracker.log_artifact(report_path)
                 registered = self._register(p)
                 if status == "FINISHED" and counts.running:
                     log.info("%d trials still run in other processes: parent run stays RUNNING",

@@ -137,7 +137,7 @@ class MlflowTracker:
         folder, name = os.path.split(artifact_file)
         local = os.path.join(self._files, folder)
         os.makedirs(local, exist_ok=True)
-        figure.savefig(os.path.join(local, name))
+        figure.savefig(os.path.join(local, name), bbox_inches="tight")  # labels unclipped
         self.log_artifact(os.path.join(local, name), folder or None)
 
     # ---- child runs ----
