@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -33,6 +31,7 @@ STUDY_TAG = "optuna.study_name"
 TRIAL_TAG = "optuna.trial_number"
 OBJECTIVE_TAG = "objective."  # + the objective's name (Optuna's metric name, or value_<i>)
 METRIC_TAG = "metric."  # + a child-run metric named by hydra.sweeper.mlflow.version_metrics
+MLFLOW_MODEL_VERSIONS = "mlflow.modelVersions"  # mlflow.utils.mlflow_tags: a model's versions
 
 
 @dataclass
@@ -165,6 +164,8 @@ def _better(study: optuna.Study, candidate: Any, current: Any) -> bool:
 
 
 def _ensure_registered_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException  # MLflow loads only when a sweep records
+
     try:
         client.get_registered_model(name)
     except MlflowException as e:
@@ -178,6 +179,8 @@ def _ensure_registered_model(client: Any, name: str) -> None:
 
 
 def _by_alias(client: Any, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as e:
