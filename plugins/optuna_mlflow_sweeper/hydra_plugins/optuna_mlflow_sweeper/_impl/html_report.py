@@ -1,8 +1,8 @@
 """A sweep report you can click: Optuna's interactive (plotly) figures in one HTML file.
 
-Logged on the parent run as `sweep_report.html`, which the MLflow UI's artifact viewer opens in
-place: hover for a trial's params, zoom, toggle series. Self-contained (plotly.js is inlined
-once), so it opens offline and from a downloaded copy alike. The static PNGs stay beside it.
+Logged on the parent run as `sweep_report.html` and kept in the sweep's folder: hover for a
+trial's params, zoom, toggle series. Self-contained (plotly.js is inlined once), so a downloaded
+copy opens offline. The static PNGs stay beside it.
 """
 
 from __future__ import annotations
