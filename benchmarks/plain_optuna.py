@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     noisy = {f: x_test + f * rng.random(x_test.shape) for f in (0.25, 0.5, 0.75, 1.0)}
 
     def objective(trial: optuna.Trial) -> float:
-        units = trial.suggest_int("model.units", 8, 128, log=True)
-        activation = trial.suggest_categorical("model.activation", ["sigmoid", "relu"])
+        units = trial.suggest_int("model.hidden.0.units", 8, 128, log=True)
+        activation = trial.suggest_categorical("model.hidden.0.activation", ["sigmoid", "relu"])
         lr = trial.suggest_float("train.learning_rate", 1e-4, 3e-2, log=True)
         model = keras.Sequential([
             keras.Input(shape=(28, 28)), keras.layers.Flatten(),

@@ -2,26 +2,57 @@
 
 The config is checked, then the backend and its thread pools are set from it, before anything
 imports Keras: which is why the experiment module is imported inside the task function.
+`--version` and config errors are answered here, around Hydra: a version line of our packages
+instead of Hydra's, and a config error as one line (the whole trace in `last_error.log`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
+from mnist_sweep import cli_help
 from mnist_sweep.config import registry
-from mnist_sweep.errors import ConfigError, DataUnavailableError
+from mnist_sweep.errors import ConfigError, DataUnavailableError, SweeperConfigError, one_line
 from mnist_sweep.model import backend
+from mnist_sweep.reports import studies
 
 registry.register()
+cli_help.register()
+CONFIG_ERRORS = (ConfigCompositionException, OmegaConfBaseException, SweeperConfigError)
+
+
+def main() -> None:
+    """`mnist-sweep`: Hydra's command line, with our --version and one-line errors."""
+    if "--version" in sys.argv[1:]:
+        print(cli_help.versions())
+        return
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's own traces
+        app()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them
+    try:
+        app()
+    except Exception as exc:
+        trace = studies.index_path().with_name("last_error.log")
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        trace.write_text("".join(traceback.format_exception(exc)))
+        print(f"mnist-sweep: error: {one_line(exc)}  [trace: {trace}]", file=sys.stderr)
+        sys.exit(2 if isinstance(exc, CONFIG_ERRORS) else 1)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 @hydra.main(version_base="1.3", config_path=registry.CONFIG_PATH, config_name=registry.CONFIG_NAME)
-def main(cfg: DictConfig) -> float | list[float]:
+def app(cfg: DictConfig) -> float | list[float]:
     try:
         registry.validate(cfg)
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts

@@ -79,7 +79,8 @@ def run(cfg: DictConfig) -> float | list[float]:
             model_id = None
             if cfg.tracking.log_model:  # it takes raw uint8 digits, as a caller has them
                 model_id = runs.log_keras_model(models.serving_model(model),
-                                                    splits.x_test_raw[:5])
+                                                splits.x_test_raw[:5],
+                                                runs.model_name(cfg.model.family))
             metrics = {
                 **clean.metrics,
                 **evaluation.noise_metrics(noise_accuracy),

@@ -43,7 +43,8 @@ def test_cnn_run_records_everything(compose, tracking_store):
     assert params["train.batch_size"] == "64"
     assert params["train.backend"] == "tensorflow"
     tags = run.data.tags
-    assert len(tags["git.commit"]) == 40
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    assert "git.commit" not in tags  # MLflow's own tag says it
     assert tags["version.tensorflow"] and tags["version.mlflow"] and tags["version.keras"]
     assert "command" in tags
 

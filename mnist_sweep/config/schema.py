@@ -24,7 +24,7 @@ from mnist_sweep.config.train_options import (
     check_checkpoint,
     check_lr_schedule,
 )
-from mnist_sweep.errors import ConfigError, is_int, is_positive_int
+from mnist_sweep.errors import ConfigError, is_int, is_positive_int, unknown_key
 
 FAMILIES = ("dense", "cnn")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "softplus", "linear")
@@ -142,7 +142,7 @@ def check_keys(prefix: str, node: Mapping[str, Any], schema: type) -> None:
     known = [f.name for f in fields(schema)]
     for key in node:
         if key not in known:
-            raise ConfigError(f"{prefix}.{key}", node[key], f"keys {', '.join(known)}")
+            raise unknown_key(f"{prefix}.{key}", known)
     for (owner, name), entry in ENTRIES.items():
         if owner is schema:
             for i, item in enumerate(node.get(name) or []):

@@ -23,10 +23,10 @@ def dense_layers(cfg: DictConfig, trial: optuna.Trial) -> dict[str, Any]:
     depth = trial.suggest_int("model.depth", 1, 2)
     hidden = [
         {
-            "units": trial.suggest_int(f"model.layer{i}.units", 128, 1024, log=True),
-            "activation": trial.suggest_categorical(f"model.layer{i}.activation",
+            "units": trial.suggest_int(f"model.hidden.{i}.units", 128, 1024, log=True),
+            "activation": trial.suggest_categorical(f"model.hidden.{i}.activation",
                                                     ["relu", "gelu"]),
-            "dropout": trial.suggest_float(f"model.layer{i}.dropout", 0.0, 0.5),
+            "dropout": trial.suggest_float(f"model.hidden.{i}.dropout", 0.0, 0.5),
         }
         for i in range(depth)
     ]
@@ -35,8 +35,8 @@ def dense_layers(cfg: DictConfig, trial: optuna.Trial) -> dict[str, Any]:
 
 def dense_width(cfg: DictConfig, trial: optuna.Trial) -> dict[str, Any]:
     """One hidden layer, width and activation: the quickstart's small space."""
-    units = trial.suggest_int("model.units", 8, 128, log=True)
-    activation = trial.suggest_categorical("model.activation", ["sigmoid", "relu"])
+    units = trial.suggest_int("model.hidden.0.units", 8, 128, log=True)
+    activation = trial.suggest_categorical("model.hidden.0.activation", ["sigmoid", "relu"])
     return {"model.hidden": [{"units": units, "activation": activation, "dropout": 0.0}]}
 
 
@@ -52,16 +52,16 @@ def cnn_blocks(cfg: DictConfig, trial: optuna.Trial) -> dict[str, Any]:
     depth = trial.suggest_int("model.conv_depth", 2, 3)
     batch_norm = trial.suggest_categorical("model.batch_norm", [True, False])
     dropout = trial.suggest_float("model.conv_dropout", 0.0, 0.3)
-    blocks, filters = [], trial.suggest_categorical("model.conv0.filters", [16, 32])
+    blocks, filters = [], trial.suggest_categorical("model.conv.0.filters", [16, 32])
     for i in range(depth):
         if i:  # kept or doubled (Optuna's choices cannot depend on earlier ones), at most 64
             filters = min(64, filters * trial.suggest_categorical(f"model.conv{i}.grow", [1, 2]))
         blocks.append({"filters": filters, "kernel": 3, "padding": "same", "activation": "relu",
                        "pool": 2, "batch_norm": batch_norm, "dropout": dropout})
     head = {
-        "units": trial.suggest_categorical("model.head.units", [64, 128, 256]),
+        "units": trial.suggest_categorical("model.hidden.0.units", [64, 128, 256]),
         "activation": "relu",
-        "dropout": trial.suggest_float("model.head.dropout", 0.0, 0.5),
+        "dropout": trial.suggest_float("model.hidden.0.dropout", 0.0, 0.5),
     }
     return {"model.conv": blocks, "model.hidden": [head], **augmentation(trial)}
 

@@ -5,7 +5,8 @@ A search for clean accuracy can pick a model that collapses on noisy digits (the
 first `cnn_search` kept 0.594 at f=0.5, where the notebook's tiny CNN keeps 0.846), and nothing in
 its objective shows it. Every trial already records its noisy accuracies (`test_accuracy_noise_<f>`
 user attrs, experiment.py), so the summary reads them back from the study: printed at the end of
-the sweep, logged on the parent run (`best.*` metrics, `robustness/` artifacts), kept on the study
+the sweep, logged on the parent run (a few `best.*` metrics; the comparison as a table and the
+figure under `robustness/`), kept on the study
 (`robustness` user attr) for `mnist-sweep-report`.
 """
 
@@ -105,6 +106,29 @@ def parent_metrics(study: optuna.Study, reference: Mapping[str, Mapping[str, flo
     return metrics
 
 
+def parent_chart_metrics(study: optuna.Study, focus: float) -> dict[str, float]:
+    """The few `best.*` numbers worth a chart of their own on the parent run (the objective,
+    clean, at `focus` and the mean); the rest is in its comparison table."""
+    keep = {f"best.{k}" for k in ("val_accuracy", "test_accuracy", noise_metric_name(focus),
+                                  NOISE_PREFIX + "mean")}
+    return {k: v for k, v in parent_metrics(study, None).items()
+            if k in keep and math.isfinite(v)}
+
+
+def comparison_table(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None
+                     ) -> dict[str, list[Any]]:
+    """The summary as a table for `log_table`: a row per best (or Pareto) trial and per notebook
+    model, a column per metric (clean, each noise level, the mean)."""
+    trials = shown_trials(study)
+    rows: list[tuple[str, Mapping[str, Any]]] = [(f"trial {t.number}", t.user_attrs)
+                                                 for t in trials]
+    rows += [(f"notebook {family}", values) for family, values in (reference or {}).items()]
+    table: dict[str, list[Any]] = {"model": [name for name, _ in rows]}
+    for key in ("val_accuracy", *headline(trials)):
+        table[key] = [float(values[key]) if key in values else None for _, values in rows]
+    return table
+
+
 def clean_vs_noisy(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None,
                    focus: float = 0.5) -> Figure | None:
     """Every complete trial's clean vs noisy (f=`focus`) test accuracy; the trials no other beats
@@ -176,9 +200,12 @@ def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
 
     client = MlflowClient(tracking_uri=where["tracking_uri"])
     run_id, now = where["parent_run_id"], int(time.time() * 1000)
-    metrics = {k: v for k, v in parent_metrics(study, reference).items() if math.isfinite(v)}
+    # a few charts; the whole comparison is one table, not dozens of single-bar charts
+    metrics = parent_chart_metrics(study, focus)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-    client.log_dict(run_id, {"metrics": metrics, "text": summary_text(study, reference, focus)},
+    client.log_table(run_id, comparison_table(study, reference), "robustness/comparison.json")
+    every = {k: v for k, v in parent_metrics(study, reference).items() if math.isfinite(v)}
+    client.log_dict(run_id, {"metrics": every, "text": summary_text(study, reference, focus)},
                     "robustness/summary.json")
     fig = clean_vs_noisy(study, reference, focus)
     if fig is not None:

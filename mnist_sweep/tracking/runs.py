@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import warnings
@@ -24,6 +26,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 
 # One rule for runs and sweeps ($MLFLOW_TRACKING_URI wins), and the UI links both print.
 from hydra_plugins.optuna_mlflow_sweeper.tracking import (
@@ -41,6 +44,7 @@ from mnist_sweep.tracking import delivery
 
 __all__ = ["resolve_tracking_uri", "ui_links"]  # re-exported for experiment.py
 
+QUIET_LOADER = "mnist_sweep.tracking.quiet_keras"
 PACKAGES = ("tensorflow", "keras", "jax", "numpy", "optuna", "hydra-core", "mlflow", "mnist-sweep",
             "optuna-mlflow-sweeper")
 
@@ -136,7 +140,6 @@ def provenance_tags() -> dict[str, str]:
     commit, dirty = _git_state(Path(__file__).resolve().parent)
     if commit:
         tags["mlflow.source.git.commit"] = commit
-        tags["git.commit"] = commit
         tags["git.dirty"] = str(dirty).lower()
     return tags
 
@@ -203,9 +206,9 @@ def _frozen_identity(a: np.ndarray) -> tuple[Any, ...] | None:
     return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
 
 
-def log_keras_model(model: Any, example: Any) -> str:
+def log_keras_model(model: Any, example: Any, name: str = "model") -> str:
     """The trained model as an MLflow Keras model (`.keras` file) with its signature and input
-    example; its id.
+    example, logged as `name`; its id.
 
     Requirements are listed, not inferred: inference re-imports the model in a subprocess and
     costs seconds per trial. Log it before the run's final metrics and pass them its id: MLflow
@@ -223,7 +226,7 @@ def log_keras_model(model: Any, example: Any) -> str:
         f"{p}=={metadata.version(p)}" for p in ("keras", *backend, "numpy") if _installed(p)
     ]
     info = mlflow.models.Model.log(
-        artifact_path=None, name="model", flavor=_KerasFlavor, model=model, signature=signature,
+        artifact_path=None, name=name, flavor=_KerasFlavor, model=model, signature=signature,
         input_example=example, pip_requirements=requirements,
         # MLflow would load the model back and predict the example (0.3 s a trial, and a Keras
         # progress bar on the terminal); the test suite checks that the logged model serves it.
@@ -232,16 +235,36 @@ def log_keras_model(model: Any, example: Any) -> str:
     return info.model_id
 
 
+def model_name(family: str) -> str:
+    """What a logged model is: `<study>-trial-<n>` in a sweep, `mnist-<family>` alone."""
+    trial = sweep_trial.current_trial()
+    if trial is None:
+        return f"mnist-{family}"
+    return f"{trial.study.study_name}-trial-{trial.number}"
+
+
 class _KerasFlavor:
-    """`mlflow.keras` whose model directory exists before the input example is written into it:
-    MLflow 3.17's Keras flavor writes the example first and fails with FileNotFoundError."""
+    """`mlflow.keras` whose model directory exists before the input example is written into it
+    (MLflow 3.17's Keras flavor writes the example first and fails with FileNotFoundError), and
+    whose pyfunc predicts without a progress bar (`quiet_keras`, shipped in the model's code/)."""
 
     __name__ = "mlflow.keras"
 
     @staticmethod
     def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        from mlflow.models.model import MLMODEL_FILE_NAME
+
         os.makedirs(path, exist_ok=True)
         mlflow.keras.save_model(path=path, **kwargs)
+        code = os.path.join(path, "code")
+        os.makedirs(code, exist_ok=True)
+        # its file, not the module: importing it would import Keras before the backend is set
+        loader = importlib.util.find_spec(QUIET_LOADER).origin
+        shutil.copy(loader, os.path.join(code, "quiet_keras.py"))
+        model = kwargs["mlflow_model"]
+        pyfunc = model.flavors["python_function"]
+        pyfunc["loader_module"], pyfunc["code"] = "quiet_keras", "code"
+        model.save(os.path.join(path, MLMODEL_FILE_NAME))
 
 
 def _installed(package: str) -> bool:

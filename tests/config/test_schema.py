@@ -49,11 +49,13 @@ def test_layer_entries_are_typed_and_get_defaults():
 @pytest.mark.parametrize(
     ("overrides", "key", "allowed"),
     [
-        # Hydra lets `+` add a key even to a typed config; validate names it and the known ones
-        (["+train.epoch=3"], "train.epoch", "keys epochs, batch_size"),
-        (["+model.widths=[64]"], "model.widths", "keys family, conv, hidden"),
-        (["+model.hidden.0.unit=8"], "model.hidden.0.unit", "keys units, activation, dropout"),
-        (["model=cnn", "+model.conv.0.stride=2"], "model.conv.0.stride", "keys filters"),
+        # Hydra lets `+` add a key even to a typed config; validate names it, the nearest known
+        # one and all of them
+        (["+train.epoch=3"], "train.epoch", "(did you mean 'train.epochs'?)"),
+        (["+train.epoch=3"], "train.epoch", "has: epochs, batch_size"),
+        (["+model.widths=[64]"], "model.widths", "has: family, conv, hidden"),
+        (["+model.hidden.0.unit=8"], "model.hidden.0.unit", "has: units, activation, dropout"),
+        (["model=cnn", "+model.conv.0.stride=2"], "model.conv.0.stride", "has: filters"),
         (["model.family=mlp"], "model.family", "dense, cnn"),
         (["model.hidden=[{units:16,activation:sigmoidd}]"], "model.hidden.0.activation", "relu"),
         (["model.hidden=[{units:0}]"], "model.hidden.0.units", "positive int"),
@@ -83,7 +85,7 @@ def test_layer_entries_are_typed_and_get_defaults():
         (["train.inter_op_threads=-2"], "train.inter_op_threads", "positive int"),
         # XLA's CPU client has no thread-count setting: a value would be silently ignored
         (["train.backend=jax", "train.intra_op_threads=1"], "train.intra_op_threads", "jax"),
-        (["+train.augment.flip=1"], "train.augment.flip", "keys rotation, shift, zoom"),
+        (["+train.augment.flip=1"], "train.augment.flip", "has: rotation, shift, zoom"),
         (["train.augment.rotation=-5"], "train.augment.rotation", "[0, 180] (degrees"),
         (["train.augment.shift=0.6"], "train.augment.shift", "[0, 0.5]"),
         (["train.augment.zoom=0.9"], "train.augment.zoom", "[0, 0.5]"),

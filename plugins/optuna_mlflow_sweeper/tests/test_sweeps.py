@@ -6,6 +6,7 @@ results are read back with a real Optuna storage and MlflowClient. No mocks.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,12 +43,30 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
     assert parent.data.params["n_trials"] == "4"
     assert parent.data.tags["optuna.study_name"] == "app"
     assert parent.data.tags["optuna.storage"].endswith("sweep/optuna.db")
+    # the storage the sweep resolved, not the config's null
+    assert parent.data.params["storage"] == f"sqlite:///{tmp_path}/sweep/optuna.db"
+    # MLflow's context tags, as mlflow.start_run sets them: the UI's "Created by" and "Source"
+    for run in [parent, *children]:
+        assert run.data.tags["mlflow.user"]
+        assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.source.type"]
     assert parent.data.tags["best_trial_number"] == str(s.best_trial.number)
     assert parent.data.metrics["best_value"] == pytest.approx(s.best_value)
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "optimization_results.yaml" in artifacts
+    assert "search_space.json" in artifacts
+    # the interactive report: one self-contained HTML file with Optuna's plotly figures
+    assert "sweep_report.html" in artifacts
+    report = (tmp_path / "sweep" / "sweep_report.html").read_text()
+    assert report.count("<section>") == 4 and report.count("plotly.js v") == 1
+    for title in ("Optimization history", "Parameter importances", "Parallel coordinates",
+                  "Slices"):
+        assert title in report
+    space = json.loads((tmp_path / "sweep" / "search_space.json").read_text())
+    assert space["x"] == {"name": "FloatDistribution", "attributes": {
+        "step": None, "low": -5.0, "high": 5.0, "log": False}}
+    assert set(space) == {"x", "y"}
 
     for number, run in by_number(children).items():
         trial = s.trials[number]
@@ -228,6 +247,7 @@ def test_multi_objective_writes_a_pareto_front(tmp_path: Path, env: dict[str, st
     client, parents, children = runs(tmp_path)
     plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
     assert "plots/pareto_front.png" in plots
+    assert "Pareto front" in (tmp_path / "sweep" / "sweep_report.html").read_text()
     assert {"objective_0", "objective_1"} <= set(children[0].data.metrics)
     assert parents[0].data.metrics["pareto_size"] == len(results.solutions)
     assert parents[0].data.params["sampler"] == "NSGAIISampler"

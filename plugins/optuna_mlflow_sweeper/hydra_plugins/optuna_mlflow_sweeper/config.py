@@ -139,6 +139,14 @@ class MlflowConfig:
     tracking_uri: str | None = None
     # null: the study name
     experiment: str | None = None
+    # the best trial's logged model in the Model Registry, alias `champion` (each Pareto trial's
+    # for several objectives): true = under the study's name, a string = under that name,
+    # null/false = not registered
+    registered_model_name: Any = True
+    # several objectives: the trial whose model gets the `champion` alias (null: none)
+    champion_trial: int | None = None
+    # the child run's metrics copied to the model version as tags (fnmatch patterns)
+    version_metrics: list[str] = field(default_factory=lambda: ["test_*"])
 
 
 @dataclass

@@ -24,7 +24,13 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, pool, results
+from hydra_plugins.optuna_mlflow_sweeper._impl import (
+    html_report,
+    interrupts,
+    pool,
+    registry,
+    results,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
@@ -69,6 +75,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(pool.WORKER_ENV) == "1"
         interrupts.install(float(self.settings.stop_grace_period))
+        registry.registered_name(self.settings.mlflow.registered_model_name, "")  # checked now
         with sweep_console(bool(self.settings.progress), self.launcher):
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
             if is_worker or p.n_jobs == 1:
@@ -141,7 +148,14 @@ class OptunaMlflowSweeperImpl(Sweeper):
                                          data)
             if p.tracker is not None:
                 p.tracker.log_artifact(path)
+                p.tracker.log_artifact(results.write_search_space(
+                    os.path.join(p.sweep_dir, "search_space.json"), p.study))
                 results.log_plots(p.study, p.tracker.log_figure)
+                report_path = html_report.write(p.study,
+                                                os.path.join(p.sweep_dir, html_report.FILE))
+                if report_path is not None:
+                    p.tracker.log_artifact(report_path)
+                registered = self._register(p)
                 if status == "FINISHED" and counts.running:
                     log.info("%d trials still run in other processes: parent run stays RUNNING",
                              counts.running)
@@ -151,8 +165,24 @@ class OptunaMlflowSweeperImpl(Sweeper):
             print(f"{results.best_line(p.study, counts)}\n  all results     {path}", flush=True)
             if p.tracker is not None:
                 say(p.progress, _where(p.tracker.summary()))
+                if registered is not None and registry.where_line(registered):
+                    print(registry.where_line(registered), flush=True)
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
+
+    def _register(self, p: Prepared) -> registry.Registered | None:
+        """The best trial's model in the Model Registry (None: registration is off or failed)."""
+        settings = self.settings.mlflow
+        name = registry.registered_name(settings.registered_model_name, p.study_name)
+        if name is None:
+            return None
+        try:
+            return registry.register_best(
+                p.tracker.client, p.tracker.experiment_id, p.study, name,
+                settings.champion_trial, list(settings.version_metrics or []))
+        except Exception as e:  # the sweep's record stands without it
+            log.warning("registering the best model failed: %s: %s", type(e).__name__, e)
+            return None
 
 
 @contextlib.contextmanager

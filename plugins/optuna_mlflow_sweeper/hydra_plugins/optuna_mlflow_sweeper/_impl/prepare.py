@@ -150,8 +150,9 @@ def prepare(
                 p.tracker = MlflowTracker(tracking_uri, s.mlflow.experiment or study_name,
                                           spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
             study_key = f"{p.storage_masked}|{study_name}"
-            params = {k: redact(v, secrets)
-                      for k, v in parent_params(config, space, n_trials).items()}
+            # the storage the sweep resolved (the config's null means a default path)
+            params = {k: redact(v, secrets) for k, v in {
+                **parent_params(config, space, n_trials), "storage": p.storage_masked}.items()}
             # a worker may start while the server is away: wait for it, as for every write
             # (a retry after a lost answer converges: the earliest parent is kept)
             retry_call(lambda: p.tracker.open_parent(study, study_key, params, {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -11,6 +12,7 @@ from typing import Any
 
 import optuna
 from omegaconf import OmegaConf
+from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, short
@@ -93,6 +95,22 @@ def results_dict(
     data["storage"] = storage
     data["mlflow"] = mlflow
     return data
+
+
+def search_space(study: optuna.Study) -> dict[str, Any]:
+    """Every param the study's trials were sampled from (a custom search space's too), as
+    Optuna's JSON of its distribution: {name: {"name": "IntDistribution", "attributes": ...}}."""
+    space: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            space.setdefault(name, json.loads(distribution_to_json(distribution)))
+    return dict(sorted(space.items()))
+
+
+def write_search_space(path: str, study: optuna.Study) -> str:
+    with open(path, "w") as f:
+        json.dump(search_space(study), f, indent=2)
+    return path
 
 
 def write_results(path: str, data: dict[str, Any]) -> str:

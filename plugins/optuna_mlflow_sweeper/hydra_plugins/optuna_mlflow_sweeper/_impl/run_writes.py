@@ -22,6 +22,15 @@ _TERMINAL = set(_SEVERITY)
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /]")
 
 
+@functools.lru_cache(maxsize=1)
+def context_tags() -> dict[str, str]:
+    """The tags `mlflow.start_run` sets from where it runs (user, source name and type, git
+    commit), which `MlflowClient.create_run` leaves out: the UI's "Created by" and "Source"."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return {key: str(value) for key, value in resolve_tags().items()}
+
+
 def mlflow_key(key: str) -> str:
     """A param/metric/tag key MLflow accepts (alphanumerics, _ - . space /; <= 250 chars)."""
     return _BAD_KEY_CHARS.sub("_", str(key))[:250]

@@ -25,6 +25,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     _clip,
     _finite,
     _now_ms,
+    context_tags,
     mlflow_key,
     mlflow_outbox,
 )
@@ -76,7 +77,7 @@ class MlflowTracker:
             key = hashlib.sha1(f"{study_key}|{uid}".encode()).hexdigest()[:20]
             mine = self.client.create_run(
                 self.experiment_id, run_name=study.study_name,
-                tags={**tags, STUDY_KEY_TAG: key},
+                tags={**context_tags(), **tags, STUDY_KEY_TAG: key},
             )
             found = self.client.search_runs(
                 [self.experiment_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
@@ -137,7 +138,7 @@ class MlflowTracker:
         folder, name = os.path.split(artifact_file)
         local = os.path.join(self._files, folder)
         os.makedirs(local, exist_ok=True)
-        figure.savefig(os.path.join(local, name))
+        figure.savefig(os.path.join(local, name), bbox_inches="tight")  # labels unclipped
         self.log_artifact(os.path.join(local, name), folder or None)
 
     # ---- child runs ----
@@ -147,6 +148,7 @@ class MlflowTracker:
     ) -> str:
         assert self.parent_id is not None
         tags = {
+            **context_tags(),
             "mlflow.parentRunId": self.parent_id,
             "optuna.trial_number": str(number),
             "optuna.study_name": study_name,

@@ -1,0 +1,87 @@
+"""A sweep report you can click: Optuna's interactive (plotly) figures in one HTML file.
+
+Logged on the parent run as `sweep_report.html` and kept in the sweep's folder: hover for a
+trial's params, zoom, toggle series. Self-contained (plotly.js is inlined once), so a downloaded
+copy opens offline. The static PNGs stay beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+log = logging.getLogger(__name__)
+
+FILE = "sweep_report.html"
+
+
+def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
+    """(title, draw) of the report's figures: history, importances, parallel coordinates and
+    slices; for several objectives the Pareto front and each objective's history."""
+    from optuna import visualization as vis
+
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    if len(study.directions) > 1:
+        plots: list[tuple[str, Callable[[], Any]]] = [
+            ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=names))]
+        for i, name in enumerate(names):
+            plots.append((f"History of {name}",
+                          lambda i=i, name=name: vis.plot_optimization_history(
+                              study, target=lambda t: t.values[i], target_name=name)))
+            plots.append((f"Parameter importances for {name}",
+                          lambda i=i, name=name: vis.plot_param_importances(
+                              study, target=lambda t: t.values[i], target_name=name)))
+        return plots
+    name = names[0] if study.metric_names else "value"
+    return [
+        ("Optimization history", lambda: vis.plot_optimization_history(study, target_name=name)),
+        ("Parameter importances", lambda: vis.plot_param_importances(study, target_name=name)),
+        ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, target_name=name)),
+        ("Slices", lambda: vis.plot_slice(study, target_name=name)),
+    ]
+
+
+def render(study: optuna.Study) -> str | None:
+    """The report's HTML, or None when there is nothing to draw (no complete trial, or plotly
+    missing). A figure that cannot be drawn (importances need 2 trials) is left out."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        log.warning("plotly is not installed: no interactive report")
+        return None
+    parts, inlined = [], False
+    for title, draw in figures(study):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figure = draw()
+        except Exception as e:
+            log.info("report figure %r skipped: %s: %s", title, type(e).__name__, e)
+            continue
+        figure.update_layout(title=title)
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=not inlined))
+        inlined = True
+    if not parts:
+        return None
+    name = html.escape(study.study_name)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title></head>"
+            f"<body style='font-family:sans-serif'><h1>Study {name}</h1>"
+            + "".join(f"<section>{p}</section>" for p in parts) + "</body></html>")
+
+
+def write(study: optuna.Study, path: str) -> str | None:
+    """The report written to `path` (None: nothing to report)."""
+    text = render(study)
+    if text is None:
+        return None
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path

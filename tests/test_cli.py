@@ -1,0 +1,74 @@
+"""The command line explains itself: `--help`, `--version`, and config errors as one line.
+
+Real `mnist-sweep` commands in a subprocess (each fails or answers before any training).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_sweep.config.registry import sweep_names
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/store.db",
+               XDG_STATE_HOME=str(tmp_path / "state"), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "mnist_sweep", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_says_what_the_app_does_and_where_results_are(tmp_path):
+    proc = cli(tmp_path, "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert text.startswith("mnist-sweep: hyperparameter sweeps of Keras MNIST classifiers")
+    for name in sweep_names():  # every ready-made sweep, with its line
+        [line] = [line for line in text.splitlines() if line.startswith(f"  {name} ")]
+        assert len(line.split()) > 3, line
+    assert "  model      cnn, dense" in text
+    assert "schema" not in text  # the typed schemas are no option to pick
+    for words in ("hydra.sweeper.n_jobs=N", "mnist-sweep-report <study>",
+                  "models:/<study>@champion", "multirun/<study>/"):
+        assert words in text
+    assert "train:\n  epochs: 5" in text  # the composed config, as Hydra's help shows it
+
+
+def test_version_names_our_packages(tmp_path):
+    proc = cli(tmp_path, "--version")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("mnist-sweep 0.")
+    named = {line.split()[0] for line in lines[1:]}
+    assert {"tensorflow", "keras", "optuna", "mlflow", "hydra-core"} <= named
+    assert "Hydra 1.3" not in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["+train.epoch=3"], "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+    (["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+    (["sweep=quikstart"], "no option 'quikstart' in config group 'sweep' "
+                          "(did you mean 'sweep=quickstart'?)"),
+    (["hydra.sweeper.search_space={x:1}"], "its replacement is hydra.sweeper.params"),
+    (["sweep=quickstart", "hydra.sweeper.search_space.x=1"],
+     "its replacement is hydra.sweeper.params"),
+    (["sweep=quickstart", "hydra.sweeper.n_trials=-1"],
+     "invalid value -1 for 'hydra.sweeper.n_trials'"),
+    (["train.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+])
+def test_a_config_error_is_one_line(tmp_path, args, says):
+    proc = cli(tmp_path, *args)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mnist-sweep: error: ") and says in lines[0]
+    assert "HYDRA_FULL_ERROR" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    trace = tmp_path / "state" / "mnist-sweep" / "last_error.log"
+    if trace.exists():  # Hydra's errors: the whole trace kept, and named on the line
+        assert str(trace) in lines[0] and "Traceback" in trace.read_text()

@@ -1,0 +1,150 @@
+"""The best model registered: `models:/quickstart@champion` after a real quickstart sweep.
+
+Each sweep is a real `mnist-sweep sweep=quickstart` subprocess on a slice of MNIST (one epoch),
+recording into a fresh SQLite store, or into a real MLflow server; the champion is loaded back
+through MLflow's generic pyfunc interface and predicts raw uint8 test digits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mnist_sweep.data import mnist as data
+from tests.test_sweeps import load_study, run_sweep
+
+# SMALL of test_sweeps, with the models logged (what is registered)
+WITH_MODELS = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
+               "tracking.log_plots=false"]
+
+
+def champion_accuracy(uri: str, tracking_uri: str) -> float:
+    """The registered champion's accuracy on the raw (uint8) MNIST test digits."""
+    mnist = data.load_mnist()
+    assert mnist.x_test.dtype == np.uint8
+    previous = mlflow.get_tracking_uri()  # an earlier test may have set one: it beats the env
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        probs = np.asarray(mlflow.pyfunc.load_model(uri).predict(mnist.x_test))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return float(np.mean(probs.argmax(axis=1) == mnist.y_test))
+
+
+def versions_by_trial(client: MlflowClient, name: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for v in client.search_model_versions(f"name = '{name}'"):
+        found.setdefault(v.tags["optuna.trial_number"], []).append(v.version)
+    return found
+
+
+@pytest.mark.slow
+def test_quickstart_registers_its_best_model_as_champion(tmp_path, mnist_cache):
+    proc = run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=3")
+    uri = f"sqlite:///{tmp_path}/store.db"
+    client = MlflowClient(uri)
+    best = load_study(tmp_path, "quickstart").best_trial
+    champion = client.get_model_version_by_alias("quickstart", "champion")
+    assert champion.tags["optuna.study_name"] == "quickstart"
+    assert champion.tags["optuna.trial_number"] == str(best.number)
+    assert float(champion.tags["objective.val_accuracy"]) == pytest.approx(best.value)
+    for key in ("test_accuracy", "test_accuracy_noise_0.5"):
+        assert float(champion.tags[f"metric.{key}"]) == pytest.approx(best.user_attrs[key])
+    assert champion.run_id == best.user_attrs["mlflow_run_id"]
+    # the logged model says what it is, and the champion predicts at the best trial's accuracy
+    model = client.get_logged_model(champion.source.removeprefix("models:/"))
+    assert model.name == f"quickstart-trial-{best.number}"
+    assert json.loads(model.tags["mlflow.modelVersions"]) == [
+        {"name": "quickstart", "version": int(champion.version)}]
+    assert champion_accuracy("models:/quickstart@champion", uri) == pytest.approx(
+        best.user_attrs["test_accuracy"], abs=1e-4)
+    assert "models:/quickstart@champion" in proc.stdout
+    assert versions_by_trial(client, "quickstart") == {str(best.number): [champion.version]}
+
+    # extended: the alias moves only to a better trial; no trial is registered twice
+    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=5")
+    extended = load_study(tmp_path, "quickstart").best_trial
+    moved = client.get_model_version_by_alias("quickstart", "champion")
+    assert moved.tags["optuna.trial_number"] == str(extended.number)
+    if extended.number == best.number:
+        assert moved.version == champion.version
+    else:
+        assert extended.value > best.value and int(moved.version) > int(champion.version)
+    # resumed with nothing left to run: nothing registered again
+    before = versions_by_trial(client, "quickstart")
+    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=5")
+    assert versions_by_trial(client, "quickstart") == before
+    assert all(len(v) == 1 for v in before.values())
+    assert client.get_model_version_by_alias("quickstart", "champion").version == moved.version
+
+
+@pytest.mark.slow
+def test_registration_can_be_turned_off(tmp_path, mnist_cache):
+    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=1",
+              "hydra.sweeper.mlflow.registered_model_name=false")
+    assert MlflowClient(f"sqlite:///{tmp_path}/store.db").search_registered_models() == []
+
+
+@pytest.mark.slow
+def test_champion_on_a_tracking_server(tmp_path, mnist_cache, mlflow_server):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env.update(MLFLOW_TRACKING_URI=mlflow_server.url, XDG_STATE_HOME=str(tmp_path / "state"))
+    name = "quickstart_registry"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", *WITH_MODELS,
+         "hydra.sweeper.n_trials=2", f"hydra.sweeper.study_name={name}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    best = load_study(tmp_path, name).best_trial
+    client = MlflowClient(mlflow_server.url)
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.tags["optuna.trial_number"] == str(best.number)
+    assert champion_accuracy(f"models:/{name}@champion", mlflow_server.url) == pytest.approx(
+        best.user_attrs["test_accuracy"], abs=1e-4)
+
+
+def test_the_logged_model_predicts_quietly(tmp_path, mnist_cache, capfd):
+    """pyfunc.predict draws no Keras progress bar (a served model would print one a request)."""
+    import keras
+
+    from mnist_sweep.tracking import runs as tracking
+
+    model = keras.Sequential([keras.Input(shape=(28, 28), dtype="uint8"),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    digits = data.load_mnist().x_test[:5]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/store.db")
+    try:
+        with mlflow.start_run():
+            model_id = tracking.log_keras_model(model, digits, name="quiet-test")
+        loaded = mlflow.pyfunc.load_model(f"models:/{model_id}")
+        capfd.readouterr()
+        assert np.asarray(loaded.predict(digits)).shape == (5, 10)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    out, err = capfd.readouterr()
+    assert "step" not in out + err and "━" not in out + err
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    (True, "study"), ("my-model", "my-model"), (False, None), (None, None), ("", None)])
+def test_registered_name(setting, expected):
+    from hydra_plugins.optuna_mlflow_sweeper._impl.registry import registered_name
+
+    assert registered_name(setting, "study") == expected
+
+
+def test_registered_name_rejects_other_values():
+    from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
+    from hydra_plugins.optuna_mlflow_sweeper._impl.registry import registered_name
+
+    with pytest.raises(SweeperConfigError, match="registered_model_name"):
+        registered_name(3, "study")
