@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import local_fault
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PATIENCE_ENV = "OPTUNA_MLFLOW_PATIENCE"
@@ -43,7 +45,10 @@ def patience() -> float:
 
 
 def transient(error: BaseException) -> bool:
-    """True for errors worth retrying: no connection, a timeout, a 5xx; False for a rejection."""
+    """True for errors worth retrying: no connection, a timeout, a 5xx; False for a rejection
+    or a local fault (a full disk)."""
+    if local_fault(error):
+        return False
     code = getattr(error, "error_code", None)
     if code is not None:
         return code not in _PERMANENT

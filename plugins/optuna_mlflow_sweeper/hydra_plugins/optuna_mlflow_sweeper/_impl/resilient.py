@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import local_fault
 from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import backoff, patience, retry_call
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,12 @@ def connect(open_: Callable[[], T], what: str, wait: float | None = None) -> T:
 
 
 def connection_lost(error: BaseException) -> bool:
-    """True when `error` (or what caused it) says the database could not be reached."""
+    """True when `error` (or what caused it) says the database could not be reached (a full
+    disk is not that: SQLite reports it as an OperationalError too)."""
     from sqlalchemy import exc
+
+    if local_fault(error):
+        return False
 
     seen: BaseException | None = error
     for _ in range(6):
