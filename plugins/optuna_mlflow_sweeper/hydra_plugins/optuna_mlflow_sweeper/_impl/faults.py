@@ -91,17 +91,32 @@ def fault_line(error: BaseException, stores: Sequence[tuple[str, str]]) -> str |
     return f"cannot write {named}: {cause}"
 
 
+class _Reraised(logging.Filter):
+    """MLflow's SQL store logs each database error with its traceback, then raises it: the
+    raised error is what the command reports (in one line), the log record is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
 @contextlib.contextmanager
 def one_line_faults(stores: Sequence[tuple[str, str]]) -> Iterator[None]:
     """A local fault raised inside becomes a `LocalFault` (one line; the traceback is logged)."""
+    mlflow_sql = logging.getLogger("mlflow.store.db.utils")
+    reraised = _Reraised()
+    mlflow_sql.addFilter(reraised)
     try:
         yield
+    except LocalFault:
+        raise
     except Exception as e:
         line = fault_line(e, stores)
         if line is None:
             raise
         log.debug("local fault", exc_info=e)
         raise LocalFault(line) from None
+    finally:
+        mlflow_sql.removeFilter(reraised)
 
 
 def unreachable_cause(error: BaseException) -> str:

@@ -27,6 +27,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.checks import Checked, check_sett
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.resume import (
@@ -153,6 +154,9 @@ def save_sweep_config(config: DictConfig, sweep_dir: str) -> None:
         os.makedirs(sweep_dir, exist_ok=True)
         OmegaConf.save(config, os.path.join(sweep_dir, "multirun.yaml"))  # as Hydra's sweeper
     except OSError as e:
+        if local_fault(e):  # a full or read-only disk: not the setting's fault
+            raise LocalFault(f"cannot write the sweep folder {sweep_dir}: {local_fault(e)}"
+                             ) from None
         raise config_error("hydra.sweep.dir", sweep_dir, "a folder this user can write",
                            f"{type(e).__name__}: {e.strerror or e}") from None
 
