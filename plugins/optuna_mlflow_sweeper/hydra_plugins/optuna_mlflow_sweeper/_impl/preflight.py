@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import with_driver
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import Unreachable, unreachable_cause
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import JOB_ENV, WORKER_ENV
@@ -64,6 +65,7 @@ def check_tracking(uri: str, key: str) -> None:
 def _check_database(url: str, service: str) -> None:
     import sqlalchemy
 
+    url = with_driver(url)  # as MLflow and Optuna will open it
     timeout_arg = "timeout" if "pg8000" in url.partition("://")[0] else "connect_timeout"
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
                                       connect_args={timeout_arg: TIMEOUT_S})
@@ -101,5 +103,6 @@ def _check_server(uri: str) -> None:
 def _unreachable(service: str, url: str, error: BaseException) -> Unreachable:
     log.debug("first contact with the %s failed", service, exc_info=error)
     cause = unreachable_cause(error)
-    verb = "log in to" if "password" in cause else "reach"
+    verb = ("log in to" if "password" in cause else
+            "open" if "does not exist" in cause else "reach")
     return Unreachable(f"cannot {verb} the {service} at {mask_url(url)}: {cause}")
