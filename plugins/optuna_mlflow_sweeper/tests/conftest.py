@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import mlflow_server, postgres  # noqa: E402, F401 (fixtures)
+from servers import mlflow_auth_server, mlflow_server, postgres  # noqa: E402, F401 (fixtures)
 
 
 @pytest.fixture(scope="session")

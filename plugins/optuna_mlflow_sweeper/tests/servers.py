@@ -142,9 +142,12 @@ class MlflowServer:
     The backend URL (with its password) is passed as MLFLOW_BACKEND_STORE_URI, not argv.
     """
 
-    def __init__(self, backend_uri: str, workdir: Path) -> None:
+    def __init__(self, backend_uri: str, workdir: Path, app_name: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.backend_uri = backend_uri
         self.workdir = workdir
+        self.app_args = ["--app-name", app_name] if app_name else []  # e.g. basic-auth
+        self.env = env or {}
         self.artifacts = workdir / "artifacts"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -156,13 +159,13 @@ class MlflowServer:
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
                # the tracking server alone: no job runner (8 huey consumers, 280 MB each, for
                # MLflow's GenAI jobs), which sweeps never use
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
         log = open(self.workdir / "mlflow-server.log", "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
             [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1", "--serve-artifacts", "--artifacts-destination",
-             str(self.artifacts)],
+             str(self.artifacts), *self.app_args],
             cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends its workers too
         )
@@ -214,6 +217,29 @@ def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
     """`mlflow server` on the cluster's `mlflow` database, artifacts served from a temp folder."""
     server = MlflowServer(postgres.url("mlflow", "postgresql+psycopg"),
                           tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+AUTH_ADMIN = "admin"
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server --app-name basic-auth` (SQLite stores): it answers 401 to a wrong password.
+    Its admin's password is `server.admin_password`."""
+    workdir = tmp_path_factory.mktemp("mlflow-auth")
+    password = "adm-" + secrets.token_hex(8)
+    (workdir / "auth.ini").write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{workdir}/auth.db\n"
+        f"admin_username = {AUTH_ADMIN}\nadmin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    server = MlflowServer(f"sqlite:///{workdir}/mlflow.db", workdir, app_name="basic-auth",
+                          env={"MLFLOW_AUTH_CONFIG_PATH": str(workdir / "auth.ini"),
+                               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)})
+    server.admin_password = password  # type: ignore[attr-defined]
     try:
         yield server
     finally:
