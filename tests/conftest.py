@@ -18,7 +18,12 @@ from mnist_sweep import config  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 # The real PostgreSQL and MLflow server fixtures, shared with the sweeper's own tests.
 sys.path.insert(0, str(ROOT / "plugins" / "optuna_mlflow_sweeper" / "tests"))
-from servers import mlflow_auth_server, mlflow_server, postgres  # noqa: E402, F401 (fixtures)
+from servers import (  # noqa: E402, F401 (fixtures)
+    full_disk,
+    mlflow_auth_server,
+    mlflow_server,
+    postgres,
+)
 
 
 def compose_config(overrides=(), return_hydra_config=False):

@@ -8,19 +8,17 @@ study or parent run exist. Real servers (the sweeper's servers.py), real command
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
-from servers import AUTH_ADMIN, free_port
+from servers import AUTH_ADMIN, fill, free_port
 
 WRONG = "wrong-" + "3b9e51aa"
 RUN = ["data.limit_train=2000", "train.epochs=1", "tracking.log_model=false"]
@@ -90,32 +88,12 @@ def test_a_sqlite_store_in_a_missing_folder_is_a_config_error(tmp_path: Path) ->
     assert not (tmp_path / "nowhere").exists()
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB tmpfs, mounted for the test (root only) and unmounted after it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mount)], check=True,
-                   timeout=30)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
-
-
 def test_a_full_disk_ends_a_run_in_one_line(tmp_path: Path, full_disk: Path,
                                             mnist_cache: Path) -> None:
     store = full_disk / "mlflow.db"
     client = MlflowClient(f"sqlite:///{store}")
     before = client.create_run(client.create_experiment("before")).info.run_id
-    with open(full_disk / "filler", "wb") as f:
-        with pytest.raises(OSError) as full:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-    assert full.value.errno == errno.ENOSPC
+    fill(full_disk)
     done, seconds = mnist_sweep(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
                                 *RUN)
     assert_one_line(done, f"cannot write the MLflow store at {store}: database or disk is full")

@@ -7,8 +7,6 @@ only (the quick tests never pay for them) and are stopped by pid at the end.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,7 +14,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import mlflow_auth_server, mlflow_server, postgres  # noqa: E402, F401 (fixtures)
+from servers import (  # noqa: E402, F401 (fixtures)
+    full_disk,
+    mlflow_auth_server,
+    mlflow_server,
+    postgres,
+)
+from toyapp import store_env  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +33,4 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
-    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
-    return environ
+    return store_env(tmp_path, mlflow_template)

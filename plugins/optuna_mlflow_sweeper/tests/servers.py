@@ -7,6 +7,7 @@ to run as root, so its cluster belongs to `nobody` (tests run as root here and i
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import secrets
@@ -244,3 +245,31 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB tmpfs, mounted for the test (root only) and unmounted after it: what a full
+    disk does to a store is only seen on one. `fill(full_disk)` fills it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mount)], check=True,
+                   timeout=30)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+def fill(folder: Path) -> None:
+    """Write into `folder` until its file system says it is full (ENOSPC)."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise

@@ -9,18 +9,16 @@ a dead tracking server. The full disk is a real 2 MiB tmpfs (root only).
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from servers import AUTH_ADMIN, MlflowServer, Postgres, free_port
-from toyapp import command, runs
+from servers import AUTH_ADMIN, MlflowServer, Postgres, fill, free_port
+from toyapp import command, runs, store_env
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.checks import budget
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
@@ -127,14 +125,6 @@ def test_a_local_fault_is_never_retried() -> None:
 
 # ---- wrong addresses, each a real sweep command ----
 
-def _environ(tmp: Path, template: Path) -> dict[str, str]:
-    shutil.copy(template, tmp / "mlflow.db")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "OPTUNA_", "HYDRA_"))}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-    return env
-
-
 def bad_addresses(pg: Postgres, auth: MlflowServer) -> dict[str, tuple[dict, list, list]]:
     """name -> (environment changes, overrides, what the one line must say)."""
     storage = "hydra.sweeper.storage="
@@ -171,7 +161,7 @@ def bad_address_runs(postgres: Postgres, mlflow_auth_server: MlflowServer,
     done = {}
     for name, (changes, overrides, _) in bad_addresses(postgres, mlflow_auth_server).items():
         tmp = tmp_path_factory.mktemp("address")
-        env = {**_environ(tmp, mlflow_template), **changes,
+        env = {**store_env(tmp, mlflow_template), **changes,
                "OPTUNA_MLFLOW_PATIENCE": "600"}  # the patience must not be what ends it
         started = time.monotonic()
         proc = subprocess.run(command("x=interval(-5,5)", "hydra.sweeper.n_trials=2",
@@ -207,32 +197,6 @@ def test_a_wrong_address_ends_the_sweep_in_one_line(
 
 # ---- a full disk ----
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 2 MiB tmpfs, mounted for the test (root only) and unmounted after it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mount)], check=True,
-                   timeout=30)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
-
-
-def fill(folder: Path) -> None:
-    """Write until the file system says it is full."""
-    with open(folder / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
-
-
 def test_a_full_disk_ends_the_sweep_in_one_line_and_keeps_what_was_recorded(
     tmp_path: Path, full_disk: Path, mlflow_template: Path
 ) -> None:
@@ -242,7 +206,7 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_keeps_what_was_recorded(
     before = client.create_run(client.create_experiment("before")).info.run_id
     client.log_metric(before, "m", 1.5)
     fill(full_disk)
-    env = _environ(tmp_path, mlflow_template)
+    env = store_env(tmp_path, mlflow_template)
     env.update({"MLFLOW_TRACKING_URI": f"sqlite:///{store}", "OPTUNA_MLFLOW_PATIENCE": "600"})
     started = time.monotonic()
     proc = subprocess.run(command("x=interval(-5,5)", "hydra.sweeper.n_trials=2"), cwd=tmp_path,
@@ -261,7 +225,7 @@ def test_a_sweep_folder_on_a_full_disk_is_named(tmp_path: Path, full_disk: Path,
                                                 mlflow_template: Path) -> None:
     fill(full_disk)
     proc = subprocess.run(command("x=interval(-5,5)", sweep_dir=str(full_disk / "sweep")),
-                          cwd=tmp_path, env=_environ(tmp_path, mlflow_template),
+                          cwd=tmp_path, env=store_env(tmp_path, mlflow_template),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
