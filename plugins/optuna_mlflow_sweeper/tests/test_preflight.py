@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from servers import AUTH_ADMIN, MlflowServer, Postgres, fill, free_port
-from toyapp import command, runs, store_env
+from toyapp import command, runs, store_env, study
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.checks import budget
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
@@ -219,6 +219,46 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_keeps_what_was_recorded(
     assert "Traceback" not in proc.stdout + proc.stderr
     assert client.get_run(before).data.metrics == {"m": 1.5}  # nothing recorded is lost
     print(f"full MLflow store: {seconds:.1f} s")
+
+
+def test_a_disk_that_fills_mid_sweep_ends_it_in_one_line(
+    tmp_path: Path, full_disk: Path, mlflow_template: Path
+) -> None:
+    """Not waited out as an outage (the patience is 600 s): the next write names the store."""
+    store = full_disk / "mlflow.db"
+    shutil.copy(mlflow_template, store)
+    env = store_env(tmp_path, mlflow_template)
+    env.update({"MLFLOW_TRACKING_URI": f"sqlite:///{store}", "OPTUNA_MLFLOW_PATIENCE": "600"})
+    proc = subprocess.Popen(command("x=interval(-5,5)", "hydra.sweeper.n_trials=8", "sleep=2"),
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not _finished_trials(tmp_path) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no trial finished within 240 s"
+            time.sleep(0.5)
+        fill(full_disk)
+        filled = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = err.strip().splitlines()
+    assert proc.returncode != 0, out[-2000:]
+    assert lines[-1] == f"cannot write the MLflow store at {store}: database or disk is full", \
+        err[-3000:]
+    assert "Traceback" not in out + err
+    print(f"disk filled mid-sweep: ended {time.monotonic() - filled:.1f} s later")
+
+
+def _finished_trials(tmp_path: Path) -> int:
+    if not (tmp_path / "sweep" / "optuna.db").exists():
+        return 0
+    try:
+        return sum(t.state.is_finished() for t in study(tmp_path).get_trials(deepcopy=False))
+    except Exception:  # the study is being created
+        return 0
 
 
 def test_a_sweep_folder_on_a_full_disk_is_named(tmp_path: Path, full_disk: Path,
