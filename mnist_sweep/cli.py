@@ -16,12 +16,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
+from hydra_plugins.optuna_mlflow_sweeper import SweeperConfigError
+from hydra_plugins.optuna_mlflow_sweeper import tracking as sweep_tracking
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_sweep import cli_help
 from mnist_sweep.config import registry
-from mnist_sweep.errors import ConfigError, DataUnavailableError, SweeperConfigError, one_line
+from mnist_sweep.errors import DataUnavailableError, one_line
 from mnist_sweep.model import backend
 from mnist_sweep.reports import studies
 
@@ -55,16 +57,23 @@ def main() -> None:
 def app(cfg: DictConfig) -> float | list[float]:
     try:
         registry.validate(cfg)
+        # a wrong address or password: one line now, not minutes of retries (a sweep's trial
+        # skips it: the sweep checked)
+        uri = sweep_tracking.resolve_tracking_uri(cfg.tracking.uri)
+        sweep_tracking.check_tracking(uri, "MLFLOW_TRACKING_URI" if os.environ.get(
+            "MLFLOW_TRACKING_URI") else "tracking.uri")
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 
-        return run(cfg)
-    except (ConfigError, DataUnavailableError) as exc:
+        with sweep_tracking.one_line_faults([("MLflow store", uri)]):  # a full disk: one line
+            return run(cfg)
+    except (SweeperConfigError, DataUnavailableError, sweep_tracking.Unreachable,
+            sweep_tracking.LocalFault) as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records the trial as failed and goes on
         # stderr, not the logger: Hydra routes log records to stdout and the run's log file
         print(f"mnist-sweep: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(exc, SweeperConfigError) else 1)
 
 
 if __name__ == "__main__":

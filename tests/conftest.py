@@ -11,6 +11,8 @@ import pytest  # noqa: E402
 from hydra import compose as hydra_compose  # noqa: E402
 from hydra import initialize_config_module  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402, F401 (fixtures)
+    full_disk,
+    mlflow_auth_server,
     mlflow_server,
     postgres,
 )

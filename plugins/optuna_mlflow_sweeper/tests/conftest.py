@@ -8,14 +8,15 @@ by pid at the end.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from toyapp import store_env
 
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401 (fixtures)
+    full_disk,
+    mlflow_auth_server,
     mlflow_server,
     postgres,
 )
@@ -31,8 +32,4 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
-    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
-    environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
-    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
-    return environ
+    return store_env(tmp_path, mlflow_template)

@@ -343,6 +343,10 @@ BAD_CONFIGS: dict[str, tuple[list[str], list[str]]] = {
                                    ["'x (command-line override)'", "grid"]),
     "custom search space": (["hydra.sweeper.custom_search_space=nowhere.fn"],
                             ["hydra.sweeper.custom_search_space", "nowhere.fn"]),
+    "sqlite folder missing": (["hydra.sweeper.storage=sqlite:////nonexistent/x/optuna.db"],
+                              ["'hydra.sweeper.storage'", "/nonexistent/x does not exist"]),
+    "app validate hook": (["hydra.sweeper.validate=nowhere.check"],
+                          ["hydra.sweeper.validate", "nowhere.check"]),
 }
 
 
@@ -368,8 +372,11 @@ def test_bad_config_fails_before_any_trial_naming_the_key(name: str, bad_config_
     assert proc.returncode != 0, out
     for needle in BAD_CONFIGS[name][1]:
         assert needle in err, err[-3000:]
+    if name not in ("unknown sampler", "unknown pruner"):  # those Hydra rejects, not the sweeper
+        assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err
     _, parents, children = runs(tmp)
     assert children == [] and parents == []
+    assert not Path("/nonexistent").exists()
     if (tmp / "sweep" / "optuna.db").exists():
         assert all(not s.trials for s in optuna.get_all_studies(
             storage=f"sqlite:///{tmp}/sweep/optuna.db"))

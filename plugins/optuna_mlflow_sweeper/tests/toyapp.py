@@ -5,6 +5,8 @@ Shared by the sweeper's tests; `conftest.py` holds the fixtures (a fresh MLflow 
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,16 @@ from mlflow.tracking import MlflowClient
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
 XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
+
+
+def store_env(tmp_path: Path, template: Path) -> dict[str, str]:
+    """This environment without MLflow/Optuna/Hydra settings, recording into a fresh copy of
+    the template MLflow store in `tmp_path`."""
+    shutil.copy(template, tmp_path / "mlflow.db")
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_"))}
+    environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
+    return environ
 
 
 def command(*overrides: str, sweep_dir: str = "sweep", config: str | None = None) -> list[str]:

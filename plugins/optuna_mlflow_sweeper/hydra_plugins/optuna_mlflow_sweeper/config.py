@@ -188,6 +188,9 @@ class SweeperSettings:
     params: dict[str, Any] | None = field(default_factory=dict)
     # dotted path of fn(cfg, trial) -> dict | None: extra suggestions and overrides
     custom_search_space: str | None = None
+    # dotted path of fn(cfg) raising on a bad app config (e.g. a misspelled objective): called on
+    # one composed trial config before the study or any run exists
+    validate: str | None = None
     # seconds; no new batch starts after it (null: none)
     timeout: float | None = None
     # list of {override_key: value}: tried first, enqueued once per study

@@ -32,10 +32,19 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import (
     results,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
-from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted, SweeperConfigError
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
+    LocalFault,
+    Unreachable,
+    one_line_faults,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, ui_links
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
+    mask_url,
+    resolve_tracking_uri,
+    ui_links,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import (
     Worker,
     budget_left_after_settling,
@@ -75,13 +84,22 @@ class OptunaMlflowSweeperImpl(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(pool.WORKER_ENV) == "1"
         interrupts.install(float(self.settings.stop_grace_period))
-        registry.registered_name(self.settings.mlflow.registered_model_name, "")  # checked now
-        with sweep_console(bool(self.settings.progress), self.launcher):
+        with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
+                one_line_faults(self._stores()):
+            registry.registered_name(self.settings.mlflow.registered_model_name, "")  # checked
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
             if is_worker or p.n_jobs == 1:
                 self._run_here(p, arguments, is_worker)
             else:
                 self._run_workers(p, arguments)
+
+    def _stores(self) -> list[tuple[str, str]]:
+        """What this sweep writes on this machine: named when a disk there is full."""
+        assert self.config is not None
+        sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
+        return [("Optuna storage", self.settings.storage or os.path.join(sweep_dir, "optuna.db")),
+                ("MLflow store", resolve_tracking_uri(self.settings.mlflow.tracking_uri)),
+                ("sweep folder", sweep_dir)]
 
     # ---- trials in this process ----
     def _run_here(self, p: Prepared, arguments: list[str], is_worker: bool) -> None:
@@ -183,6 +201,21 @@ class OptunaMlflowSweeperImpl(Sweeper):
         except Exception as e:  # the sweep's record stands without it
             log.warning("registering the best model failed: %s: %s", type(e).__name__, e)
             return None
+
+
+@contextlib.contextmanager
+def _in_one_line(is_worker: bool) -> Iterator[None]:
+    """An error a user acts on (a bad value, a wrong address, a full disk, too many failures):
+    its message on stderr and exit 1, without Hydra's HYDRA_FULL_ERROR hint; the traceback is in
+    the log. A worker re-raises: the command that started it says what happened."""
+    try:
+        yield
+    except (SweeperConfigError, SweepAborted, Unreachable, LocalFault) as e:
+        if is_worker:
+            raise
+        log.debug("the sweep stopped", exc_info=e)
+        print(str(e), file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 @contextlib.contextmanager

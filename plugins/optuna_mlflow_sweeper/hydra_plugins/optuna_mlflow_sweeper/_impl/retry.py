@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import tenacity
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import local_fault
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PATIENCE_ENV = "OPTUNA_MLFLOW_PATIENCE"
@@ -47,7 +49,10 @@ _REJECTED = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALR
 
 
 def transient(error: BaseException) -> bool:
-    """True for errors worth retrying: no connection, a timeout, a 5xx; False for a rejection."""
+    """True for errors worth retrying: no connection, a timeout, a 5xx; False for a rejection
+    or a local fault (a full disk: waiting cannot fix it)."""
+    if local_fault(error):
+        return False
     code = getattr(error, "error_code", None)
     if code is not None:
         return code not in _REJECTED
@@ -55,8 +60,12 @@ def transient(error: BaseException) -> bool:
 
 
 def connection_lost(error: BaseException) -> bool:
-    """True when `error` (or what caused it) says the database could not be reached."""
+    """True when `error` (or what caused it) says the database could not be reached (a full
+    disk is not that: SQLite reports it as an OperationalError too)."""
     from sqlalchemy import exc  # SQLAlchemy only where a database is used (not in every job)
+
+    if local_fault(error):
+        return False
 
     seen: BaseException | None = error
     for _ in range(6):

@@ -76,6 +76,17 @@ def enqueue_entries(enqueue: Any) -> list[dict[str, Any]]:
 
 
 def custom_search_space(path: str | None) -> Callable[..., Any] | None:
+    return _function("hydra.sweeper.custom_search_space", path,
+                     "a dotted path to fn(cfg, trial) -> dict | None")
+
+
+def app_validate(path: str | None) -> Callable[..., Any] | None:
+    """The app's check of its composed config (`hydra.sweeper.validate`), if any."""
+    return _function("hydra.sweeper.validate", path, "a dotted path to fn(cfg) that raises on "
+                     "a bad app config")
+
+
+def _function(key: str, path: str | None, allowed: str) -> Callable[..., Any] | None:
     if not path:
         return None
     from hydra.utils import get_method
@@ -83,10 +94,7 @@ def custom_search_space(path: str | None) -> Callable[..., Any] | None:
     try:
         return get_method(path)
     except Exception as e:
-        raise config_error(
-            "hydra.sweeper.custom_search_space", path,
-            "a dotted path to fn(cfg, trial) -> dict | None", str(e),
-        ) from None
+        raise config_error(key, path, allowed, str(e)) from None
 
 
 def make_sampler(config: Any, space: SearchSpace) -> tuple[Any, int | None]:

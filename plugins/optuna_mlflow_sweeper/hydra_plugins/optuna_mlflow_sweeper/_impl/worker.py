@@ -99,6 +99,7 @@ class Worker:
     def __init__(self, p: Prepared, config: DictConfig, loader: Any, launcher: Any) -> None:
         self.p, self.config, self.loader, self.launcher = p, config, loader, launcher
         self.done = self.failed = 0
+        self.last_failure: str | None = None  # named when too many trials failed
         self.current: Plan | None = None  # the trial asked and not yet told
 
     def run(self) -> None:
@@ -141,7 +142,7 @@ class Worker:
                 raise SweepAborted(
                     f"{self.failed} of {self.done} trials failed, more than "
                     f"hydra.sweeper.max_failure_rate={p.max_failure_rate}; last failure: "
-                    f"{p.last_failure}"
+                    f"{self.last_failure}"
                 )
 
     def _plan(self) -> Plan | None:
@@ -212,7 +213,7 @@ class Worker:
             return
         plan.state = state
         if reason:
-            p.last_failure = f"trial {plan.trial.number}: {reason}"
+            self.last_failure = f"trial {plan.trial.number}: {reason}"
             log.warning("trial %d failed: %s", plan.trial.number, reason)
             try:
                 plan.trial.set_user_attr("fail_reason", reason)

@@ -12,6 +12,7 @@ pytest is needed only by whoever imports this module.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import secrets
@@ -147,9 +148,12 @@ class MlflowServer:
     The backend URL (with its password) is passed as MLFLOW_BACKEND_STORE_URI, not argv.
     """
 
-    def __init__(self, backend_uri: str, workdir: Path) -> None:
+    def __init__(self, backend_uri: str, workdir: Path, app_name: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.backend_uri = backend_uri
         self.workdir = workdir
+        self.app_args = ["--app-name", app_name] if app_name else []  # e.g. basic-auth
+        self.env = env or {}
         self.artifacts = workdir / "artifacts"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -161,13 +165,13 @@ class MlflowServer:
         env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
                # the tracking server alone: no job runner (8 huey consumers, 280 MB each, for
                # MLflow's GenAI jobs), which sweeps never use
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         env = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
         log = open(self.workdir / "mlflow-server.log", "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
             [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1", "--serve-artifacts", "--artifacts-destination",
-             str(self.artifacts)],
+             str(self.artifacts), *self.app_args],
             cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends its workers too
         )
@@ -223,3 +227,54 @@ def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
         yield server
     finally:
         server.stop()
+
+
+AUTH_ADMIN = "admin"
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """`mlflow server --app-name basic-auth` (SQLite stores): it answers 401 to a wrong password.
+    Its admin's password is `server.admin_password`."""
+    workdir = tmp_path_factory.mktemp("mlflow-auth")
+    password = "adm-" + secrets.token_hex(8)
+    (workdir / "auth.ini").write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{workdir}/auth.db\n"
+        f"admin_username = {AUTH_ADMIN}\nadmin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    server = MlflowServer(f"sqlite:///{workdir}/mlflow.db", workdir, app_name="basic-auth",
+                          env={"MLFLOW_AUTH_CONFIG_PATH": str(workdir / "auth.ini"),
+                               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)})
+    server.admin_password = password  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB tmpfs, mounted for the test (root only) and unmounted after it: what a full
+    disk does to a store is only seen on one. `fill(full_disk)` fills it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mount)], check=True,
+                   timeout=30)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+def fill(folder: Path) -> None:
+    """Write into `folder` until its file system says it is full (ENOSPC)."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise

@@ -1,0 +1,160 @@
+"""Every check of a sweep's settings, run before anything is created: `check_settings`.
+
+The order is the reader's: the numbers, the objectives, the search space and what is enqueued,
+the sampler and pruner, then one trial's overrides composed into the app config and handed to
+the app's own `validate` (a misspelled objective is named here, not after the study and its
+parent run exist). Each error names its `hydra.sweeper.*` key (or the app's key). Nothing here
+touches a storage or a tracking store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError, config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.resume import check_enqueue
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, build_search_space
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import optuna_quiet
+from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The settings, checked and turned into what the sweep runs with."""
+
+    directions: list[str]
+    metric_names: list[str] | None
+    enqueue: list[dict[str, Any]]
+    custom: Callable[..., Any] | None
+    space: SearchSpace
+    sampler: Any
+    pruner: Any
+    pruner_config: dict[str, Any] | None
+    n_trials: float  # math.inf: no limit but the timeout
+
+
+def check_settings(
+    s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[str]
+) -> Checked:
+    """All the checks of the settings and the app config; the first failing one raises."""
+    check.check_numbers(s)
+    directions = check.directions(s.direction)
+    metric_names = check.metric_names(s.metric_names, directions)
+    enqueue = check.enqueue_entries(s.enqueue)
+    custom = check.custom_search_space(s.custom_search_space)
+    app_check = check.app_validate(s.validate)
+    space = build_search_space(check.plain(s.params) or {}, list(arguments))
+    check_enqueue(enqueue, space)
+    sampler, grid_size = check.make_sampler(s.sampler, space)
+    pruner, pruner_config = check.make_pruner(s.pruner)
+    check_composes(config, loader, space, custom, s.custom_search_space, app_check,
+                   s.validate)
+    return Checked(directions=directions, metric_names=metric_names, enqueue=enqueue,
+                   custom=custom, space=space, sampler=sampler, pruner=pruner,
+                   pruner_config=pruner_config,
+                   n_trials=budget(s.n_trials, grid_size, s.timeout))
+
+
+def budget(n_trials: int | None, grid_size: int | None, timeout: float | None) -> float:
+    """n_trials, capped to the grid; null = the whole grid, or unlimited with a timeout."""
+    if n_trials is None:
+        if grid_size is not None:
+            return grid_size
+        if timeout:
+            return math.inf
+        raise config_error("hydra.sweeper.n_trials", None, "an integer >= 1 (null only with the "
+                           "grid sampler, meaning the whole grid, or with a timeout)")
+    if grid_size is not None and grid_size < n_trials:
+        log.info("n_trials capped to the grid size %d", grid_size)
+        return grid_size
+    return n_trials
+
+
+def check_composes(
+    config: DictConfig, loader: Any, space: SearchSpace, custom: Any, custom_path: str | None,
+    app_check: Callable[[DictConfig], Any] | None = None, app_check_path: str | None = None,
+) -> None:
+    """Compose the app config for one sampled trial and let the app check it; name the key
+    that breaks composition."""
+    with optuna_quiet():
+        dry = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = dry.ask(space.distributions)
+    try:
+        lines = trial_overrides(trial, space, custom, config)
+    except Exception as e:
+        raise config_error("hydra.sweeper.custom_search_space", custom_path,
+                           "fn(cfg, trial) -> dict | None", f"{type(e).__name__}: {e}") from None
+    composed, error = _compose(config, loader, lines)
+    if composed is not None:
+        _check_added_keys(config, loader, space)
+        _app_check(composed, app_check, app_check_path)
+        return
+    fixed = list(space.fixed.values())
+    culprits: list[tuple[str, list[str]]] = []
+    if _compose(config, loader, fixed)[1] is not None:
+        culprits = [(key, [line]) for key, line in space.fixed.items()]
+    else:
+        culprits = [(key, [*fixed, space.override_for(key, trial.params[key])])
+                    for key in space.distributions]
+    for key, candidate in culprits:
+        culprit_error = _compose(config, loader, candidate)[1]
+        if culprit_error is not None:
+            raise config_error(
+                space.sources[key], space.exprs.get(key),
+                f"an override of a key in the composed app config (prefix '+' to add "
+                f"'{key.lstrip('+~')}')", culprit_error,
+            )
+    raise config_error("hydra.sweeper.custom_search_space", custom_path,
+                       "overrides of keys in the composed app config", error)
+
+
+def _app_check(composed: DictConfig, app_check: Any, path: str | None) -> None:
+    """The app's error as it is (it names the app's key), anything else named as `validate`'s."""
+    if app_check is None:
+        return
+    try:
+        app_check(composed)
+    except SweeperConfigError:
+        raise
+    except Exception as e:
+        raise config_error("hydra.sweeper.validate", path, "fn(cfg) accepting the app config",
+                           f"{type(e).__name__}: {e}") from None
+
+
+def _check_added_keys(config: DictConfig, loader: Any, space: SearchSpace) -> None:
+    """`+train.nonexistent=choice(1,2)`: Hydra adds the key even to a typed (structured) config
+    node, whose schema says what keys exist; the app would never read it. Name it now."""
+    added = [key for key in [*space.fixed, *space.distributions]
+             if key.startswith("+") and not key.startswith("++")]
+    if not added:
+        return
+    base = loader.load_sweep_config(config, [])
+    for key in added:
+        parent_path, _, leaf = key.lstrip("+").rpartition(".")
+        parent = OmegaConf.select(base, parent_path) if parent_path else base
+        schema = OmegaConf.get_type(parent) if isinstance(parent, DictConfig) else None
+        if schema is not None and dataclasses.is_dataclass(schema) and leaf not in parent:
+            fields = ", ".join(f.name for f in dataclasses.fields(schema))
+            raise config_error(space.sources[key], space.exprs.get(key, key),
+                               f"a key {schema.__name__} has ({fields}): '{leaf}' is not one")
+
+
+def _compose(config: DictConfig, loader: Any,
+             overrides: list[str]) -> tuple[DictConfig | None, str | None]:
+    """(the composed job config, None), or (None, what went wrong)."""
+    try:
+        return loader.load_sweep_config(config, list(overrides)), None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}".strip()

@@ -1,0 +1,115 @@
+"""The `mnist-sweep` command fails at once, in one line, on what waiting cannot fix.
+
+A single run (no sweep) against a wrong tracking address (a dead server, a name under `.invalid`,
+a wrong password for PostgreSQL or for MLflow's basic-auth app, a missing database) or a full disk
+(a real 2 MiB tmpfs, root only); and a sweep whose objective is misspelled, named before its
+study or parent run exist. Real servers (the sweeper's servers.py), real commands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import AUTH_ADMIN, fill, free_port
+from mlflow.tracking import MlflowClient
+
+WRONG = "wrong-" + "3b9e51aa"
+RUN = ["data.limit_train=2000", "train.epochs=1", "tracking.log_model=false"]
+# what TensorFlow's C++ side writes to stderr when it loads (absl's pre-init lines), not ours
+TF_NATIVE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+
+
+def mnist_sweep(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[Any, float]:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "mnist_sweep", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    return done, time.monotonic() - started
+
+
+def environ(**changes: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
+    return {**env, "OPTUNA_MLFLOW_PATIENCE": "600", **changes}
+
+
+def assert_one_line(done: Any, *needles: str) -> str:
+    lines = [line for line in done.stderr.strip().splitlines() if not TF_NATIVE.match(line)]
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("mnist-sweep: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    shown = done.stdout + done.stderr
+    assert "Traceback" not in shown and "HYDRA_FULL_ERROR" not in shown and WRONG not in shown
+    assert "Epoch 1/1" not in shown  # nothing trained
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", ["dead server", "unknown host", "wrong password (server)",
+                                  "wrong password (database)", "missing database"])
+def test_a_wrong_tracking_address_ends_a_run_in_one_line(
+    case: str, tmp_path: Path, request: pytest.FixtureRequest, mnist_cache: Path
+) -> None:
+    if case == "dead server":
+        env, needles = environ(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}"), [
+            "MLflow tracking server", "connection refused"]
+    elif case == "unknown host":
+        env, needles = environ(MLFLOW_TRACKING_URI="http://mlflow.invalid:5000"), [
+            "MLflow tracking server", "unknown host mlflow.invalid"]
+    elif case == "wrong password (server)":
+        server = request.getfixturevalue("mlflow_auth_server")
+        env = environ(MLFLOW_TRACKING_URI=server.url, MLFLOW_TRACKING_USERNAME=AUTH_ADMIN,
+                      MLFLOW_TRACKING_PASSWORD=WRONG)
+        needles = ["MLflow tracking server", "HTTP 401"]
+    else:
+        pg = request.getfixturevalue("postgres")
+        if case == "missing database":
+            uri, needles = pg.url("nodb"), ["MLflow tracking store", '"nodb" does not exist']
+        else:
+            uri = pg.url("mlflow").replace(pg.password, WRONG)
+            needles = ["MLflow tracking store", "wrong user name or password"]
+        env = environ(MLFLOW_TRACKING_URI=uri)
+    done, seconds = mnist_sweep(tmp_path, env, *RUN)
+    line = assert_one_line(done, *needles)
+    print(f"{case}: {seconds:.1f} s: {line}")
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_a_config_error(tmp_path: Path) -> None:
+    done, _ = mnist_sweep(tmp_path, environ(
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/nowhere/mlflow.db"), *RUN)
+    assert done.returncode == 2
+    assert_one_line(done, "'MLFLOW_TRACKING_URI'", f"{tmp_path}/nowhere does not exist")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_full_disk_ends_a_run_in_one_line(tmp_path: Path, full_disk: Path,
+                                            mnist_cache: Path) -> None:
+    store = full_disk / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{store}")
+    before = client.create_run(client.create_experiment("before")).info.run_id
+    fill(full_disk)
+    done, seconds = mnist_sweep(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
+                                *RUN)
+    assert_one_line(done, f"cannot write the MLflow store at {store}: database or disk is full")
+    assert client.get_run(before).info.status == "RUNNING"  # what was recorded is still there
+    print(f"full disk: {seconds:.1f} s")
+
+
+def test_a_misspelled_objective_stops_the_sweep_before_anything_exists(
+    tmp_path: Path, mnist_cache: Path
+) -> None:
+    env = environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+    done, _ = mnist_sweep(tmp_path, env, "sweep=quickstart", "objectives=[val_acc]")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0
+    assert len(lines) == 1 and "'objectives'" in lines[0] and "val_accuracy" in lines[0], \
+        done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no parent run, no experiment
+    assert not list(tmp_path.glob("multirun/**/optuna.db"))  # no study
