@@ -65,14 +65,8 @@ class Outbox:
 
     def drain(self, wait: float) -> bool:
         """Wait up to `wait` s until everything queued is sent; True when it was."""
-        deadline = time.monotonic() + wait
         with self._cond:
-            while self._items or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 1.0))
-        return True
+            return self._cond.wait_for(lambda: not (self._items or self._busy), timeout=wait)
 
     def close(self, wait: float | None = None) -> Path | None:
         """Drain (up to `wait`, default patience); spool what is left. Returns the spool file."""
