@@ -49,6 +49,19 @@ def study(tmp_path: Path, name: str = "app", sweep_dir: str = "sweep") -> optuna
                              storage=f"sqlite:///{tmp_path / sweep_dir / 'optuna.db'}")
 
 
+def peek(tmp_path: Path, name: str = "app", sweep_dir: str = "sweep") -> list[Any]:
+    """The trials of a sweep in progress, read only ([] before its study exists): a reader that
+    opened the database writable would create the tables, racing the sweep that creates them."""
+    path = tmp_path / sweep_dir / "optuna.db"
+    if not path.exists():
+        return []
+    try:
+        return optuna.load_study(study_name=name,
+                                 storage=f"sqlite:///file:{path}?mode=ro&uri=true").get_trials()
+    except Exception:  # the tables or the study are not there yet
+        return []
+
+
 def runs(tmp_path: Path) -> tuple[MlflowClient, list[Any], list[Any]]:
     """(client, parent runs, child runs) across all experiments."""
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
