@@ -99,7 +99,7 @@ def test_layer_entries_are_typed_and_get_defaults():
           "train.early_stopping_patience=2"], "train.lr_schedule.patience",
          "less than train.early_stopping_patience (2)"),
         (["train.checkpoint.every=0"], "train.checkpoint.every", "positive int"),
-        (["+train.checkpoint.keep=2"], "train.checkpoint.keep", "keys enabled, every, dir"),
+        (["+train.checkpoint.keep=2"], "train.checkpoint.keep", "has: enabled, every, dir"),
         (["eval.noise_levels=[0.5,-0.25]"], "eval.noise_levels", "floats >= 0"),
         (["eval.batch_size=0"], "eval.batch_size", "positive int"),
         (["objectives=[accuracy]"], "objectives", "val_accuracy"),
