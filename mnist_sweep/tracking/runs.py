@@ -173,7 +173,15 @@ def log_dataset(x: Any, y: Any, name: str, context: str, source: str) -> None:
         # MLflow 3 registers its local-file source class twice and warns that a path is ambiguous.
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
         dataset = _dataset(x, y, name, source)
-    mlflow.log_input(dataset, context=context)
+    # Trials of two workers logging the same dataset at once race in the store's "get or create"
+    # (a duplicate key on a tracking server's PostgreSQL): once it exists, a retry links it.
+    retry_call(lambda: mlflow.log_input(dataset, context=context), "logging the dataset input",
+               wait=30.0, retry_if=_created_meanwhile)
+
+
+def _created_meanwhile(error: BaseException) -> bool:
+    text = str(error)
+    return "duplicate key" in text or "UNIQUE constraint failed" in text
 
 
 _DATASETS: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
