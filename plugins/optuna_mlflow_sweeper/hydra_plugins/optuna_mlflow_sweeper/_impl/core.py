@@ -206,16 +206,18 @@ class OptunaMlflowSweeperImpl(Sweeper):
 @contextlib.contextmanager
 def _in_one_line(is_worker: bool) -> Iterator[None]:
     """An error a user acts on (a bad value, a wrong address, a full disk, too many failures):
-    its message on stderr and exit 1, without Hydra's HYDRA_FULL_ERROR hint; the traceback is in
-    the log. A worker re-raises: the command that started it says what happened."""
+    its message on stderr and exit 2 for a bad value, 1 otherwise, without Hydra's
+    HYDRA_FULL_ERROR hint; the traceback is in the log. A worker re-raises: the command that
+    started it says what happened; so does a process with HYDRA_FULL_ERROR=1 (asked for the whole
+    error, or an app's entry point that prints its errors itself, as mnist-sweep's does)."""
     try:
         yield
     except (SweeperConfigError, SweepAborted, Unreachable, LocalFault) as e:
-        if is_worker:
+        if is_worker or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.debug("the sweep stopped", exc_info=e)
         print(str(e), file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        raise SystemExit(2 if isinstance(e, SweeperConfigError) else 1) from None
 
 
 @contextlib.contextmanager
