@@ -110,5 +110,5 @@ def test_a_worker_started_during_an_outage_waits_for_the_database(
     assert "the setup lock: connecting failed" in caplog.text
     storage = during_outage(postgres, lambda: ResilientRDBStorage(url, heartbeat_interval=60))
     assert "Optuna storage: connecting failed" in caplog.text
-    assert isinstance(during_outage(postgres, storage.heartbeat_trial_ids), set)
+    assert isinstance(during_outage(postgres, storage.heartbeat_times), dict)
     assert postgres.password not in caplog.text

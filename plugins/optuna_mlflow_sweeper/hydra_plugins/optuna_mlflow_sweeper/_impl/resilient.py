@@ -117,20 +117,12 @@ class ResilientRDBStorage(RDBStorage):
         connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
                                   **kwargs), "Optuna storage")
 
-    @functools.partial(_retrying, "heartbeat_trial_ids")
-    def heartbeat_trial_ids(self) -> set[int]:
-        """Ids of trials with a heartbeat record: Optuna has no public call for it, and a trial
-        asked but never beating (its process died at once) is invisible to its stale check."""
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        with _create_scoped_session(self.scoped_session) as session:
-            return {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id).all()}
-
     @functools.partial(_retrying, "heartbeat_times")
     def heartbeat_times(self) -> dict[int, Any]:
-        """Each beating trial's last heartbeat (as the database wrote it): comparing two reads
-        tells a trial whose process still beats from one that stopped, without trusting clocks."""
+        """Each beating trial's last heartbeat (as the database wrote it). Optuna has no public
+        call for it. Its keys show which trials ever beat (one asked and never beating is
+        invisible to Optuna's stale check); comparing two reads tells a trial whose process still
+        beats from one that stopped, without trusting clocks."""
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 

@@ -244,4 +244,4 @@ def _rdb(storage: BaseStorage) -> ResilientRDBStorage | None:
 def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
     """Ids of trials with a heartbeat record (None: this storage keeps none)."""
     backend = _rdb(storage)
-    return None if backend is None else backend.heartbeat_trial_ids()
+    return None if backend is None else set(backend.heartbeat_times())
