@@ -26,11 +26,11 @@ SEARCH_CNN = {"family": "cnn", "hidden": [{"units": 128, "activation": "relu", "
 
 
 def measure(name: str, model_cfg: Any, overrides: list[str], folder: Path) -> dict[str, Any]:
+    from mnist_sweep.config import registry
     from mnist_sweep.data import mnist
     from mnist_sweep.model import checkpoints, models, training
-    from tests.conftest import compose_config
 
-    cfg = compose_config(overrides)
+    cfg = registry.compose(["progress=false", *overrides])
     splits = mnist.prepare(cfg.data)
     model = models.build_model(model_cfg or cfg.model, seed=0)
     store = checkpoints.Store(folder / name)

@@ -130,13 +130,9 @@ def _now() -> float:
 
 def _compose(overrides: Sequence[str]) -> Any:
     """The app's config as `mnist-sweep` composes it."""
-    from hydra import compose, initialize_config_module
-
     from mnist_sweep.config import registry
 
-    registry.register()
-    with initialize_config_module(config_module=registry.CONF_PACKAGE, version_base="1.3"):
-        return compose(registry.CONFIG_NAME, overrides=list(overrides))
+    return registry.compose(overrides)
 
 
 # ---- 2. framework overhead of one tracked trial ----------------------------------------------

@@ -8,8 +8,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from hydra import compose as hydra_compose  # noqa: E402
-from hydra import initialize_config_module  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402, F401 (fixtures)
     full_disk,
     mlflow_auth_server,
@@ -27,10 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def compose_config(overrides=(), return_hydra_config=False):
     """The app's config as the CLI composes it (packaged configs, schemas, sweeps), quiet."""
-    registry.register()
-    with initialize_config_module(config_module=registry.CONF_PACKAGE, version_base="1.3"):
-        return hydra_compose(registry.CONFIG_NAME, overrides=["progress=false", *overrides],
-                             return_hydra_config=return_hydra_config)
+    return registry.compose(["progress=false", *overrides], return_hydra_config)
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ installed wheel find them the same way: through the import system, never a path 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,6 +44,15 @@ def register() -> None:
     for name in sweep_names():
         node = OmegaConf.load(resources.files(SWEEPS_PACKAGE) / f"{name}.yaml")
         cs.store(group="sweep", name=name, node=node, package="_global_", provider="mnist-sweep")
+
+
+def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """The app's config as `mnist-sweep` composes it (packaged configs, schemas, sweeps), for
+    code that needs one outside a Hydra run: reference runs, benchmarks, tests."""
+    register()
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+        return hydra_compose(CONFIG_NAME, overrides=list(overrides),
+                             return_hydra_config=return_hydra_config)
 
 
 def sweep_names() -> list[str]:

@@ -112,13 +112,9 @@ def measure(data: Mapping[str, Any], ev: Mapping[str, Any]) -> dict[str, dict[st
     from mnist_sweep.config import registry
     from mnist_sweep.model import backend
 
-    registry.register()
-    from hydra import compose, initialize_config_module
-
     results = {}
     for family in FAMILIES:
-        with initialize_config_module(config_module=registry.CONF_PACKAGE, version_base="1.3"):
-            cfg = compose(registry.CONFIG_NAME, overrides=[f"model={family}", "progress=false"])
+        cfg = registry.compose([f"model={family}", "progress=false"])
         cfg = OmegaConf.merge(cfg, {"data": dict(data), "eval": dict(ev)})
         registry.validate(cfg)
         backend.configure(cfg.train)
