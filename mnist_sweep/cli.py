@@ -8,6 +8,8 @@ instead of Hydra's, and a config error as one line (the whole trace in `last_err
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import traceback
@@ -18,6 +20,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from hydra_plugins.optuna_mlflow_sweeper import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper import tracking as sweep_tracking
+from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -27,8 +30,10 @@ from mnist_sweep.errors import DataUnavailableError, one_line
 from mnist_sweep.model import backend
 from mnist_sweep.reports import studies
 
+log = logging.getLogger(__name__)
 registry.register()
 cli_help.register()
+STOP_GRACE_S = 60.0  # for a single run's epoch to end after SIGTERM (a sweep's: its own setting)
 CONFIG_ERRORS = (ConfigCompositionException, OmegaConfBaseException, SweeperConfigError)
 
 
@@ -65,8 +70,15 @@ def app(cfg: DictConfig) -> float | list[float]:
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 
-        with sweep_tracking.one_line_faults([("MLflow store", uri)]):  # a full disk: one line
+        with sweep_tracking.one_line_faults([("MLflow store", uri)]), _stops_on_sigterm(cfg):
             return run(cfg)
+    except sweep_trial.Terminated as stop:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the trial to run again first
+        notes = "; ".join(getattr(stop, "__notes__", []))
+        log.info("stopped by SIGTERM: %s", notes)  # the run's log file
+        print(f"mnist-sweep: stopped (SIGTERM): {notes}", file=sys.stderr)
+        sys.exit(sweep_trial.EXIT_TERMINATED)
     except (SweeperConfigError, DataUnavailableError, sweep_tracking.Unreachable,
             sweep_tracking.LocalFault) as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -74,6 +86,17 @@ def app(cfg: DictConfig) -> float | list[float]:
         # stderr, not the logger: Hydra routes log records to stdout and the run's log file
         print(f"mnist-sweep: error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, SweeperConfigError) else 1)
+
+
+def _stops_on_sigterm(cfg: DictConfig) -> contextlib.AbstractContextManager[None]:
+    """SIGTERM to a single run, as to a sweep's trial: the epoch in progress ends and is
+    checkpointed (at most STOP_GRACE_S), the run stops (KILLED in MLflow), exit 143, one line.
+    Without checkpoints there is nothing to wait for: it stops at once. A sweep's trials: the
+    sweeper's own handling (hydra.sweeper.stop_grace_period)."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return contextlib.nullcontext()
+    return sweep_trial.sigterm_stops_after_epoch(
+        STOP_GRACE_S if cfg.train.checkpoint.enabled else 0.0)
 
 
 if __name__ == "__main__":

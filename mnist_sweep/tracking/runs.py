@@ -51,7 +51,8 @@ PACKAGES = ("tensorflow", "keras", "jax", "numpy", "optuna", "hydra-core", "mlfl
 
 @contextlib.contextmanager
 def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterator[Any]:
-    """A run that always ends: FINISHED, KILLED (pruned) or FAILED with the error as a tag."""
+    """A run that always ends: FINISHED, KILLED (pruned, or stopped: Ctrl-C, SIGTERM) or
+    FAILED with the error as a tag."""
     mlflow.set_tracking_uri(uri)
     outer = _mlflow_run_default_run()
     if os.environ.get("MLFLOW_RUN_ID") and outer is None:
@@ -72,7 +73,7 @@ def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterato
         reason = f"{type(exc).__name__}: {exc}"[:5000]
         delivery.wait_delivered(patience())
         mlflow.set_tag("pruned_reason" if pruned else "error", redact(reason, known_secrets()))
-        mlflow.end_run("KILLED" if pruned else "FAILED")
+        mlflow.end_run("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     # its epochs first (queued beside training); then the end, waiting out an outage
     delivery.wait_delivered(patience())

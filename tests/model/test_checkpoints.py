@@ -1,23 +1,15 @@
 """Per-epoch checkpoints on real Keras trainings of MNIST slices: a run stopped after a
-checkpoint and resumed ends as the uninterrupted run does."""
+checkpoint and resumed ends as the uninterrupted run does (whole commands killed, stopped and
+preempted: tests/test_preemption.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts
-from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
 
 from mnist_sweep.data import mnist
 from mnist_sweep.model import checkpoints
@@ -85,92 +77,6 @@ def test_a_run_resumed_after_early_stopping_ended_it_trains_no_further(compose, 
     assert again.resumed_from_epoch == first.epochs_run == again.epochs_run
     assert len(seen) == first.epochs_run  # the saved epochs, replayed; none trained
     assert again.weights_epoch == first.weights_epoch < first.epochs_run - 1
-
-
-# A one-trial sweep of a small CNN: 4 epochs of 2,000 digits, checkpointed after each.
-SWEEP = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.study_name=resume",
-         "hydra.sweep.dir=multirun/resume", "hydra.sweeper.n_trials=1",
-         "hydra.sweeper.direction=maximize", "train.learning_rate=choice(0.003)",
-         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2",
-         "hydra.callbacks.sweep_summary.reference=false", "model=cnn", "data.limit_train=2000",
-         "data.val_size=1000", "train.epochs=4", "train.seed=3", "tracking.log_model=false",
-         "tracking.log_plots=false"]
-KILL_AFTER = 3
-
-
-def _sweep(folder: Path, *, wait: bool = True) -> subprocess.Popen[str]:
-    folder.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/store.db"
-    env["XDG_STATE_HOME"] = str(folder / "state")
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_sweep", *SWEEP], cwd=folder, env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    if wait:
-        _finish(proc, expect=0)
-    return proc
-
-
-def _finish(proc: subprocess.Popen[str], expect: int, timeout: float = 600) -> None:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == expect, out[-2000:] + err[-4000:]
-
-
-def _epochs_saved(file: Path) -> int:
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            return len(json.loads(str(npz["meta"]))["rows"])
-    except (OSError, ValueError, KeyError):  # not there yet
-        return 0
-
-
-def _trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="resume",
-                             storage=f"sqlite:///{folder}/multirun/resume/optuna.db").trials
-
-
-@pytest.mark.slow
-def test_a_sigkilled_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(tmp_path):
-    _sweep(tmp_path / "whole")
-    [whole] = _trials(tmp_path / "whole")
-    assert not list((tmp_path / "whole/multirun/resume/checkpoints").rglob("*.npz"))
-
-    folder = tmp_path / "killed"
-    proc = _sweep(folder, wait=False)
-    state = folder / "multirun/resume/checkpoints/resume/trial-0" / checkpoints.FILE
-    deadline = time.monotonic() + 600
-    while _epochs_saved(state) < KILL_AFTER and proc.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint of the third epoch in 600 s"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    _finish(proc, expect=-signal.SIGKILL)
-    assert _epochs_saved(state) == KILL_AFTER  # killed before the 4th epoch's checkpoint
-
-    time.sleep(2.5)  # the killed trial's heartbeat goes stale: the rerun fails and retries it
-    _sweep(folder)
-    killed, retried = _trials(folder)
-    assert killed.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
-    assert retried.system_attrs["failed_trial"] == 0 and retried.params == killed.params
-    assert sorted(retried.intermediate_values) == [1, 2, 3, 4]  # 1-3 replayed, each once
-    assert retried.intermediate_values == pytest.approx(whole.intermediate_values)
-    assert not state.parent.exists()  # finished: its checkpoint is gone
-
-    client = MlflowClient(f"sqlite:///{folder}/store.db")
-    run = client.get_run(retried.user_attrs["mlflow_run_id"])
-    assert run.data.tags["resumed_from_epoch"] == str(KILL_AFTER)
-    assert run.data.tags["optuna.retry_of"] == "0"
-    for key in ("val_accuracy", "loss", "epoch_time_s"):
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-        assert sorted(steps) == [1, 2, 3, 4], key
-    assert run.data.metrics["epochs_run"] == 4
-    # Tolerance: the resumed trial trains the same batches with the same state (measured:
-    # identical to the last digit); 1e-4 allows one test digit in 10,000 to differ.
-    for key in ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5"):
-        assert retried.user_attrs[key] == pytest.approx(whole.user_attrs[key], abs=1e-4), key
 
 
 def test_a_checkpoint_is_replaced_whole_and_ignored_when_made_with_another_config(tmp_path):

@@ -3,6 +3,10 @@ a lock the interrupt itself left behind."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -51,3 +55,30 @@ def test_an_interrupted_fetch_does_not_lock_out_the_record_of_the_trial(
         interrupts.acknowledge(e)
         study.tell(trial, state=TrialState.FAIL)
     assert study.trials[0].state == TrialState.FAIL
+
+
+@pytest.fixture
+def fresh_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM sets process-wide state: each test gets its own."""
+    for name in ("_acknowledged", "requested", "terminating"):
+        monkeypatch.setattr(interrupts, name, threading.Event())
+    monkeypatch.setattr(interrupts, "_stopped_by", [])
+
+
+@pytest.mark.parametrize("obey", [True, False])
+def test_a_task_run_alone_stops_at_its_epochs_end_after_sigterm(fresh_stop: None,
+                                                                obey: bool) -> None:
+    """A real SIGTERM to this process mid-epoch: a task that asks stops at that epoch's end; one
+    that never asks is stopped where it is once the grace period is over."""
+    before = signal.getsignal(signal.SIGTERM)
+    epochs = 0
+    with pytest.raises(interrupts.Terminated), interrupts.sigterm_stops_after_epoch(0.5):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for epoch in range(1, 1000):
+            time.sleep(0.1)  # an epoch
+            epochs = epoch
+            if obey and interrupts.stop_requested():
+                interrupts.stop_now()
+    assert signal.getsignal(signal.SIGTERM) is before  # put back
+    assert interrupts._acknowledged.is_set() and interrupts.stopped_by() == signal.SIGTERM
+    assert epochs == 1 if obey else 1 < epochs < 999

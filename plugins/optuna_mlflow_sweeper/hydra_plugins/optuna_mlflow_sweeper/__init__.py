@@ -3,7 +3,8 @@
 Select it with `hydra/sweeper=optuna_mlflow`. Public modules:
 
 - trial.py       what task code calls: report(value, step), current_trial(), in_sweep(),
-                 trial_heartbeat(), stop_requested(), stop_now() (re-exported here)
+                 trial_heartbeat(), stop_requested(), stop_now(), sigterm_stops_after_epoch()
+                 (re-exported here)
 - tracking.py    resolve_tracking_uri(), ui_links(): where runs are recorded, how to look at them
 - results.py     write_study_plots(): a finished study's summary plots as PNG files
 - config.py      the config schema (ConfigStore: hydra/sweeper, .../sampler, .../pruner)
@@ -17,14 +18,17 @@ sweep runs.
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper.trial import (
+    EXIT_TERMINATED,
+    Terminated,
     current_trial,
     in_sweep,
     report,
+    sigterm_stops_after_epoch,
     stop_now,
     stop_requested,
     trial_heartbeat,
 )
 
 __version__ = "0.1.0"
-__all__ = ["SweeperConfigError", "current_trial", "in_sweep", "report", "stop_now",
-           "stop_requested", "trial_heartbeat"]
+__all__ = ["EXIT_TERMINATED", "SweeperConfigError", "Terminated", "current_trial", "in_sweep",
+           "report", "sigterm_stops_after_epoch", "stop_now", "stop_requested", "trial_heartbeat"]

@@ -13,6 +13,10 @@
 - stop_requested()      whether a scheduler asked this process to stop (SIGTERM): checkpoint
                         at the end of the epoch, then call stop_now()
 - stop_now()            stop the trial: it is recorded to run again first (raises)
+- sigterm_stops_after_epoch(grace_period)
+                        the same SIGTERM behaviour for a task run alone (no sweep): a context
+                        manager; `Terminated` (a KeyboardInterrupt) leaves it, exit code
+                        EXIT_TERMINATED (143) is the caller's to use
 
 Outside a sweep each is a cheap no-op, so the same task code runs alone and in a sweep. Defined
 in `_impl/trial.py` and re-exported here: Hydra's plugin scanner executes this module a second
@@ -20,7 +24,13 @@ time in every Hydra process, and functions defined here would change identity (a
 imported them first could then not be pickled to joblib workers).
 """
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.interrupts import stop_now, stop_requested
+from hydra_plugins.optuna_mlflow_sweeper._impl.interrupts import (
+    EXIT_TERMINATED,
+    Terminated,
+    sigterm_stops_after_epoch,
+    stop_now,
+    stop_requested,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     current_trial,
     in_sweep,
@@ -28,5 +38,5 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     trial_heartbeat,
 )
 
-__all__ = ["current_trial", "in_sweep", "report", "stop_now", "stop_requested",
-           "trial_heartbeat"]
+__all__ = ["EXIT_TERMINATED", "Terminated", "current_trial", "in_sweep", "report",
+           "sigterm_stops_after_epoch", "stop_now", "stop_requested", "trial_heartbeat"]

@@ -38,6 +38,7 @@ _last_resend = [0.0]
 terminating = threading.Event()  # SIGTERM arrived: stop after this epoch
 _in_trial = threading.Event()
 _grace = [60.0]
+_stopped_by: list[int] = []  # the signal that asked to stop: SIGTERM, or a preemption signal
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
@@ -58,6 +59,16 @@ def install(grace_period: float = 60.0) -> None:
             sys.unraisablehook = _unraisable
 
 
+def also_stop_on(signum: int) -> None:
+    """`signum` stops this process as SIGTERM does (a launcher's preemption signal)."""
+    signal.signal(signum, _term_handler)
+
+
+def stopped_by() -> int | None:
+    """The signal that asked this process to stop, if one did."""
+    return _stopped_by[0] if _stopped_by else None
+
+
 def grace_period() -> float:
     return _grace[0]
 
@@ -76,6 +87,28 @@ def trial_in_progress() -> Iterator[None]:
         yield
     finally:
         _in_trial.clear()
+
+
+@contextlib.contextmanager
+def sigterm_stops_after_epoch(grace_period: float = 60.0) -> Iterator[None]:
+    """SIGTERM to a process that runs its task alone (no sweep), as it is to a sweep's trial:
+    the task finishes its epoch (at most `grace_period` seconds), checkpoints, and `Terminated`
+    leaves the block, acknowledged (the caller says so in one line). In the main thread only;
+    elsewhere nothing changes."""
+    _grace[0] = float(grace_period)
+    try:
+        previous = signal.signal(signal.SIGTERM, _term_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        with trial_in_progress():
+            yield
+    except Terminated as e:
+        acknowledge(e)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop_requested() -> bool:
@@ -112,7 +145,9 @@ def _term_handler(signum: int, frame: object) -> None:
             return  # being recorded already: let it finish
         _stop_from_signal()  # the grace period is over (our own timer), or a second SIGTERM
     terminating.set()
-    log.warning("SIGTERM: stopping after the epoch in progress (at most %.0f s)", _grace[0])
+    _stopped_by.append(signum)
+    log.warning("%s: stopping after the epoch in progress (at most %.0f s)",
+                signal.Signals(signum).name, _grace[0])
     if not _in_trial.is_set():
         _stop_from_signal()
     timer = threading.Timer(_grace[0], _thread.interrupt_main, args=(signal.SIGTERM,))

@@ -32,7 +32,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
+from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, preemption, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
@@ -174,8 +174,10 @@ def _local_worker(blob: bytes, log_path: str, env: dict[str, str], parent: int) 
 
 
 def _launched_worker(blob: bytes, env: dict[str, str], job_config: Any) -> None:
-    """A worker started as a launcher's job (its job config only names its folder)."""
-    _worker(blob, env)
+    """A worker started as a launcher's job (its job config only names its folder); a
+    submitit job is requeued when preempted."""
+    with preemption.requeued_when_preempted():
+        _worker(blob, env)
 
 
 def _worker(blob: bytes, env: dict[str, str]) -> None:

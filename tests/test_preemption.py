@@ -1,0 +1,238 @@
+"""Preemption on real commands: a CNN trial killed (SIGKILL), stopped (SIGTERM) or preempted
+(a submitit job's signal) mid-training resumes from its last checkpoint when run again, and ends
+as the uninterrupted trial of the same seed does.
+
+Every run is a real `mnist-sweep` subprocess (own process group, SQLite stores in tmp_path);
+the uninterrupted trial is run once, for the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from mnist_sweep.model import checkpoints
+from tests.test_fail_fast import TF_NATIVE
+
+pytestmark = pytest.mark.slow
+
+TRAIN = ["model=cnn", "data.limit_train=5000", "data.val_size=1000", "train.epochs=6",
+         "train.seed=3", "train.learning_rate=0.003", "tracking.log_model=false",
+         "tracking.log_plots=false"]
+# a one-trial sweep of that training, checkpointed after each epoch
+SWEEP = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.study_name=resume",
+         "hydra.sweep.dir=multirun/resume", "hydra.sweeper.n_trials=1",
+         "hydra.sweeper.direction=maximize", "train.optimizer=choice(adam)",
+         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2",
+         "hydra.callbacks.sweep_summary.reference=false", *TRAIN]
+EPOCHS = list(range(1, 7))
+STOPPED_AFTER = 3  # epochs saved when the trial is killed or stopped
+# Tolerance: a resumed trial trains the same batches from the same state (measured: identical
+# to the last digit); 1e-4 lets one test digit in 10,000 differ.
+TOLERANCE = 1e-4
+FINAL = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5")
+
+
+def start(folder: Path, *args: str) -> subprocess.Popen[str]:
+    """The command in its own process group, recording into `folder`'s store (made here: its
+    first use writes to stderr)."""
+    folder.mkdir(exist_ok=True)
+    MlflowClient(f"sqlite:///{folder}/store.db").search_experiments()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{folder}/store.db", TF_CPP_MIN_LOG_LEVEL="3",
+               XDG_STATE_HOME=str(folder / "state"))
+    return subprocess.Popen([sys.executable, "-m", "mnist_sweep", *args], cwd=folder, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen[str], expect: int, timeout: float = 900) -> str:
+    """Its stderr, once it ended with `expect`; the whole group killed if it did not end."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == expect, out[-2000:] + err[-4000:]
+    return err
+
+
+def said(err: str) -> list[str]:
+    """What the command wrote to stderr, but TensorFlow's lines as it loads."""
+    return [line for line in err.splitlines() if line.strip() and not TF_NATIVE.match(line)]
+
+
+def epochs_saved(file: Path) -> int:
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            return len(json.loads(str(npz["meta"]))["rows"])
+    except (OSError, ValueError, KeyError):  # not there yet, or being replaced
+        return 0
+
+
+def wait_for_epochs(proc: subprocess.Popen[str], file: Path, epochs: int) -> None:
+    deadline = time.monotonic() + 900
+    while epochs_saved(file) < epochs:
+        assert proc.poll() is None, f"ended before {epochs} epochs were saved"
+        assert time.monotonic() < deadline, f"no checkpoint of epoch {epochs} in 900 s"
+        time.sleep(0.05)
+
+
+def trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="resume",
+                             storage=f"sqlite:///{folder}/multirun/resume/optuna.db").trials
+
+
+def state_file(folder: Path, trial: int = 0) -> Path:
+    return folder / f"multirun/resume/checkpoints/resume/trial-{trial}" / checkpoints.FILE
+
+
+def assert_whole_history(client: MlflowClient, run_id: str) -> None:
+    """MLflow's per-epoch curves of a resumed run: steps 1..6, each once."""
+    for key in ("val_accuracy", "loss", "epoch_time_s"):
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == EPOCHS, key
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> optuna.trial.FrozenTrial:
+    """The uninterrupted trial: what every resumed one must end as."""
+    folder = tmp_path_factory.mktemp("whole")
+    finish(start(folder, *SWEEP), expect=0)
+    [trial] = trials(folder)
+    assert sorted(trial.intermediate_values) == EPOCHS
+    assert not list((folder / "multirun/resume/checkpoints").rglob("*.npz"))  # removed at the end
+    return trial
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
+    tmp_path: Path, whole: optuna.trial.FrozenTrial, stop: str
+) -> None:
+    state = state_file(tmp_path)
+    proc = start(tmp_path, *SWEEP)
+    if stop == "sigkill":  # after the third epoch's checkpoint: the fourth epoch is lost
+        wait_for_epochs(proc, state, STOPPED_AFTER)
+        os.killpg(proc.pid, signal.SIGKILL)
+        finish(proc, expect=-signal.SIGKILL)
+    else:  # during the third epoch, to the main process only, as a scheduler sends it
+        wait_for_epochs(proc, state, STOPPED_AFTER - 1)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        err = finish(proc, expect=143)
+        print(f"SIGTERM to exit: {time.monotonic() - sent:.1f} s")  # the README's figure
+        lines = said(err)
+        assert len(lines) == 1 and "stopped (SIGTERM)" in lines[0], err[-3000:]
+    assert epochs_saved(state) == STOPPED_AFTER  # SIGTERM: the epoch in progress was finished
+
+    if stop == "sigkill":
+        time.sleep(2.5)  # the killed trial's heartbeat goes stale: the rerun fails and retries it
+    finish(start(tmp_path, *SWEEP), expect=0)
+    first, retried = trials(tmp_path)
+    assert first.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
+    assert sorted(first.intermediate_values) == EPOCHS[:STOPPED_AFTER]
+    assert retried.system_attrs["failed_trial"] == 0 and retried.params == first.params
+    assert sorted(retried.intermediate_values) == EPOCHS  # 1-3 replayed, each once
+    assert retried.intermediate_values == pytest.approx(whole.intermediate_values, abs=TOLERANCE)
+    assert not state.parent.exists()  # finished: its checkpoint is gone
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    run = client.get_run(retried.user_attrs["mlflow_run_id"])
+    assert run.data.tags["resumed_from_epoch"] == str(STOPPED_AFTER)
+    assert run.data.tags["optuna.retry_of"] == "0"
+    assert_whole_history(client, run.info.run_id)
+    assert run.data.metrics["epochs_run"] == len(EPOCHS)
+    for key in FINAL:
+        assert retried.user_attrs[key] == pytest.approx(whole.user_attrs[key], abs=TOLERANCE), key
+    if stop == "sigterm":
+        stopped = client.get_run(first.user_attrs["mlflow_run_id"])
+        assert stopped.info.status == "KILLED"
+
+
+def test_a_single_run_stopped_by_sigterm_checkpoints_and_the_same_command_resumes_it(
+    tmp_path: Path, whole: optuna.trial.FrozenTrial
+) -> None:
+    command = [*TRAIN, "train.checkpoint.enabled=true", f"train.checkpoint.dir={tmp_path}/ckpt"]
+    proc = start(tmp_path, *command)
+    file = None
+    deadline = time.monotonic() + 900
+    while file is None or epochs_saved(file) < STOPPED_AFTER - 1:  # in the third epoch
+        assert proc.poll() is None and time.monotonic() < deadline
+        file = next((tmp_path / "ckpt").glob(f"run-*/{checkpoints.FILE}"), None)
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = finish(proc, expect=143)
+    lines = said(err)
+    assert len(lines) == 1, err[-3000:]
+    assert f"epochs 1-{STOPPED_AFTER} saved in {file.parent}" in lines[0]
+    assert epochs_saved(file) == STOPPED_AFTER
+
+    finish(start(tmp_path, *command), expect=0)
+    assert not file.parent.exists()
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    stopped, resumed = sorted(client.search_runs([client.get_experiment_by_name(
+        "mnist-sweep").experiment_id]), key=lambda r: r.info.start_time)
+    assert stopped.info.status == "KILLED" and resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resumed_from_epoch"] == str(STOPPED_AFTER)
+    assert_whole_history(client, resumed.info.run_id)
+    for key in FINAL:  # the same training as the sweep's trial
+        assert resumed.data.metrics[key] == pytest.approx(whole.user_attrs[key], abs=TOLERANCE)
+
+
+def job_processes(group: int) -> list[int]:
+    """The pids of a sweep's submitit jobs (the processes that run its workers)."""
+    ps = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(group)], capture_output=True,
+                        text=True, timeout=30).stdout
+    return [int(line.split()[0]) for line in ps.splitlines() if "submitit.core._submit" in line]
+
+
+def test_a_preempted_submitit_worker_is_requeued_and_its_trial_resumes(tmp_path: Path) -> None:
+    """Two workers as `submitit_local` jobs; each is sent submitit's preemption signal (USR2, as
+    SLURM sends it before a preemption) mid-trial: its trial finishes the epoch and is recorded
+    to run again, submitit requeues the job, and the retry resumes from the checkpoint."""
+    sweep = [a for a in SWEEP if not a.startswith(("hydra.sweeper.n_trials", "data.limit_train"))]
+    proc = start(tmp_path, *sweep, "data.limit_train=2000", "hydra.sweeper.n_trials=2",
+                 "hydra.sweeper.n_jobs=2", "hydra/launcher=submitit_local",
+                 "hydra.launcher.timeout_min=30")
+    folder = state_file(tmp_path).parent.parent
+    deadline = time.monotonic() + 900
+    saved: dict[str, int] = {}
+    while not any(epochs >= 2 for epochs in saved.values()):
+        assert proc.poll() is None and time.monotonic() < deadline, "no trial saved 2 epochs"
+        time.sleep(0.05)
+        saved = {f.parent.name: epochs_saved(f) for f in folder.glob(f"trial-*/{checkpoints.FILE}")}
+    jobs = job_processes(proc.pid)
+    assert len(jobs) == 2
+    for pid in jobs:
+        os.kill(pid, signal.SIGUSR2)
+    finish(proc, expect=0)
+
+    every = trials(tmp_path)
+    complete = [t for t in every if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2  # the budget, reached by the requeued workers
+    name, epochs = max(saved.items(), key=lambda item: item[1])
+    stopped = every[int(name.removeprefix("trial-"))]
+    [retried] = [t for t in complete if t.system_attrs.get("failed_trial") == stopped.number]
+    assert stopped.state == TrialState.FAIL and retried.params == stopped.params
+    run = MlflowClient(f"sqlite:///{tmp_path}/store.db").get_run(retried.user_attrs["mlflow_run_id"])
+    resumed = int(run.data.tags["resumed_from_epoch"])
+    assert resumed >= epochs  # not one saved epoch trained again (and the one in progress kept)
+    assert sorted(stopped.intermediate_values) == EPOCHS[:resumed]
+    assert sorted(retried.intermediate_values) == EPOCHS
+    assert_whole_history(MlflowClient(f"sqlite:///{tmp_path}/store.db"), run.info.run_id)
+    logs = "".join(p.read_text(errors="replace")
+                   for p in (tmp_path / "multirun/resume/.submitit").rglob("*_log.*"))
+    requeued = [line for line in logs.splitlines()  # submitit's record (Hydra's echo aside)
+                if line.startswith("submitit") and "Requeued job" in line]
+    assert len(requeued) == 2
