@@ -144,7 +144,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
             if _is_basic(self.launcher):
                 problems += pool.run_local(payload, p.n_jobs, p.sweep_dir, watch)
             else:
-                problems += pool.run_launcher(payload, self._launcher_for, p.n_jobs, watch)
+                problems += pool.run_launcher(payload, self._launcher_for, p.n_jobs, p.sweep_dir,
+                                              watch)
         if status[0] == "KILLED":
             _interrupted(p, status[1])
         if problems:

@@ -6,7 +6,9 @@ until the budget is spent), so trials never wait for each other and a worker's i
 compiled state serve all of its trials. The workers are started as local processes (Python's
 `spawn`), or, when a launcher other than Hydra's basic one is configured (joblib, submitit for
 SLURM, ray), as N jobs of that launcher: the launcher starts workers, not trials. Either way the
-same mechanism as the same command run on N machines: processes joining one study.
+same mechanism as the same command run on N machines: processes joining one study. A launcher may
+start its jobs in another folder with another environment (Ray's workers have the raylet's), so a
+launched worker takes the sweep command's folder and store settings with it (`carried_env`).
 
 Each local worker writes its output to `<sweep dir>/workers/worker-<i>.log`; the watching process
 prints one progress display read from the study. Ctrl-C reaches every worker (one process group):
@@ -34,7 +36,9 @@ from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, preemption, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import override
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import SECRET_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ CPUS_ENV = "OPTUNA_MLFLOW_CPUS_PER_WORKER"  # the cores each worker may use (app
 INTERRUPT_GRACE_S = 60.0  # for workers to record their trials after Ctrl-C
 PR_SET_PDEATHSIG = 1  # prctl(2)
 POLL_S = 1.0
+# what configures the stores (URLs, credentials, timeouts): a launched worker uses the sweep's
+CARRIED_PREFIXES = ("MLFLOW_", "OPTUNA_")
 
 
 @dataclass
@@ -60,6 +66,13 @@ class Payload:
 
 def cpus_per_worker(n_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_workers))
+
+
+def carried_env(environ: dict[str, str]) -> dict[str, str]:
+    """The variables of `environ` that say where and how the sweep records: MLflow's and Optuna's
+    settings and the secrets the stores read."""
+    return {k: v for k, v in environ.items()
+            if k.startswith(CARRIED_PREFIXES) or k in SECRET_ENV}
 
 
 def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool]) -> list[str]:
@@ -100,12 +113,13 @@ def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool
 
 
 def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any], n: int,
-                 watch: Callable[[], bool]) -> list[str]:
-    """n worker jobs through the configured Hydra launcher; the watcher runs meanwhile."""
+                 sweep_dir: str, watch: Callable[[], bool]) -> list[str]:
+    """n worker jobs through the configured Hydra launcher; the watcher runs meanwhile. Their job
+    folders are `<sweep dir>/workers/<i>`, named absolutely: a launcher's job may start anywhere."""
     import cloudpickle
 
-    task = functools.partial(_launched_worker, cloudpickle.dumps(payload),
-                             {CPUS_ENV: str(cpus_per_worker(n))})
+    env = {**carried_env(dict(os.environ)), CPUS_ENV: str(cpus_per_worker(n))}
+    task = functools.partial(_launched_worker, cloudpickle.dumps(payload), env, os.getcwd())
     launcher = launcher_factory(task)
     stop = threading.Event()
 
@@ -116,7 +130,8 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
     watcher = threading.Thread(target=keep_watching, name="optuna-mlflow-watch", daemon=True)
     watcher.start()
     try:
-        jobs = [[f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
+        jobs = [[override("hydra.sweep.dir", os.path.abspath(sweep_dir)),
+                 f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
         returns = launcher.launch(jobs, initial_job_idx=0)
     finally:
         stop.set()
@@ -173,9 +188,13 @@ def _local_worker(blob: bytes, log_path: str, env: dict[str, str], parent: int) 
         sys.exit(interrupts.exit_code(e))
 
 
-def _launched_worker(blob: bytes, env: dict[str, str], job_config: Any) -> None:
-    """A worker started as a launcher's job (its job config only names its folder); a
-    submitit job is requeued when preempted."""
+def _launched_worker(blob: bytes, env: dict[str, str], cwd: str, job_config: Any) -> None:
+    """A worker started as a launcher's job (its job config only names its folder), working from
+    the folder the sweep's command ran in where this machine has it (a shared disk), so relative
+    paths (the sweep folder, a SQLite store) mean what they mean to that command; a submitit job
+    is requeued when preempted."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
     with preemption.requeued_when_preempted():
         _worker(blob, env)
 
