@@ -1,5 +1,6 @@
 """Fixtures of the sweeper's tests: a fresh SQLite MLflow store per test (from a template), and,
-for the shared-services tests, a real PostgreSQL and a real MLflow server.
+for the shared-services tests, a real PostgreSQL and a real MLflow server; for the Ray
+launcher's, a real local Ray cluster.
 
 The servers' fixtures live in hydra_plugins.optuna_mlflow_sweeper._testing.servers (the app's tests
 use them too): they start on first use only (the quick tests never pay for them) and are stopped
@@ -14,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from toyapp import store_env
 
+from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401 (fixtures)
     full_disk,
     mlflow_auth_server,

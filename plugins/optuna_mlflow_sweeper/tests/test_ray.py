@@ -1,0 +1,38 @@
+"""Workers as jobs of Hydra's Ray launcher, on a real local Ray cluster (`ray start --head` on
+127.0.0.1, started and stopped by the fixture), with real SQLite Optuna and MLflow stores.
+
+The cluster starts in a folder of its own with an environment without the test's stores: what a
+worker knows of the sweep, it takes from the sweep's command (its folder, its MLflow settings).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from optuna.trial import TrialState
+from toyapp import runs, study, sweep
+
+from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
+
+
+@pytest.mark.slow
+def test_two_ray_workers_run_the_budget_on_a_running_cluster(
+    tmp_path, env: dict[str, str], ray_cluster: RayCluster
+) -> None:
+    proc = sweep(tmp_path, {**env, **ray_cluster.env}, "x=interval(-5,5)", "sleep=0.5",
+                 "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", *ray_cluster.launcher())
+    assert "2 workers (jobs of RayLauncher)" in proc.stdout
+    trials = study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert pids <= ray_cluster.worker_pids()  # every trial ran in one of the cluster's workers
+    assert 1 <= len(pids) <= 2
+    # the workers recorded where the command said, not where the cluster runs
+    client, parents, children = runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED"] * 6
+    assert sorted((tmp_path / "sweep" / "workers").iterdir()) == [
+        tmp_path / "sweep" / "workers" / str(i) for i in range(2)]
+    assert not list(ray_cluster.dir.glob("sweep")) and not (ray_cluster.dir / "mlflow.db").exists()
+    assert os.listdir(tmp_path / "sweep" / "workers" / "0")  # the job's own folder, its log

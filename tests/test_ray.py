@@ -1,0 +1,120 @@
+"""The app's sweep on a real local Ray cluster (`hydra/launcher=ray`, two workers as Ray tasks):
+a Ray worker killed mid-trial costs only the epochs since its trial's last checkpoint.
+
+Real Keras training of MNIST slices, a real SQLite study and MLflow store, a real cluster started
+and stopped by the fixture; the worker is SIGKILLed by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from mnist_sweep.model import checkpoints
+from tests.test_preemption import epochs_saved
+
+EPOCHS = 6
+SWEEP = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.study_name=ray",
+         "hydra.sweep.dir=multirun/ray", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+         "hydra.sweeper.direction=maximize", "train.learning_rate=choice(0.003,0.002)",
+         # (a grace period longer than the workers stay frozen)
+         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5",
+         "hydra.callbacks.sweep_summary.reference=false", "data.limit_train=2000",
+         "data.val_size=1000", f"train.epochs={EPOCHS}", "train.seed=3",
+         "tracking.log_model=false", "tracking.log_plots=false"]
+TRIAL_LINE = re.compile(r"\[optuna_mlflow\] trial (\d+)")
+
+
+def _saved(folder: Path) -> dict[int, int]:
+    """Epochs checkpointed, by trial (its retries checkpoint in the first trial's folder)."""
+    base = folder / "multirun/ray/checkpoints/ray"
+    return {int(d.name.removeprefix("trial-")): epochs_saved(d / checkpoints.FILE)
+            for d in base.glob("trial-*")}
+
+
+def _trial_of(cluster: RayCluster, pid: int) -> int | None:
+    """The trial the worker `pid` runs: the last it announced."""
+    numbers = TRIAL_LINE.findall(cluster.output(pid))
+    return int(numbers[-1]) if numbers else None
+
+
+def _kill_a_checkpointed_worker(cluster: RayCluster, folder: Path) -> tuple[int, int] | None:
+    """Freeze the workers, see which trial each runs and how far it is saved, SIGKILL one whose
+    trial has a checkpoint and is not done, let the others go on: (its trial, epochs saved), or
+    None when none is at such a point (then all go on)."""
+    workers = cluster.processes("ray::_run_job")
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        saved = _saved(folder)
+        for pid in workers:
+            number = _trial_of(cluster, pid)
+            if number is not None and 1 <= saved.get(number, 0) < EPOCHS:
+                os.kill(pid, signal.SIGKILL)
+                return number, saved[number]
+        return None
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_costs_only_the_epochs_since_its_trials_checkpoint(
+    tmp_path: Path, mnist_cache: Path, ray_cluster: RayCluster
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    env.update(ray_cluster.env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/store.db")
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_sweep", *SWEEP,
+                             *ray_cluster.launcher()], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 480
+        killed = None
+        while killed is None:
+            assert proc.poll() is None, proc.communicate()[1][-4000:]
+            assert time.monotonic() < deadline, "no trial checkpointed in 480 s"
+            if any(1 <= n < EPOCHS for n in _saved(tmp_path).values()):
+                killed = _kill_a_checkpointed_worker(ray_cluster, tmp_path)
+            time.sleep(0.1)
+        killed_number, killed_at = killed
+        out, err = proc.communicate(timeout=480)
+        assert proc.returncode == 0, out[-2000:] + err[-4000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+
+    trials = optuna.load_study(study_name="ray",
+                               storage=f"sqlite:///{tmp_path}/multirun/ray/optuna.db").trials
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+    failed = trials[killed_number]
+    assert failed.state == TrialState.FAIL
+    [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == killed_number]
+    assert retry.state == TrialState.COMPLETE and retry.params == failed.params
+    assert sorted(retry.intermediate_values) == list(range(1, EPOCHS + 1))  # each step once
+    client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
+    run = client.get_run(retry.user_attrs["mlflow_run_id"])
+    # the retry trained epochs killed_at+1..EPOCHS only: the kill cost the epoch in progress
+    assert run.data.tags["resumed_from_epoch"] == str(killed_at)
+    for key in ("val_accuracy", "loss"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), key
+    assert not _saved(tmp_path)  # finished trials leave no checkpoint
+    # Ray ran the killed task again: a third worker joined the study
+    joined = [pid for pid in ray_cluster.worker_pids()
+              if "[optuna_mlflow] study ray" in ray_cluster.output(pid)]
+    assert len(joined) == 3, joined
