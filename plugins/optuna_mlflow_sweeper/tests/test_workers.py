@@ -285,8 +285,9 @@ def test_a_launcher_starts_workers_not_trials(
     per_worker: dict[int, list[int]] = {}
     for t in trials:
         per_worker.setdefault(t.user_attrs["pid"], []).append(t.number)
-    # two workers, each one process for all its trials (how many each gets depends on start-up)
-    assert len(per_worker) == 2 and max(len(v) for v in per_worker.values()) > 1
+    # at most two processes ran trials, each several: workers, not a job per trial. How many
+    # each gets depends on start-up: under load one may end the budget before the other starts.
+    assert len(per_worker) <= 2 and max(len(v) for v in per_worker.values()) > 1
 
 
 def alive_in_group(pgid: int) -> list[str]:
