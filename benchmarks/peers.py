@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -197,17 +198,29 @@ def plot(lines: list[dict[str, Any]], path: Path, title: str) -> None:
                     label=f"{ln['tool']} (seed {ln['seed']})")
     for target in TARGETS:
         ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
+    if not any(ln["curve"] for ln in lines):
+        ax.text(0.5, 0.5, "no tool finished a model within the budget", ha="center",
+                transform=ax.transAxes)
+    ax.set_xlim(0, max(ln["settings"]["budget_s"] for ln in lines) / 60.0)
     low = min((test for ln in lines for _, test in ln["curve"]), default=0.98)
     ax.set_ylim(max(0.95, min(low, 0.985)) - 0.002, 1.0)
     ax.set_xlabel("wall time since the command started (min)")
     ax.set_ylabel("test accuracy of the best-so-far by validation")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 # ---- CLI -------------------------------------------------------------------------------------
@@ -224,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if unknown := set(tools) - set(TOOLS):
         parser.error(f"unknown tool(s) {sorted(unknown)}; choose from {', '.join(TOOLS)}")
-    emit({**header("peers", Settings()), "settings": {
+    peers_versions = {p: _version(p) for p in ("keras-tuner", "optuna-integration")}
+    first = header("peers", Settings())
+    emit({**first, "versions": {**first["versions"], **peers_versions}, "settings": {
         "budget_min": args.budget_min, "seeds": args.seeds, "tools": tools,
         "epochs": args.epochs, "limit_train": args.limit_train, "plot": str(args.plot)}})
     budget_s = 60.0 * args.budget_min
