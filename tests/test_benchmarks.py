@@ -111,12 +111,14 @@ def test_peers_bench_prints_a_line_per_tool_and_a_plot(mnist_cache, tmp_path):
         assert 0 < r["wall_s"] <= 90 + 30  # stopped at the budget (kill included), or done
         assert r["best_test_at_end"] == (r["curve"][-1][1] if r["curve"] else None)
         assert all(0.0 <= test <= 1.0 for _, test in r["curve"])
-    # 2,000 images, two epochs: the quick peer trains models within the budget, each better than
-    # chance, and its best-so-far is what the summary reports at the end
-    # (its first model came 63 s after its start at a load average of 14, 2026-12-01)
-    optuna_run = runs["optuna"]
-    assert optuna_run["trials_complete"] >= 1 and optuna_run["curve"][-1][1] > 0.3
-    assert summaries["optuna"]["best_test_at_end_median"] == optuna_run["best_test_at_end"]
+        # each step of the curve is a finished model; the summary reports the same end
+        assert len(r["curve"]) <= r["trials_complete"]
+        end = summaries[r["tool"]]["best_test_at_end_median"]
+        assert end == (None if r["best_test_at_end"] is None
+                       else pytest.approx(r["best_test_at_end"], abs=1e-4))
+    # Whether a model finishes within 90 s depends on the machine's load (plain Optuna's first
+    # came 63 s after its start at a load average of 14, none in 90 s at 12, 2026-12-01): the
+    # figures for finished models are checked by the tests of the pure functions below.
     assert plot.stat().st_size > 10_000
 
 
@@ -143,3 +145,33 @@ def test_peers_figures_read_targets_and_marks_off_the_curve():
     short = figures([(100.0, 0.985)], budget_s=600.0)
     assert short["time_to_0.990_s"] is None and short["best_test_at_20min"] is None
     assert short["best_test_at_10min"] == 0.985
+
+
+def test_peers_summary_takes_medians_and_counts_a_miss_as_the_budget():
+    from benchmarks.peers import summary
+
+    def line(seed, t99, end, complete):
+        return {"seed": seed, "settings": {"budget_s": 600.0}, "time_to_0.990_s": t99,
+                "time_to_0.993_s": None, "best_test_at_10min": end, "best_test_at_20min": None,
+                "best_test_at_end": end, "trials_complete": complete, "trials_pruned": 0}
+
+    got = summary("optuna", [line(0, 100.0, 0.991, 3), line(1, None, 0.989, 5)])
+    assert got["time_to_0.990_s_median"] == 350.0 and got["seeds_reaching_0.990"] == 1
+    assert got["time_to_0.993_s_median"] == 600.0 and got["seeds_reaching_0.993"] == 0
+    assert got["best_test_at_end_median"] == 0.99 and got["trials_complete_median"] == 4.0
+    assert got["best_test_at_20min_median"] is None
+
+
+def test_peers_events_take_the_benchmarks_test_evaluations_off_the_clock(tmp_path):
+    from benchmarks.peers import event_models
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        {"time": 1000.0, "eval_s": 0.0, "state": "started"},
+        {"time": 1100.0, "eval_s": 5.0, "state": "complete", "val": 0.98, "test": 0.97},
+        {"time": 1150.0, "eval_s": 5.0, "state": "pruned"},
+        {"time": 1200.0, "eval_s": 12.0, "state": "complete", "val": 0.99, "test": 0.985},
+    ]) + "\n")
+    assert event_models(events, start=990.0) == (
+        [(105.0, 0.98, 0.97), (198.0, 0.99, 0.985)], 1)
+    assert event_models(tmp_path / "none.jsonl", start=0.0) == ([], 0)
