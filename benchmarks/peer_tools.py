@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -171,11 +170,11 @@ def run_keras_tuner(data: Data, events: Events, seed: int, epochs: int) -> None:
     def build(hp: Any) -> Any:
         return build_model(cnn_space(KerasTunerSpace(hp)), data.steps_per_epoch, epochs)
 
-    with tempfile.TemporaryDirectory(prefix="peers-kt-") as tmp:
-        tuner = kt.Hyperband(build, objective="val_accuracy", max_epochs=epochs, factor=3,
-                             seed=seed, directory=tmp, project_name="cnn_search", overwrite=True)
-        tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                     batch_size=BATCH_SIZE, callbacks=[Record()], verbose=0)
+    # in the working directory: the benchmark runs each tool in a folder it removes, kill or not
+    tuner = kt.Hyperband(build, objective="val_accuracy", max_epochs=epochs, factor=3, seed=seed,
+                         directory="keras_tuner", project_name="cnn_search", overwrite=True)
+    tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                 batch_size=BATCH_SIZE, callbacks=[Record()], verbose=0)
 
 
 def run_optuna(data: Data, events: Events, seed: int, epochs: int, tracking_uri: str) -> None:
