@@ -86,3 +86,92 @@ def test_pruning_lines_compare_tpe_against_the_random_searchs_best():
     assert summary["seeds_reaching_target"] == 2 and summary["n_pruned"] == [4, 0, 4]
     assert summary["ratio"] == 4.0 and summary["settings"]["sampler_seeds"] == [0, 1, 0]
     assert _pruning_summary({}, [hit, miss])["ratio"] == 2.0  # a miss counts as 0
+
+
+@pytest.mark.slow
+def test_peers_bench_prints_a_line_per_tool_and_a_plot(mnist_cache, tmp_path):
+    """The peers benchmark at a tiny budget on a data slice: every tool runs, is stopped at the
+    budget or finishes, and reports the same figures; the plot is written."""
+    plot = tmp_path / "peers.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peers", "--budget-min", "1.5", "--seeds", "1",
+         "--epochs", "2", "--limit-train", "2000", "--plot", str(plot)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    header, *results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert header["measurement"] == "header" and header["settings"]["budget_min"] == 1.5
+    runs = {r["tool"]: r for r in results if r["measurement"] == "peers_time_to_accuracy"}
+    summaries = {r["tool"]: r for r in results if r["measurement"] == "peers_summary"}
+    assert set(runs) == set(summaries) == {"mnist_sweep", "keras_tuner", "optuna"}
+    for r in runs.values():
+        assert {"time_to_0.990_s", "time_to_0.993_s", "best_test_at_10min", "best_test_at_20min",
+                "trials_complete", "trials_pruned", "curve"} <= set(r)
+        assert r["best_test_at_10min"] is None  # past a 90 s budget: not measured, not guessed
+        assert 0 < r["wall_s"] <= 90 + 30  # stopped at the budget (kill included), or done
+        assert r["best_test_at_end"] == (r["curve"][-1][1] if r["curve"] else None)
+        assert all(0.0 <= test <= 1.0 for _, test in r["curve"])
+        # each step of the curve is a finished model; the summary reports the same end
+        assert len(r["curve"]) <= r["trials_complete"]
+        end = summaries[r["tool"]]["best_test_at_end_median"]
+        assert end == (None if r["best_test_at_end"] is None
+                       else pytest.approx(r["best_test_at_end"], abs=1e-4))
+    # Whether a model finishes within 90 s depends on the machine's load (plain Optuna's first
+    # came 63 s after its start at a load average of 14, none in 90 s at 12, 2026-12-01): the
+    # figures for finished models are checked by the tests of the pure functions below.
+    assert plot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("models", "curve"), [
+    ([], []),
+    # a later model better on validation replaces the best even when its test is lower
+    ([(30.0, 0.95, 0.951), (10.0, 0.90, 0.905), (50.0, 0.97, 0.948), (70.0, 0.96, 0.999)],
+     [(10.0, 0.905), (30.0, 0.951), (50.0, 0.948)]),
+])
+def test_peers_best_so_far_follows_validation_not_test(models, curve):
+    from benchmarks.peers import best_so_far
+
+    assert best_so_far(models) == curve
+
+
+def test_peers_figures_read_targets_and_marks_off_the_curve():
+    from benchmarks.peers import figures
+
+    curve = [(100.0, 0.985), (400.0, 0.9931), (900.0, 0.9952)]
+    got = figures(curve, budget_s=1200.0)
+    assert got["time_to_0.990_s"] == 400.0 and got["time_to_0.993_s"] == 400.0
+    assert got["best_test_at_10min"] == 0.9931 and got["best_test_at_20min"] == 0.9952
+    assert got["best_test_at_end"] == 0.9952
+    short = figures([(100.0, 0.985)], budget_s=600.0)
+    assert short["time_to_0.990_s"] is None and short["best_test_at_20min"] is None
+    assert short["best_test_at_10min"] == 0.985
+
+
+def test_peers_summary_takes_medians_and_counts_a_miss_as_the_budget():
+    from benchmarks.peers import summary
+
+    def line(seed, t99, end, complete):
+        return {"seed": seed, "settings": {"budget_s": 600.0}, "time_to_0.990_s": t99,
+                "time_to_0.993_s": None, "best_test_at_10min": end, "best_test_at_20min": None,
+                "best_test_at_end": end, "trials_complete": complete, "trials_pruned": 0}
+
+    got = summary("optuna", [line(0, 100.0, 0.991, 3), line(1, None, 0.989, 5)])
+    assert got["time_to_0.990_s_median"] == 350.0 and got["seeds_reaching_0.990"] == 1
+    assert got["time_to_0.993_s_median"] == 600.0 and got["seeds_reaching_0.993"] == 0
+    assert got["best_test_at_end_median"] == 0.99 and got["trials_complete_median"] == 4.0
+    assert got["best_test_at_20min_median"] is None
+
+
+def test_peers_events_take_the_benchmarks_test_evaluations_off_the_clock(tmp_path):
+    from benchmarks.peers import event_models
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        {"time": 1000.0, "eval_s": 0.0, "state": "started"},
+        {"time": 1100.0, "eval_s": 5.0, "state": "complete", "val": 0.98, "test": 0.97},
+        {"time": 1150.0, "eval_s": 5.0, "state": "pruned"},
+        {"time": 1200.0, "eval_s": 12.0, "state": "complete", "val": 0.99, "test": 0.985},
+    ]) + "\n")
+    assert event_models(events, start=990.0) == (
+        [(105.0, 0.98, 0.97), (198.0, 0.99, 0.985)], 1)
+    assert event_models(tmp_path / "none.jsonl", start=0.0) == ([], 0)
