@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent  # `python -m benchmarks` runs fro
 RESULT = "BENCH_RESULT "  # marks a worker's result line among whatever libraries print
 PACKAGES = ("mnist-sweep", "tensorflow", "keras", "jax", "jaxlib", "numpy", "mlflow", "optuna",
             "hydra-core", "hydra-joblib-launcher", "matplotlib")
-MEASUREMENTS = ("fit", "overhead", "parallel", "pruning", "throughput")
+MEASUREMENTS = ("fit", "overhead", "parallel", "pruning", "throughput", "sweeper_cost")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Settings:
     throughput_trials: int = 4
     throughput_epochs: int = 1
     throughput_limit: int | None = 3000
+    sweeper_trials: tuple[int, int] = (10, 30)  # trivial-objective trials: cost per trial, fixed
+    sweeper_rounds: int = 2
     seed: int = 0
 
 
@@ -54,7 +56,8 @@ MODES = {
                      parallel_models=("dense", "cnn"),
                      prune_trials=16, prune_epochs=5, prune_limit=10000, prune_val_size=5000,
                      prune_seeds=(0, 1, 2),
-                     throughput_trials=8, throughput_epochs=2, throughput_limit=None),
+                     throughput_trials=8, throughput_epochs=2, throughput_limit=None,
+                     sweeper_trials=(20, 60), sweeper_rounds=3),
 }
 
 

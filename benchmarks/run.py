@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import sweeps, workers
+from benchmarks import fixed_costs, sweeps, workers
 from benchmarks.common import (
     MEASUREMENTS,
     MODES,
@@ -105,18 +105,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parallel": lambda: sweeps.measure_parallel(settings),
         "pruning": lambda: sweeps.measure_pruning(settings),
         "throughput": lambda: sweeps.measure_throughput(settings),
+        "sweeper_cost": lambda: fixed_costs.measure_sweeper_cost(settings),
     }
     failed = False
+    lines: list[dict[str, Any]] = []
     for name in only:
         start = time.perf_counter()
         try:
             for line in steps[name]():
                 emit(line)
+                lines.append(line)
         except Exception as exc:  # one broken measurement must not lose the others
             failed = True
             emit({"measurement": name, "error": f"{type(exc).__name__}: {exc}"[-3000:]})
         log(f"{name} took {time.perf_counter() - start:.0f} s")
+    emit(goals(lines))
     return 1 if failed else 0
+
+
+def goals(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run's figures that have a goal, side by side (None: not measured in this run)."""
+    def find(measurement: str, **match: Any) -> dict[str, Any] | None:
+        for line in lines:
+            if line.get("measurement") == measurement and all(
+                    line.get(k, line.get("settings", {}).get(k)) == v for k, v in match.items()):
+                return line
+        return None
+
+    cost = find("sweeper_cost", mlflow=True)
+    cold = find("trial_overhead", process="cold")
+    throughput = find("sweep_throughput", n_jobs=1)
+    figures = {
+        "trial_cost_vs_hydra_basic": (cost and cost["ratio"], "<=", 1.2),
+        "fixed_cost_minus_hydra_basic_s": (cost and cost["fixed_diff_s"], "<=", 2.0),
+        "first_trial_over_training": (cold and round(cold["ratio"] - 1, 3), "<=", 0.25),
+        "throughput_vs_plain_optuna_1_worker": (throughput and throughput["ratio"], ">=", 2.5),
+    }
+    return {"measurement": "goals", **{
+        name: {"value": value, "goal": f"{op} {goal}",
+               "met": None if value is None else (value <= goal if op == "<=" else value >= goal)}
+        for name, (value, op, goal) in figures.items()}}
 
 
 def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:

@@ -32,12 +32,16 @@ class Sweeps:
 
     def run(self, name: str, overrides: Sequence[str], n_jobs: int = 1) -> dict[str, Any]:
         """Run one sweep; its wall time and what its study recorded."""
+        sweep_dir = self.root / name
+        wall = self.wall(name, [sys.executable, "-m", "mnist_sweep", "-m",
+                                f"hydra.sweep.dir={sweep_dir}", "progress=false", *overrides])
+        return {"wall_s": round(wall, 2), **study_stats(sweep_dir / "optuna.db", n_jobs)}
+
+    def wall(self, name: str, command: Sequence[str]) -> float:
+        """Seconds the whole command took, recording into a fresh copy of the ready store."""
         store = self.root / f"{name}.db"
         shutil.copy(self.template, store)
-        sweep_dir = self.root / name
-        command = [sys.executable, "-m", "mnist_sweep", "-m", f"hydra.sweep.dir={sweep_dir}",
-                   "progress=false", *overrides]
-        log(f"sweep {name}: {' '.join(overrides)}")
+        log(f"sweep {name}: {' '.join(command[1:])}")
         start = time.perf_counter()
         proc = subprocess.run(command, cwd=self.root, capture_output=True, text=True,
                               env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
@@ -45,7 +49,7 @@ class Sweeps:
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"sweep {name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        return {"wall_s": round(wall, 2), **study_stats(sweep_dir / "optuna.db", n_jobs)}
+        return wall
 
 
 def study_stats(path: Path, n_jobs: int = 1) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
     Unreachable,
     one_line_faults,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import ComposedOnce
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
@@ -69,6 +70,9 @@ class OptunaMlflowSweeperImpl(Sweeper):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
         basic_launcher: bool = False,
     ) -> None:
+        # the launcher takes the config each trial's job was composed with (jobs.ComposedOnce)
+        hydra_context = HydraContext(config_loader=ComposedOnce.around(hydra_context.config_loader),
+                                     callbacks=hydra_context.callbacks)
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
         if basic_launcher:  # a worker runs its trials in its own process
             from hydra._internal.core_plugins.basic_launcher import BasicLauncher

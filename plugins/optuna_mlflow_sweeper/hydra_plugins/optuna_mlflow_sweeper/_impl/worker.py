@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -46,6 +46,7 @@ TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from i
 class Plan:
     trial: optuna.Trial
     overrides: list[str]
+    job: list[str] = field(default_factory=list)  # overrides + the trial's environment
     run_id: str | None = None
     retry_of: int | None = None
     error: str | None = None
@@ -161,7 +162,6 @@ class Worker:
                 if p.pruner_config:
                     storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
                 plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
-                self.loader.load_sweep_config(self.config, plan.overrides)
             except Exception as e:
                 plan.error = f"invalid overrides: {type(e).__name__}: {e}"
             trial.set_user_attr("overrides", plan.overrides)
@@ -172,6 +172,16 @@ class Worker:
                     {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
                 )
                 trial.set_user_attr("mlflow_run_id", plan.run_id)
+            plan.job = plan.overrides + env_overrides(
+                p.storage_url, p.study_name, trial, p.heartbeat_interval,
+                p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
+                exclude=p.secret_env,
+            )
+            if plan.error is None:
+                try:  # composed once: the launcher takes this config
+                    self.loader.compose(self.config, plan.job)
+                except Exception as e:
+                    plan.error = f"invalid overrides: {type(e).__name__}: {e}"
         return plan
 
     def _ask(self) -> optuna.Trial | None:
@@ -195,13 +205,8 @@ class Worker:
     def _launch(self, plan: Plan) -> None:
         p = self.p
         say(p.progress, trial_line(plan.trial.number, plan.trial.params, plan.retry_of))
-        job = plan.overrides + env_overrides(
-            p.storage_url, p.study_name, plan.trial, p.heartbeat_interval,
-            p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
-            exclude=p.secret_env,
-        )
         with beating(p.study._storage, [plan.trial._trial_id]), interrupts.trial_in_progress():
-            [ret] = self.launcher.launch([job], initial_job_idx=plan.trial.number)
+            [ret] = self.launcher.launch([plan.job], initial_job_idx=plan.trial.number)
         self._tell(plan, *outcome(ret, len(p.directions)))
 
     def _tell(
