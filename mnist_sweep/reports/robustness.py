@@ -5,15 +5,14 @@ A search for clean accuracy can pick a model that collapses on noisy digits (the
 first `cnn_search` kept 0.594 at f=0.5, where the notebook's tiny CNN keeps 0.846), and nothing in
 its objective shows it. Every trial already records its noisy accuracies (`test_accuracy_noise_<f>`
 user attrs, experiment.py), so the summary reads them back from the study: printed at the end of
-the sweep, logged on the parent run (a few `best.*` metrics; the comparison as a table and the
-figure under `robustness/`, the figure again, interactive, in the sweep's `sweep_report.html`),
-kept on the study (`robustness` user attr) for `mnist-sweep-report`.
+the sweep, logged on the parent run (the comparison as a table and the figure under
+`robustness/`, the figure again, interactive, in the sweep's `sweep_report.html`), kept on the
+study (`robustness` user attr) for `mnist-sweep-report`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,15 +106,6 @@ def parent_metrics(study: optuna.Study, reference: Mapping[str, Mapping[str, flo
     for family, values in (reference or {}).items():
         metrics.update({f"reference.{family}.{k}": float(v) for k, v in values.items()})
     return metrics
-
-
-def parent_chart_metrics(study: optuna.Study, focus: float) -> dict[str, float]:
-    """The few `best.*` numbers worth a chart of their own on the parent run (the objective,
-    clean, at `focus` and the mean); the rest is in its comparison table."""
-    keep = {f"best.{k}" for k in ("val_accuracy", "test_accuracy", noise_metric_name(focus),
-                                  NOISE_PREFIX + "mean")}
-    return {k: v for k, v in parent_metrics(study, None).items()
-            if k in keep and math.isfinite(v)}
 
 
 def comparison_table(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None
@@ -254,13 +244,11 @@ def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
                    reference: Mapping[str, Mapping[str, float]] | None, focus: float,
                    sweep_dir: str) -> None:
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
     client = MlflowClient(tracking_uri=where["tracking_uri"])
-    run_id, now = where["parent_run_id"], int(time.time() * 1000)
-    # a few charts; the whole comparison is one table, not dozens of single-bar charts
-    metrics = parent_chart_metrics(study, focus)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    run_id = where["parent_run_id"]
+    # a table, not metrics: each parent metric is one more single-bar chart in the chart view,
+    # drawn before the trials' own (the parent is the only run shown until it is expanded)
     client.log_table(run_id, comparison_table(study, reference), "robustness/comparison.json")
     every = {k: v for k, v in parent_metrics(study, reference).items() if math.isfinite(v)}
     client.log_dict(run_id, {"metrics": every, "text": summary_text(study, reference, focus)},
