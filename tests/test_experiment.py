@@ -51,8 +51,14 @@ def test_cnn_run_records_everything(compose, tracking_store):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {f"plots/{n}.png" for n in
-                     ("learning_curves", "confusion_matrix", "misclassified", "noise_accuracy")}
+    assert plots == {f"plots/{n}.png" for n in ("learning_curves", "noise_accuracy")}
+    # the figures compared across runs are MLflow images: a key, step 0, a thumbnail for the grid
+    images = [a.path.removeprefix("images/") for a in
+              client.list_artifacts(run.info.run_id, "images")]
+    for key in ("confusion_matrix", "misclassified"):
+        assert sorted(p.endswith(".webp") for p in images if p.startswith(f"{key}+step+0+")) == [
+            False, True]
+    assert tags["mlflow.loggedImages"] == "True"
     config_text = client.download_artifacts(run.info.run_id, "config.yaml")
     assert "family: cnn" in open(config_text).read()
     [model] = mlflow.search_logged_models(

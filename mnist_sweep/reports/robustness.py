@@ -5,20 +5,22 @@ A search for clean accuracy can pick a model that collapses on noisy digits (the
 first `cnn_search` kept 0.594 at f=0.5, where the notebook's tiny CNN keeps 0.846), and nothing in
 its objective shows it. Every trial already records its noisy accuracies (`test_accuracy_noise_<f>`
 user attrs, experiment.py), so the summary reads them back from the study: printed at the end of
-the sweep, logged on the parent run (a few `best.*` metrics; the comparison as a table and the
-figure under `robustness/`), kept on the study
-(`robustness` user attr) for `mnist-sweep-report`.
+the sweep, logged on the parent run (the comparison as a table and the figure under
+`robustness/`, the figure again, interactive, in the sweep's `sweep_report.html`), kept on the
+study (`robustness` user attr) for `mnist-sweep-report`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import plotly.graph_objects as go
 from hydra.experimental.callback import Callback
+from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
@@ -106,15 +108,6 @@ def parent_metrics(study: optuna.Study, reference: Mapping[str, Mapping[str, flo
     return metrics
 
 
-def parent_chart_metrics(study: optuna.Study, focus: float) -> dict[str, float]:
-    """The few `best.*` numbers worth a chart of their own on the parent run (the objective,
-    clean, at `focus` and the mean); the rest is in its comparison table."""
-    keep = {f"best.{k}" for k in ("val_accuracy", "test_accuracy", noise_metric_name(focus),
-                                  NOISE_PREFIX + "mean")}
-    return {k: v for k, v in parent_metrics(study, None).items()
-            if k in keep and math.isfinite(v)}
-
-
 def comparison_table(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None
                      ) -> dict[str, list[Any]]:
     """The summary as a table for `log_table`: a row per best (or Pareto) trial and per notebook
@@ -129,37 +122,60 @@ def comparison_table(study: optuna.Study, reference: Mapping[str, Mapping[str, f
     return table
 
 
-def clean_vs_noisy(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None,
-                   focus: float = 0.5) -> Figure | None:
-    """Every complete trial's clean vs noisy (f=`focus`) test accuracy; the trials no other beats
-    on both joined as the front, the shown trial(s) ringed, the notebook's models as stars.
+@dataclass(frozen=True)
+class CleanVsNoisy:
+    """What the clean vs noisy figure shows, one computation for its PNG and its HTML copy."""
 
-    Trials stuck at chance are counted in the legend, not drawn: one at 0.11 (a learning rate
-    too high) squeezed every model worth comparing into a corner of the plot."""
+    focus: float
+    points: list[tuple[int, float, float]]  # (trial number, clean, noisy), trials above chance
+    hidden: int  # trials at chance: counted, not drawn
+    front: list[tuple[float, float]]  # the points no other beats on both, by clean accuracy
+    shown: list[tuple[int, float, float]]  # the best trial or the Pareto set, ringed
+    stars: dict[str, tuple[float, float]]  # the notebook's models by family
+
+
+def clean_vs_noisy_data(study: optuna.Study,
+                        reference: Mapping[str, Mapping[str, float]] | None,
+                        focus: float = 0.5) -> CleanVsNoisy | None:
+    """Every complete trial's clean vs noisy (f=`focus`) test accuracy, or None without any.
+
+    Trials stuck at chance are counted, not drawn: one at 0.11 (a learning rate too high)
+    squeezed every model worth comparing into a corner of the plot."""
     key = noise_metric_name(focus)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if key in t.user_attrs and "test_accuracy" in t.user_attrs]
     done = [t for t in complete if t.user_attrs["test_accuracy"] >= CHANCE] or complete
     if not done:
         return None
-    points = [(t.user_attrs["test_accuracy"], t.user_attrs[key]) for t in done]
+    points = [(t.number, t.user_attrs["test_accuracy"], t.user_attrs[key]) for t in done]
+    front = sorted((c, n) for _, c, n in points
+                   if not any(c2 >= c and n2 >= n and (c2, n2) != (c, n) for _, c2, n2 in points))
+    shown = {t.number for t in shown_trials(study)}
+    return CleanVsNoisy(
+        focus, points, len(complete) - len(done), front,
+        [p for p in points if p[0] in shown],
+        {family: (m["test_accuracy"], m[key]) for family, m in (reference or {}).items()
+         if key in m and "test_accuracy" in m})
+
+
+def clean_vs_noisy(study: optuna.Study, reference: Mapping[str, Mapping[str, float]] | None,
+                   focus: float = 0.5) -> Figure | None:
+    """The PNG: every complete trial's clean vs noisy (f=`focus`) test accuracy; the trials no
+    other beats on both joined as the front, the shown trial(s) ringed, the notebook's models as
+    stars."""
+    data = clean_vs_noisy_data(study, reference, focus)
+    if data is None:
+        return None
     fig = Figure(figsize=(6.5, 5))
     ax = fig.subplots()
-    hidden = len(complete) - len(done)
-    ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6,
-               label=f"trials ({hidden} at chance, not shown)" if hidden else "trials")
-    front = sorted(p for p in points if not any(q[0] >= p[0] and q[1] >= p[1] and q != p
-                                                for q in points))
-    ax.plot(*zip(*front, strict=True), "k--", lw=1, label="front (clean vs noisy)")
-    shown = {t.number for t in shown_trials(study)}
-    ringed = [p for p, t in zip(points, done, strict=True) if t.number in shown]
-    if ringed:
-        ax.scatter(*zip(*ringed, strict=True), s=90, facecolors="none", edgecolors="red",
-                   label="best (objective)")
-    for family, metrics in (reference or {}).items():
-        if key in metrics:
-            ax.scatter([metrics["test_accuracy"]], [metrics[key]], marker="*", s=160,
-                       label=f"notebook {family}")
+    ax.scatter([c for _, c, _ in data.points], [n for _, _, n in data.points], s=18, alpha=0.6,
+               label=_trials_label(data))
+    ax.plot(*zip(*data.front, strict=True), "k--", lw=1, label="front (clean vs noisy)")
+    if data.shown:
+        ax.scatter([c for _, c, _ in data.shown], [n for _, _, n in data.shown], s=90,
+                   facecolors="none", edgecolors="red", label="best (objective)")
+    for family, (clean, noisy) in data.stars.items():
+        ax.scatter([clean], [noisy], marker="*", s=160, label=f"notebook {family}")
     ax.set_xlabel("clean test accuracy")
     ax.set_ylabel(f"test accuracy at f={focus:g}")
     ax.set_title(f"{study.study_name}: clean vs noisy accuracy")
@@ -167,6 +183,37 @@ def clean_vs_noisy(study: optuna.Study, reference: Mapping[str, Mapping[str, flo
     ax.legend(fontsize=8)
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.11, top=0.93)
     return fig
+
+
+def clean_vs_noisy_plotly(study: optuna.Study,
+                          reference: Mapping[str, Mapping[str, float]] | None,
+                          focus: float = 0.5) -> go.Figure | None:
+    """The same figure for the sweep's HTML report: hover a point for its trial number."""
+    data = clean_vs_noisy_data(study, reference, focus)
+    if data is None:
+        return None
+    fig = go.Figure()
+    fig.add_scatter(x=[c for _, c, _ in data.points], y=[n for _, _, n in data.points],
+                    mode="markers", name=_trials_label(data), opacity=0.7,
+                    text=[f"trial {number}" for number, _, _ in data.points])
+    fig.add_scatter(x=[c for c, _ in data.front], y=[n for _, n in data.front], mode="lines",
+                    name="front (clean vs noisy)", line={"dash": "dash", "color": "black"})
+    if data.shown:
+        fig.add_scatter(x=[c for _, c, _ in data.shown], y=[n for _, _, n in data.shown],
+                        mode="markers", name="best (objective)",
+                        text=[f"trial {number}" for number, _, _ in data.shown],
+                        marker={"size": 14, "color": "rgba(0,0,0,0)",
+                                "line": {"color": "red", "width": 2}})
+    for family, (clean, noisy) in data.stars.items():
+        fig.add_scatter(x=[clean], y=[noisy], mode="markers", name=f"notebook {family}",
+                        marker={"symbol": "star", "size": 16})
+    fig.update_layout(xaxis_title="clean test accuracy",
+                      yaxis_title=f"test accuracy at f={focus:g}")
+    return fig
+
+
+def _trials_label(data: CleanVsNoisy) -> str:
+    return f"trials ({data.hidden} at chance, not shown)" if data.hidden else "trials"
 
 
 class SweepSummary(Callback):
@@ -190,19 +237,18 @@ class SweepSummary(Callback):
                 study.set_user_attr(STUDY_ATTR, {"reference": reference})
         print("\n" + summary_text(study, reference, self.focus), flush=True)
         if sweep.parent:
-            _log_to_parent(sweep.parent, study, reference, self.focus)
+            _log_to_parent(sweep.parent, study, reference, self.focus, config.hydra.sweep.dir)
 
 
 def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
-                   reference: Mapping[str, Mapping[str, float]] | None, focus: float) -> None:
+                   reference: Mapping[str, Mapping[str, float]] | None, focus: float,
+                   sweep_dir: str) -> None:
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
     client = MlflowClient(tracking_uri=where["tracking_uri"])
-    run_id, now = where["parent_run_id"], int(time.time() * 1000)
-    # a few charts; the whole comparison is one table, not dozens of single-bar charts
-    metrics = parent_chart_metrics(study, focus)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    run_id = where["parent_run_id"]
+    # a table, not metrics: each parent metric is one more single-bar chart in the chart view,
+    # drawn before the trials' own (the parent is the only run shown until it is expanded)
     client.log_table(run_id, comparison_table(study, reference), "robustness/comparison.json")
     every = {k: v for k, v in parent_metrics(study, reference).items() if math.isfinite(v)}
     client.log_dict(run_id, {"metrics": every, "text": summary_text(study, reference, focus)},
@@ -210,3 +256,10 @@ def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
     fig = clean_vs_noisy(study, reference, focus)
     if fig is not None:
         client.log_figure(run_id, fig, "robustness/clean_vs_noisy.png")
+    # the sweeper's report again, this figure added (same file, same artifact: replaced)
+    interactive = clean_vs_noisy_plotly(study, reference, focus)
+    if interactive is not None:
+        report = write_html_report(study, sweep_dir,
+                                   [(f"Clean vs noisy (f={focus:g}) test accuracy", interactive)])
+        if report is not None:
+            client.log_artifact(run_id, str(report))

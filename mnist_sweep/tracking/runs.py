@@ -39,6 +39,7 @@ from hydra_plugins.optuna_mlflow_sweeper.tracking import (
     ui_links,
 )
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from mnist_sweep.tracking import delivery
 
@@ -163,8 +164,22 @@ def _git_state(where: Path) -> tuple[str | None, bool]:
         return None, False
 
 
+# Figures a user compares across trials, by file: logged as MLflow images under a key, which
+# the UI's chart view shows side by side, one per run, in its image grid. The others have their
+# numbers charted already (per-epoch and noise metrics) and stay files under plots/.
+COMPARED_IMAGES = {"confusion_matrix.png": "confusion_matrix", "misclassified.png": "misclassified"}
+
+
 def log_plot_dir(directory: Path) -> None:
-    """A run's figures (PNG files drawn by `render`) under `plots/` of the active run."""
+    """A run's figures (PNG files drawn by `render`): the compared ones as images (step 0), the
+    rest under `plots/` of the active run."""
+    for filename, key in COMPARED_IMAGES.items():
+        path = directory / filename
+        if path.is_file():
+            with Image.open(path) as image:
+                image.load()
+                mlflow.log_image(image, key=key, step=0)
+            path.unlink()
     mlflow.log_artifacts(str(directory), "plots")
 
 

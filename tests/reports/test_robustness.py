@@ -7,6 +7,7 @@ import warnings
 
 import optuna
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -57,11 +58,8 @@ def test_parent_metrics_name_the_best_trial_and_the_references():
     assert metrics["reference.cnn.test_accuracy_noise_0.5"] == 0.85
 
 
-def test_the_parent_charts_few_numbers_and_tables_the_comparison():
+def test_the_parent_tables_the_comparison():
     study = _study(_trial(0.990, 0.989, 0.594), _trial(0.985, 0.984, 0.90))
-    charts = robustness.parent_chart_metrics(study, focus=0.5)
-    assert set(charts) == {"best.val_accuracy", "best.test_accuracy",
-                           "best.test_accuracy_noise_0.5", "best.test_accuracy_noise_mean"}
     table = robustness.comparison_table(study, REFERENCE)
     assert table["model"] == ["trial 0", "notebook dense", "notebook cnn"]
     assert table["test_accuracy_noise_0.5"] == [0.594, 0.80, 0.85]
@@ -123,3 +121,25 @@ def test_the_notebook_reference_is_measured_once_and_cached(tmp_path, mnist_cach
         assert 0.1 < metrics["test_accuracy"] <= 1 and "test_accuracy_noise_0.5" in metrics
     cached = json.loads(references.cache_file(data).read_text())
     assert json.dumps(references.settings(data, ev), sort_keys=True) in cached
+
+
+def test_the_sweep_report_gains_an_interactive_clean_vs_noisy_figure(tmp_path):
+    study = _study(_trial(0.990, 0.989, 0.594), _trial(0.985, 0.984, 0.90),
+                   _trial(0.980, 0.975, 0.85),  # dominated by trial 1: off the front
+                   _trial(0.112, 0.1135, 0.1135))  # learned nothing: counted, not drawn
+    figure = robustness.clean_vs_noisy_plotly(study, REFERENCE)
+    traces = {trace.name: trace for trace in figure.data}
+    trials = traces["trials (1 at chance, not shown)"]
+    assert trials.text == ("trial 0", "trial 1", "trial 2")  # hover names the trial
+    front = traces["front (clean vs noisy)"]
+    assert list(zip(front.x, front.y, strict=True)) == [(0.984, 0.90), (0.989, 0.594)]
+    assert traces["best (objective)"].text == ("trial 0",)
+    assert (traces["notebook cnn"].x, traces["notebook cnn"].y) == ((0.97,), (0.85,))
+    assert figure.layout.yaxis.title.text == "test accuracy at f=0.5"
+
+    report = write_html_report(study, tmp_path, [("Clean vs noisy", figure)])
+    assert report == tmp_path / "sweep_report.html"
+    sections = report.read_text().split("<section>")[1:]
+    assert sections[-1].count('class="plotly-graph-div"') == 1
+    assert '"name":"front (clean vs noisy)"' in sections[-1]
+    assert robustness.clean_vs_noisy_plotly(_study(), None) is None

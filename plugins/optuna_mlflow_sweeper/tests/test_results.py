@@ -7,10 +7,12 @@ import warnings
 from pathlib import Path
 
 import optuna
+import plotly.graph_objects as go
 import pytest
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import results
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
+from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report
 
 
 def _study(directions: list[str]) -> optuna.Study:
@@ -73,3 +75,27 @@ def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
     else:
         assert "pareto_front.png" in names
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+
+
+@pytest.mark.parametrize(("directions", "titles"), [
+    (["minimize"], ["Optimization history", "Parameter importances", "Parallel coordinates",
+                    "Slices", "Figure of the app"]),
+    (["minimize", "maximize"], ["Pareto front", "History of objective 0",
+                                "Parameter importances for objective 0",
+                                "History of objective 1",
+                                "Parameter importances for objective 1", "Figure of the app"]),
+])
+def test_the_html_report_inlines_plotly_once_and_draws_every_figure(
+        tmp_path: Path, directions: list[str], titles: list[str]) -> None:
+    extra = go.Figure(go.Scatter(x=[0.9, 0.95], y=[0.5, 0.7], name="app trace"))
+    path = write_html_report(_study(directions), tmp_path, [("Figure of the app", extra)])
+    text = path.read_text()
+    # plotly.js in the file, once: the MLflow UI's sandboxed iframe (and an offline copy) loads
+    # nothing from a CDN
+    assert text.count("plotly.js v") == 1 and "<script src=" not in text
+    sections = text.split("<section>")[1:]
+    assert [s.count('class="plotly-graph-div"') for s in sections] == [1] * len(titles)
+    for section, title in zip(sections, titles, strict=True):
+        assert f'"title":{{"text":"{title}"' in section
+    assert '"name":"app trace"' in sections[-1]
+    assert write_html_report(optuna.create_study(), tmp_path / "empty") is None  # nothing drawn

@@ -1,18 +1,22 @@
 """A finished study's summary plots as files, for reports made outside a sweep.
 
-    from hydra_plugins.optuna_mlflow_sweeper.results import write_study_plots
+    from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report, write_study_plots
 
-    write_study_plots(optuna.load_study(study_name=..., storage=...), "reports/my_study")
+    study = optuna.load_study(study_name=..., storage=...)
+    write_study_plots(study, "reports/my_study")
+    write_html_report(study, "multirun/my_study", extra=[("Clean vs noisy", plotly_figure)])
 
 The same figures the sweeper logs on the parent run (optimization history, importances, parallel
-coordinates, intermediate values; the Pareto front for multi-objective). Optuna, matplotlib and
+coordinates, intermediate values; the Pareto front for multi-objective), and its interactive
+`sweep_report.html` with an app's own plotly figures added after Optuna's. Optuna, matplotlib and
 the drawing code load on the first call, not on import (Hydra imports this module everywhere).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import optuna
@@ -23,3 +27,14 @@ def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     from hydra_plugins.optuna_mlflow_sweeper._impl.results import write_study_plots as write
 
     return write(study, out_dir)
+
+
+def write_html_report(study: optuna.Study, out_dir: str | Path,
+                      extra: Sequence[tuple[str, Any]] = ()) -> Path | None:
+    """Write the interactive report, `<out_dir>/sweep_report.html` as the sweeper names it (an
+    app rewriting a sweep's report passes the sweep's folder), with `extra` (title, plotly
+    figure) pairs after Optuna's figures. None: nothing to draw, nothing written."""
+    from hydra_plugins.optuna_mlflow_sweeper._impl import html_report
+
+    written = html_report.write(study, str(Path(out_dir) / html_report.FILE), extra)
+    return None if written is None else Path(written)
