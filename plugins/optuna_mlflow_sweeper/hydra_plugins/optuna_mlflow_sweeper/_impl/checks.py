@@ -50,6 +50,7 @@ def check_settings(
 ) -> Checked:
     """All the checks of the settings and the app config; the first failing one raises."""
     check.check_numbers(s)
+    check.registered_name(s.mlflow.registered_model_name, "")
     directions = check.directions(s.direction)
     metric_names = check.metric_names(s.metric_names, directions)
     enqueue = check.enqueue_entries(s.enqueue)

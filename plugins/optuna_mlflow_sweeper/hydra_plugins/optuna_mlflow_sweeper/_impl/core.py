@@ -30,6 +30,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import (
     pool,
     registry,
     results,
+    validation,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted, SweeperConfigError
@@ -90,7 +91,6 @@ class OptunaMlflowSweeperImpl(Sweeper):
         interrupts.install(float(self.settings.stop_grace_period))
         with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
                 one_line_faults(self._stores()):
-            registry.registered_name(self.settings.mlflow.registered_model_name, "")  # checked
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
             if is_worker or p.n_jobs == 1:
                 self._run_here(p, arguments, is_worker)
@@ -196,7 +196,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
     def _register(self, p: Prepared) -> registry.Registered | None:
         """The best trial's model in the Model Registry (None: registration is off or failed)."""
         settings = self.settings.mlflow
-        name = registry.registered_name(settings.registered_model_name, p.study_name)
+        name = validation.registered_name(settings.registered_model_name, p.study_name)
         if name is None:
             return None
         try:

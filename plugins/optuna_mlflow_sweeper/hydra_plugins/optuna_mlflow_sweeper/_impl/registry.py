@@ -44,19 +44,6 @@ class Registered:
     moved: bool  # whether this call moved the alias
 
 
-def registered_name(setting: Any, study_name: str) -> str | None:
-    """`hydra.sweeper.mlflow.registered_model_name`: true = the study's name, a string = that
-    name, null/false/"" = no registration."""
-    if setting is None or setting is False or setting == "":
-        return None
-    if setting is True:
-        return study_name
-    if isinstance(setting, str):
-        return setting
-    raise config_error("hydra.sweeper.mlflow.registered_model_name", setting,
-                       "true (the study's name), a model name, or false/null (off)")
-
-
 def objective_names(study: optuna.Study) -> list[str]:
     names = study.metric_names
     if names:

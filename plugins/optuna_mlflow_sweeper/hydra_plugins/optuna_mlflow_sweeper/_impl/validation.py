@@ -152,3 +152,16 @@ def has_key(cfg: DictConfig, dotted: str) -> bool:
 
 def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def registered_name(setting: Any, study_name: str) -> str | None:
+    """`hydra.sweeper.mlflow.registered_model_name`: true = the study's name, a string = that
+    name, null/false/"" = no registration."""
+    if setting is None or setting is False or setting == "":
+        return None
+    if setting is True:
+        return study_name
+    if isinstance(setting, str):
+        return setting
+    raise config_error("hydra.sweeper.mlflow.registered_model_name", setting,
+                       "true (the study's name), a model name, or false/null (off)")
