@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, Settings, clean_env, emit, header, log
+from benchmarks.sweeps import time_to_reach
 
 TOOLS = ("mnist_sweep", "keras_tuner", "optuna")
 TARGETS = (0.990, 0.993)
@@ -52,11 +53,6 @@ def best_so_far(models: list[tuple[float, float, float]]) -> Curve:
     return curve
 
 
-def time_to(curve: Curve, target: float) -> float | None:
-    """Seconds until the best-so-far first scored >= target (None: never within the budget)."""
-    return next((s for s, test in curve if test >= target - 1e-9), None)
-
-
 def value_at(curve: Curve, seconds: float, budget_s: float) -> float | None:
     """The best-so-far's test accuracy at `seconds` (None: past the budget, or nothing yet)."""
     if seconds > budget_s + 1e-9:
@@ -66,7 +62,7 @@ def value_at(curve: Curve, seconds: float, budget_s: float) -> float | None:
 
 
 def figures(curve: Curve, budget_s: float) -> dict[str, Any]:
-    out: dict[str, Any] = {f"time_to_{t:.3f}_s": time_to(curve, t) for t in TARGETS}
+    out: dict[str, Any] = {f"time_to_{t:.3f}_s": time_to_reach(curve, t) for t in TARGETS}
     out.update({f"best_test_at_{m}min": value_at(curve, 60.0 * m, budget_s) for m in MARKS_MIN})
     out["best_test_at_end"] = curve[-1][1] if curve else None
     return out
