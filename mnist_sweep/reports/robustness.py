@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 from hydra.experimental.callback import Callback
-from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report
+from hydra_plugins.optuna_mlflow_sweeper.results import add_to_html_report
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
@@ -256,10 +256,10 @@ def _log_to_parent(where: Mapping[str, Any], study: optuna.Study,
     fig = clean_vs_noisy(study, reference, focus)
     if fig is not None:
         client.log_figure(run_id, fig, "robustness/clean_vs_noisy.png")
-    # the sweeper's report again, this figure added (same file, same artifact: replaced)
+    # added to the sweeper's report (same file, same artifact: replaced)
     interactive = clean_vs_noisy_plotly(study, reference, focus)
     if interactive is not None:
-        report = write_html_report(study, sweep_dir,
-                                   [(f"Clean vs noisy (f={focus:g}) test accuracy", interactive)])
+        report = add_to_html_report(
+            sweep_dir, [(f"Clean vs noisy (f={focus:g}) test accuracy", interactive)])
         if report is not None:
             client.log_artifact(run_id, str(report))

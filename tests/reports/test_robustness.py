@@ -7,7 +7,7 @@ import warnings
 
 import optuna
 import pytest
-from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report
+from hydra_plugins.optuna_mlflow_sweeper.results import add_to_html_report, write_html_report
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -137,9 +137,12 @@ def test_the_sweep_report_gains_an_interactive_clean_vs_noisy_figure(tmp_path):
     assert (traces["notebook cnn"].x, traces["notebook cnn"].y) == ((0.97,), (0.85,))
     assert figure.layout.yaxis.title.text == "test accuracy at f=0.5"
 
-    report = write_html_report(study, tmp_path, [("Clean vs noisy", figure)])
-    assert report == tmp_path / "sweep_report.html"
-    sections = report.read_text().split("<section>")[1:]
+    written = write_html_report(study, tmp_path)  # as the sweeper writes it
+    report = add_to_html_report(tmp_path, [("Clean vs noisy", figure)])
+    assert report == written == tmp_path / "sweep_report.html"
+    text = report.read_text()
+    assert text.count("plotly.js v") == 1 and text.rstrip().endswith("</body></html>")
+    sections = text.split("<section>")[1:]
     assert sections[-1].count('class="plotly-graph-div"') == 1
     assert '"name":"front (clean vs noisy)"' in sections[-1]
     assert robustness.clean_vs_noisy_plotly(_study(), None) is None

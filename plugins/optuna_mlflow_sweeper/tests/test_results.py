@@ -12,7 +12,7 @@ import pytest
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import results
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
-from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report
+from hydra_plugins.optuna_mlflow_sweeper.results import add_to_html_report, write_html_report
 
 
 def _study(directions: list[str]) -> optuna.Study:
@@ -99,3 +99,19 @@ def test_the_html_report_inlines_plotly_once_and_draws_every_figure(
         assert f'"title":{{"text":"{title}"' in section
     assert '"name":"app trace"' in sections[-1]
     assert write_html_report(optuna.create_study(), tmp_path / "empty") is None  # nothing drawn
+
+
+def test_an_app_adds_figures_to_the_report_a_sweep_wrote(tmp_path: Path) -> None:
+    written = write_html_report(_study(["minimize"]), tmp_path)
+    before = written.read_text()
+    first = go.Figure(go.Scatter(x=[0, 1], y=[1, 0], name="first trace"))
+    second = go.Figure(go.Bar(x=[1, 2], y=[3, 4], name="second trace"))
+    assert add_to_html_report(tmp_path, [("First", first), ("Second", second)]) == written
+    text = written.read_text()
+    # Optuna's figures kept as drawn, the app's after them, plotly.js still once
+    assert text.startswith(before.removesuffix("</body></html>"))
+    assert text.count("plotly.js v") == 1 and text.endswith("</body></html>")
+    sections = text.split("<section>")[1:]
+    assert len(sections) == 6
+    assert '"name":"first trace"' in sections[4] and '"name":"second trace"' in sections[5]
+    assert add_to_html_report(tmp_path / "no_sweep", [("First", first)]) is None

@@ -4,11 +4,13 @@
 
     study = optuna.load_study(study_name=..., storage=...)
     write_study_plots(study, "reports/my_study")
-    write_html_report(study, "multirun/my_study", extra=[("Clean vs noisy", plotly_figure)])
+    write_html_report(study, "reports/my_study", extra=[("Clean vs noisy", plotly_figure)])
+    add_to_html_report("multirun/my_study", [("Clean vs noisy", plotly_figure)])
 
 The same figures the sweeper logs on the parent run (optimization history, importances, parallel
 coordinates, intermediate values; the Pareto front for multi-objective), and its interactive
-`sweep_report.html` with an app's own plotly figures added after Optuna's. Optuna, matplotlib and
+`sweep_report.html` with an app's own plotly figures added after Optuna's (drawn with it, or
+added to the one a sweep wrote). Optuna, matplotlib and
 the drawing code load on the first call, not on import (Hydra imports this module everywhere).
 """
 
@@ -37,4 +39,14 @@ def write_html_report(study: optuna.Study, out_dir: str | Path,
     from hydra_plugins.optuna_mlflow_sweeper._impl import html_report
 
     written = html_report.write(study, str(Path(out_dir) / html_report.FILE), extra)
+    return None if written is None else Path(written)
+
+
+def add_to_html_report(out_dir: str | Path, extra: Sequence[tuple[str, Any]]) -> Path | None:
+    """Add `extra` (title, plotly figure) pairs at the end of `<out_dir>/sweep_report.html`, the
+    report a sweep wrote (an app's callback passes the sweep's folder), without drawing Optuna's
+    figures again. None: no report there (the sweep wrote none), nothing written."""
+    from hydra_plugins.optuna_mlflow_sweeper._impl import html_report
+
+    written = html_report.append(str(Path(out_dir) / html_report.FILE), extra)
     return None if written is None else Path(written)

@@ -4,14 +4,17 @@ Logged on the parent run as `sweep_report.html` and kept in the sweep's folder: 
 trial's params, zoom, toggle series. Self-contained: plotly.js is inlined once (about 4.6 MB of
 the file; each figure adds kilobytes). The MLflow UI shows an .html artifact in an iframe
 sandboxed to `allow-scripts`, so inline scripts run there, and a downloaded copy opens offline,
-where a CDN copy of plotly.js would not load. An app adds figures of its own (`extra`), e.g.
-the sweep's clean vs noisy accuracy. The static PNGs stay beside it.
+where a CDN copy of plotly.js would not load. An app adds figures of its own, e.g. the sweep's
+clean vs noisy accuracy: `extra` when it draws the report, or `append` to the report the sweeper
+wrote (Optuna's figures are not drawn twice; plotly.js is already in the file). The static PNGs
+stay beside it.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,15 +74,19 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
         except Exception as e:
             log.info("report figure %r skipped: %s: %s", title, type(e).__name__, e)
             continue
-        figure.update_layout(title=title)
-        parts.append(figure.to_html(full_html=False, include_plotlyjs=not inlined))
+        parts.append(_section(title, figure, with_plotlyjs=not inlined))
         inlined = True
     if not parts:
         return None
     name = html.escape(study.study_name)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title></head>"
             f"<body style='font-family:sans-serif'><h1>Study {name}</h1>"
-            + "".join(f"<section>{p}</section>" for p in parts) + "</body></html>")
+            + "".join(parts) + "</body></html>")
+
+
+def _section(title: str, figure: Any, with_plotlyjs: bool) -> str:
+    figure.update_layout(title=title)
+    return f"<section>{figure.to_html(full_html=False, include_plotlyjs=with_plotlyjs)}</section>"
 
 
 def write(study: optuna.Study, path: str, extra: Sequence[tuple[str, Any]] = ()) -> str | None:
@@ -89,4 +96,19 @@ def write(study: optuna.Study, path: str, extra: Sequence[tuple[str, Any]] = ())
         return None
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+    return path
+
+
+def append(path: str, extra: Sequence[tuple[str, Any]]) -> str | None:
+    """`extra` (title, plotly figure) pairs added at the end of the report at `path`, which
+    already carries plotly.js: each adds kilobytes. None: no report there to add to."""
+    if not extra or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        head, body_end, tail = f.read().rpartition("</body>")
+    if not body_end:
+        return None
+    sections = "".join(_section(title, figure, with_plotlyjs=False) for title, figure in extra)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + sections + body_end + tail)
     return path
