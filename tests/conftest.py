@@ -15,18 +15,11 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402
     mlflow_server,
     postgres,
 )
-from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mnist_sweep.config import registry  # noqa: E402
+from tests.helpers import compose_config  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 # mlflow_server and postgres: the real servers' fixtures, shared with the sweeper's own tests
 # (hydra_plugins.optuna_mlflow_sweeper._testing, out of Hydra's plugin scan).
-
-
-def compose_config(overrides=(), return_hydra_config=False):
-    """The app's config as the CLI composes it (packaged configs, schemas, sweeps), quiet."""
-    return registry.compose(["progress=false", *overrides], return_hydra_config)
 
 
 @pytest.fixture
@@ -44,12 +37,6 @@ def tracking_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     return uri
-
-
-def all_runs(uri: str) -> list:
-    client = MlflowClient(uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
 
 
 @pytest.fixture(scope="session", autouse=True)

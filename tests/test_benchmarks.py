@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from benchmarks.sweeps import time_to_reach
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SETTINGS_KEYS = {"backend", "model", "epochs", "batch_size", "limit_train"}
 

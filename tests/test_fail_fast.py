@@ -9,7 +9,6 @@ study or parent run exist. Real servers (the sweeper's servers.py), real command
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -20,10 +19,10 @@ import pytest
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import AUTH_ADMIN, fill, free_port
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import TF_NATIVE
+
 WRONG = "wrong-" + "3b9e51aa"
 RUN = ["data.limit_train=2000", "train.epochs=1", "tracking.log_model=false"]
-# what TensorFlow's C++ side writes to stderr when it loads (absl's pre-init lines), not ours
-TF_NATIVE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
 
 
 def mnist_sweep(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[Any, float]:

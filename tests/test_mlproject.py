@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def files_under(path: Path) -> set[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PLUGIN = ROOT / "plugins" / "optuna_mlflow_sweeper"
 

@@ -8,7 +8,6 @@ the uninterrupted trial is run once, for the whole module.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,14 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.model import checkpoints
-from tests.test_fail_fast import TF_NATIVE
+from tests.helpers import TF_NATIVE, epochs_saved
 
 pytestmark = pytest.mark.slow
 
@@ -71,14 +69,6 @@ def finish(proc: subprocess.Popen[str], expect: int, timeout: float = 900) -> st
 def said(err: str) -> list[str]:
     """What the command wrote to stderr, but TensorFlow's lines as it loads."""
     return [line for line in err.splitlines() if line.strip() and not TF_NATIVE.match(line)]
-
-
-def epochs_saved(file: Path) -> int:
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            return len(json.loads(str(npz["meta"]))["rows"])
-    except (OSError, ValueError, KeyError):  # not there yet, or being replaced
-        return 0
 
 
 def wait_for_epochs(proc: subprocess.Popen[str], file: Path, epochs: int) -> None:

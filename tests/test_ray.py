@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.model import checkpoints
-from tests.test_preemption import epochs_saved
+from tests.helpers import epochs_saved
 
 EPOCHS = 6
 SWEEP = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.study_name=ray",

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -19,51 +18,13 @@ import optuna
 import pytest
 import yaml
 from hydra.types import RunMode
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.config.registry import sweep_names
 from mnist_sweep.data import mnist
-from tests.conftest import compose_config
+from tests.helpers import SMALL, compose_config, load_study, mlflow_runs, run_sweep
 
 SWEEPS = sweep_names()
-# Small and quiet: a slice of MNIST, no model artifacts, one epoch unless a test says otherwise.
-SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
-         "tracking.log_model=false", "tracking.log_plots=false"]
-
-
-def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
-              multirun_flag: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    # Not the default ./mlflow.db: MLFLOW_TRACKING_URI must win for the trials and the sweeper.
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/store.db"
-    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the index of sweeps' studies (reports)
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", *(["-m"] if multirun_flag else []), *overrides],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert not (tmp_path / "mlflow.db").exists()
-    return proc
-
-
-def load_study(tmp_path: Path, name: str) -> optuna.Study:
-    return optuna.load_study(
-        study_name=name, storage=f"sqlite:///{tmp_path}/multirun/{name}/optuna.db"
-    )
-
-
-def mlflow_runs(tmp_path: Path, tracking_uri: str | None = None
-                ) -> tuple[MlflowClient, Any, list[Any]]:
-    """(client, the parent run, its child runs by trial number); the sweep's own SQLite store
-    unless `tracking_uri` names another."""
-    client = MlflowClient(tracking_uri or f"sqlite:///{tmp_path}/store.db")
-    experiment = client.get_experiment_by_name("mnist-sweep")
-    every = client.search_runs([experiment.experiment_id], max_results=1000)
-    [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return client, parent, sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
 
 
 @pytest.mark.parametrize("name", SWEEPS)

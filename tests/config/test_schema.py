@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from mnist_sweep.config import registry, schema
 from mnist_sweep.errors import ConfigError
-from tests.conftest import compose_config
+from tests.helpers import compose_config
 
 
 @pytest.mark.parametrize(

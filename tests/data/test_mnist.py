@@ -13,7 +13,7 @@ import pytest
 from mnist_sweep.data import mnist as mnist_data
 from mnist_sweep.data import sources
 from mnist_sweep.errors import DataUnavailableError
-from tests.conftest import compose_config
+from tests.helpers import compose_config
 
 KERAS_ONLINE = sources.connect_error(*sources.KERAS_HOST) is None
 

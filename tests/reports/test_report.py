@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from mnist_sweep.reports import report, studies
-from tests.test_sweeps import SMALL, load_study, mlflow_runs, run_sweep
+from tests.helpers import SMALL, load_study, mlflow_runs, run_sweep
 
 FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
            "batch_size_vs_epochs_to_target.png"}

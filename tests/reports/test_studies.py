@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from mnist_sweep.reports import report, studies
-from tests.test_sweeps import SMALL, run_sweep
+from tests.helpers import SMALL, run_sweep
 
 
 @pytest.fixture

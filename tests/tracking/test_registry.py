@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import mnist as data
-from tests.test_sweeps import load_study, run_sweep
+from tests.helpers import load_study, run_sweep
 
 # SMALL of test_sweeps, with the models logged (what is registered)
 WITH_MODELS = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",

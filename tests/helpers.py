@@ -1,0 +1,75 @@
+"""What several test modules share (not fixtures: those are in conftest.py): the checkout's
+root, the app's composed config, running a sweep as a user does and reading back what it recorded,
+TensorFlow's native log lines, a checkpoint's epoch count."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from mlflow.tracking import MlflowClient
+
+from mnist_sweep.config import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+# what TensorFlow's C++ side writes to stderr when it loads (absl's pre-init lines), not ours
+TF_NATIVE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+
+
+def compose_config(overrides=(), return_hydra_config=False):
+    """The app's config as the CLI composes it (packaged configs, schemas, sweeps), quiet."""
+    return registry.compose(["progress=false", *overrides], return_hydra_config)
+
+
+# Small and quiet: a slice of MNIST, no model artifacts, one epoch unless a test says otherwise.
+SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
+         "tracking.log_model=false", "tracking.log_plots=false"]
+
+
+def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
+              multirun_flag: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
+    # Not the default ./mlflow.db: MLFLOW_TRACKING_URI must win for the trials and the sweeper.
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/store.db"
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the index of sweeps' studies (reports)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_sweep", *(["-m"] if multirun_flag else []), *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert not (tmp_path / "mlflow.db").exists()
+    return proc
+
+
+def load_study(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(
+        study_name=name, storage=f"sqlite:///{tmp_path}/multirun/{name}/optuna.db"
+    )
+
+
+def mlflow_runs(tmp_path: Path, tracking_uri: str | None = None
+                ) -> tuple[MlflowClient, Any, list[Any]]:
+    """(client, the parent run, its child runs by trial number); the sweep's own SQLite store
+    unless `tracking_uri` names another."""
+    client = MlflowClient(tracking_uri or f"sqlite:///{tmp_path}/store.db")
+    experiment = client.get_experiment_by_name("mnist-sweep")
+    every = client.search_runs([experiment.experiment_id], max_results=1000)
+    [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, parent, sorted(children, key=lambda r: int(r.data.tags["optuna.trial_number"]))
+
+
+def epochs_saved(file: Path) -> int:
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            return len(json.loads(str(npz["meta"]))["rows"])
+    except (OSError, ValueError, KeyError):  # not there yet, or being replaced
+        return 0
