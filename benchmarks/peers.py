@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, Settings, clean_env, emit, header, log
+from benchmarks.peer_tools import BATCH_SIZE, EPOCHS
 from benchmarks.sweeps import time_to_reach
 
 TOOLS = ("mnist_sweep", "keras_tuner", "optuna")
@@ -164,7 +165,8 @@ def measure(tool: str, seed: int, budget_s: float, epochs: int | None,
     curve = best_so_far(run["models"])
     return {
         "measurement": "peers_time_to_accuracy", "tool": tool, "seed": seed,
-        "settings": {"budget_s": budget_s, "epochs": epochs or 15, "limit_train": limit_train,
+        "settings": {"budget_s": budget_s, "epochs": epochs or EPOCHS, "batch_size": BATCH_SIZE,
+                     "limit_train": limit_train,
                      "search_space": "sweeps/cnn_search.yaml (cnn_blocks)", "val_size": 5000},
         **figures(curve, budget_s),
         "trials_complete": len(run["models"]), "trials_pruned": run["trials_pruned"],
@@ -227,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="runs per tool (sampler seeds 0..)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     parser.add_argument("--plot", type=Path, default=Path("peers_time_to_accuracy.png"))
-    parser.add_argument("--epochs", type=int, help="override the 15 epochs (quick runs, tests)")
+    parser.add_argument("--epochs", type=int, help="override cnn_search's 10 epochs (quick runs, tests)")
     parser.add_argument("--limit-train", type=int, help="train on a slice (quick runs, tests)")
     args = parser.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]

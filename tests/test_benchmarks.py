@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
+from benchmarks import peer_tools
 from benchmarks.sweeps import time_to_reach
-from tests.helpers import ROOT
+from tests.helpers import ROOT, compose_config
 
 SETTINGS_KEYS = {"backend", "model", "epochs", "batch_size", "limit_train"}
 
@@ -120,6 +121,14 @@ def test_peers_bench_prints_a_line_per_tool_and_a_plot(mnist_cache, tmp_path):
     # came 63 s after its start at a load average of 14, none in 90 s at 12, 2026-12-01): the
     # figures for finished models are checked by the tests of the pure functions below.
     assert plot.stat().st_size > 10_000
+
+
+def test_the_peers_train_as_cnn_search_does(mnist_cache):
+    """The peers' settings are written out once in peer_tools: they must follow cnn_search's."""
+    train = compose_config(["sweep=cnn_search"]).train
+    assert (train.batch_size, train.epochs) == (peer_tools.BATCH_SIZE, peer_tools.EPOCHS)
+    assert train.lr_schedule.name == "cosine"
+    assert train.lr_schedule.final_fraction == peer_tools.FINAL_FRACTION
 
 
 @pytest.mark.parametrize(("models", "curve"), [
