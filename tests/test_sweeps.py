@@ -106,10 +106,12 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
     states = [t.state for t in study.get_trials()]
     assert states.count(TrialState.PRUNED) >= 1, states
     assert TrialState.COMPLETE in states
-    # step = epochs done; the enqueued first CNN trains its own 8 (a short cosine), the rest 3
+    # step = epochs done; the enqueued first CNN trains its own (a short cosine), the rest 3
+    sweeper = compose_config(["sweep=cnn_search"], return_hydra_config=True).hydra.sweeper
+    own_epochs = sweeper.enqueue[0]["train.epochs"]
     first, *sampled = study.get_trials()
     assert first.state == TrialState.COMPLETE
-    assert sorted(first.intermediate_values) == list(range(1, 9))
+    assert sorted(first.intermediate_values) == list(range(1, own_epochs + 1))
     assert all(sorted(t.intermediate_values) == [1, 2, 3]
                for t in sampled if t.state == TrialState.COMPLETE)
 
