@@ -10,10 +10,11 @@ run instead of `mnist-sweep -m sweep=cnn_search`, on its search space written ou
   Optuna's Keras example) and `MLflowCallback`, one `fit` with validation data, one `evaluate`.
 
 Both get the care our side gets: float32 inputs, the same split (the first 5,000 training images
-held out for validation), cnn_search's batch size (64), Adam with the rate decayed by a cosine over the epochs
-(cnn_search's `lr_schedule`), the same conv blocks and augmentation layers. Every trained model
-appends one JSON line to FILE: unix time, final validation and test accuracy. Test evaluation is
-the benchmark's, not the tool's: its seconds are recorded so the parent can take them out.
+held out for validation), cnn_search's batch size (64), Adam with the rate decayed by a cosine
+over the epochs (cnn_search's `lr_schedule`), the same conv blocks and augmentation layers. Every
+trained model appends one JSON line to FILE: unix time, final validation and test accuracy. Test
+evaluation is the benchmark's, not the tool's: its seconds are recorded so the parent can take
+them out.
 """
 
 from __future__ import annotations

@@ -229,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="runs per tool (sampler seeds 0..)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     parser.add_argument("--plot", type=Path, default=Path("peers_time_to_accuracy.png"))
-    parser.add_argument("--epochs", type=int, help="override cnn_search's 10 epochs (quick runs, tests)")
+    parser.add_argument("--epochs", type=int,
+                        help="override cnn_search's 10 epochs (quick runs, tests)")
     parser.add_argument("--limit-train", type=int, help="train on a slice (quick runs, tests)")
     args = parser.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
