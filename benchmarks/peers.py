@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, Settings, clean_env, emit, header, log
-from benchmarks.peer_tools import BATCH_SIZE, EPOCHS
+from benchmarks.peer_tools import BATCH_SIZE, EPOCHS, VAL_SIZE
 from benchmarks.sweeps import time_to_reach
 
 TOOLS = ("mnist_sweep", "keras_tuner", "optuna")
@@ -167,7 +167,7 @@ def measure(tool: str, seed: int, budget_s: float, epochs: int | None,
         "measurement": "peers_time_to_accuracy", "tool": tool, "seed": seed,
         "settings": {"budget_s": budget_s, "epochs": epochs or EPOCHS, "batch_size": BATCH_SIZE,
                      "limit_train": limit_train,
-                     "search_space": "sweeps/cnn_search.yaml (cnn_blocks)", "val_size": 5000},
+                     "search_space": "sweeps/cnn_search.yaml (cnn_blocks)", "val_size": VAL_SIZE},
         **figures(curve, budget_s),
         "trials_complete": len(run["models"]), "trials_pruned": run["trials_pruned"],
         "wall_s": run["wall_s"], "finished_in_budget": run["finished_in_budget"],
