@@ -18,11 +18,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import mnist as data
-from tests.helpers import load_study, run_sweep
+from tests.helpers import SMALL, load_study, run_sweep
 
-# SMALL of test_sweeps, with the models logged (what is registered)
-WITH_MODELS = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
-               "tracking.log_plots=false"]
+# SMALL with the models logged (what is registered)
+WITH_MODELS = [o for o in SMALL if o != "tracking.log_model=false"]
 
 
 def champion_accuracy(uri: str, tracking_uri: str) -> float:
