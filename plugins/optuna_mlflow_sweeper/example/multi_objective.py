@@ -3,7 +3,7 @@
     python example/multi_objective.py -m
 
 NSGA-II samples x and y; each trial returns both values. optimization_results.yaml lists the
-Pareto-optimal trials and the parent MLflow run carries plots/pareto_front.png.
+Pareto-optimal trials and the parent MLflow run's sweep_report.html draws the front.
 """
 
 import hydra

@@ -6,7 +6,7 @@ Select it with `hydra/sweeper=optuna_mlflow`. Public modules:
                  trial_heartbeat(), stop_requested(), stop_now(), sigterm_stops_after_epoch()
                  (re-exported here)
 - tracking.py    resolve_tracking_uri(), ui_links(): where runs are recorded, how to look at them
-- results.py     write_study_plots(): a finished study's summary plots as PNG files
+- results.py     write_study_plots(): a finished study's report figures as PNG files
 - config.py      the config schema (ConfigStore: hydra/sweeper, .../sampler, .../pruner)
 - SweeperConfigError (here): a bad value named by its key; apps may raise their own subclass
 

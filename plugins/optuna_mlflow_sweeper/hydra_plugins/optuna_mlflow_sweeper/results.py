@@ -1,4 +1,4 @@
-"""A finished study's summary plots as files, for reports made outside a sweep.
+"""A finished study's figures as files, for reports made outside a sweep.
 
     from hydra_plugins.optuna_mlflow_sweeper.results import write_html_report, write_study_plots
 
@@ -7,11 +7,12 @@
     write_html_report(study, "reports/my_study", extra=[("Clean vs noisy", plotly_figure)])
     add_to_html_report("multirun/my_study", [("Clean vs noisy", plotly_figure)])
 
-The same figures the sweeper logs on the parent run (optimization history, importances, parallel
-coordinates, intermediate values; the Pareto front for multi-objective), and its interactive
-`sweep_report.html` with an app's own plotly figures added after Optuna's (drawn with it, or
-added to the one a sweep wrote). Optuna, matplotlib and
-the drawing code load on the first call, not on import (Hydra imports this module everywhere).
+The interactive `sweep_report.html` the sweeper logs on the parent run (Optuna's figures, then
+an app's own plotly figures, drawn with it or added to the one a sweep wrote), and static PNG
+copies of the figures (optimization history, importances, parallel coordinates, intermediate
+values; the Pareto front for multi-objective) for documents that cannot hold HTML. Optuna,
+matplotlib and the drawing code load on the first call, not on import (Hydra imports this module
+everywhere).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `n_jobs: 1` runs the trials here, one after another, in this warm process (worker.py). With more,
 this process starts the workers (pool.py) and shows their progress; every worker is this same
 sweeper in a process of its own. Either way the sweep ends with its record: the results file,
-summary plots and status on the parent run, the best trial and where to look. Ctrl-C records the
+the HTML report and status on the parent run, the best trial and where to look. Ctrl-C records the
 trials in flight as interrupted, says how to resume, and exits with 130 (no traceback).
 """
 
@@ -161,7 +161,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
     # ---- the record at the end ----
     def _finish(self, p: Prepared, status: str, report: Any) -> None:
-        """optimization_results.yaml, summary plots, parent run status, the answer."""
+        """optimization_results.yaml, the HTML report, parent run status, the answer."""
         try:
             report(quiet=True)
             counts = count_trials(p.study.get_trials(deepcopy=False))
@@ -173,7 +173,6 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 p.tracker.log_artifact(path)
                 p.tracker.log_artifact(results.write_search_space(
                     os.path.join(p.sweep_dir, "search_space.json"), p.study))
-                results.log_plots(p.study, p.tracker.log_figure)
                 report_path = html_report.write(p.study,
                                                 os.path.join(p.sweep_dir, html_report.FILE))
                 if report_path is not None:

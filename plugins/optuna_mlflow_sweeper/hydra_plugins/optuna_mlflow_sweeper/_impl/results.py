@@ -1,4 +1,5 @@
-"""What a sweep leaves behind: optimization_results.yaml, summary plots, the progress line."""
+"""What a sweep leaves behind: optimization_results.yaml, the search space, the progress line;
+static PNG copies of the report's figures for reports made outside a sweep."""
 
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ import atexit
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,8 +51,6 @@ class MlflowTracker:
         self.experiment_id = retry_call(lambda: ensure_experiment(self.client, experiment),
                                         "MLflow experiment")
         self.parent_id: str | None = None
-        # figures are written here before they are sent (an outbox item must be a file)
-        self._files = tempfile.mkdtemp(prefix="optuna-mlflow-")
         self.outbox = mlflow_outbox(self.client, spool_dir)  # replays an earlier sweep's rest
         self._study: Any = None
         self._ended = False
@@ -132,14 +129,6 @@ class MlflowTracker:
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         assert self.parent_id is not None
         self.outbox.put("log_artifact", self.parent_id, os.path.abspath(path), artifact_path)
-
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        assert self.parent_id is not None
-        folder, name = os.path.split(artifact_file)
-        local = os.path.join(self._files, folder)
-        os.makedirs(local, exist_ok=True)
-        figure.savefig(os.path.join(local, name), bbox_inches="tight")  # labels unclipped
-        self.log_artifact(os.path.join(local, name), folder or None)
 
     # ---- child runs ----
     def start_child(
