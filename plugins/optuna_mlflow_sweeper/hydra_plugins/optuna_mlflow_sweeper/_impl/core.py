@@ -41,6 +41,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import ComposedOnce
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
+from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import InProcess, report_drawer
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     mask_url,
@@ -66,6 +67,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
         self.launcher: Any = None
+        self._drawer: InProcess = InProcess()  # the report's; a helper process while sweeping
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
@@ -92,10 +94,12 @@ class OptunaMlflowSweeperImpl(Sweeper):
         with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
                 one_line_faults(self._stores()):
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
-            if is_worker or p.n_jobs == 1:
-                self._run_here(p, arguments, is_worker)
-            else:
-                self._run_workers(p, arguments)
+            # the process that sums up draws the report: its helper starts now (see the module)
+            with report_drawer(not is_worker and p.tracker is not None) as self._drawer:
+                if is_worker or p.n_jobs == 1:
+                    self._run_here(p, arguments, is_worker)
+                else:
+                    self._run_workers(p, arguments)
 
     def _stores(self) -> list[tuple[str, str]]:
         """What this sweep writes on this machine: named when a disk there is full."""
@@ -173,8 +177,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 p.tracker.log_artifact(path)
                 p.tracker.log_artifact(results.write_search_space(
                     os.path.join(p.sweep_dir, "search_space.json"), p.study))
-                report_path = html_report.write(p.study,
-                                                os.path.join(p.sweep_dir, html_report.FILE))
+                report_path = self._drawer.write(p.study, p.storage_url,
+                                                 os.path.join(p.sweep_dir, html_report.FILE))
                 if report_path is not None:
                     p.tracker.log_artifact(report_path)
                 registered = self._register(p)

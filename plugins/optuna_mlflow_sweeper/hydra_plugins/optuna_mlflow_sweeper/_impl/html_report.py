@@ -6,8 +6,8 @@ the file; each figure adds kilobytes). The MLflow UI shows an .html artifact in 
 sandboxed to `allow-scripts`, so inline scripts run there, and a downloaded copy opens offline,
 where a CDN copy of plotly.js would not load. An app adds figures of its own, e.g. the sweep's
 clean vs noisy accuracy: `extra` when it draws the report, or `append` to the report the sweeper
-wrote (Optuna's figures are not drawn twice; plotly.js is already in the file). The static PNGs
-stay beside it.
+wrote (Optuna's figures are not drawn twice; plotly.js is already in the file). The sweeper draws
+it in a helper process (report_process.py); `results.write_study_plots` makes static PNG copies.
 """
 
 from __future__ import annotations
