@@ -60,6 +60,8 @@ def test_smallest_bench_prints_sane_json_lines(mnist_cache):
         assert r["ratio"] >= 1 and _positive(r["overhead_s"])
         assert 0 < r["overhead_fraction"] < 1
         assert {"train", "evaluate", "log_plots", "log_model"} <= set(r["phases_s"])
+    # the store a sweep opens before its first trial is timed apart from that trial
+    assert _positive(overhead["cold"]["store_before_run_s"])
 
 
 def test_time_to_reach_is_the_first_finished_trial_at_the_target():
