@@ -14,12 +14,15 @@ import pytest
 from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import report_drawer
 
 
+def _objective(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", -5, 5) ** 2 + trial.suggest_int("y", 0, 3)
+
+
 def _stored_study(tmp_path: Path, trials: int = 3) -> tuple[optuna.Study, str]:
     url = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="s", storage=url,
                                 sampler=optuna.samplers.RandomSampler(0))
-    study.optimize(lambda t: t.suggest_float("x", -5, 5) ** 2 + t.suggest_int("y", 0, 3),
-                   n_trials=trials)
+    study.optimize(_objective, n_trials=trials)
     return study, url
 
 
@@ -38,37 +41,39 @@ def _helpers() -> list[int]:
     return found
 
 
-def test_the_helper_draws_the_stored_study(tmp_path: Path) -> None:
-    _, url = _stored_study(tmp_path)
+def test_the_helper_draws_the_stored_study_as_it_ends(tmp_path: Path) -> None:
+    study, url = _stored_study(tmp_path, trials=1)
     # an empty study of the same name here: only a drawing from the storage has trials to draw
     empty = optuna.create_study(study_name="s")
     out = tmp_path / "sweep_report.html"
-    with report_drawer(True) as drawer:
+    with report_drawer(True, url, "s") as drawer:
         assert len(_helpers()) == 1
-        assert drawer.write(empty, url, str(out)) == str(out)
+        study.optimize(_objective, n_trials=2)  # the sweep goes on after the helper started
+        assert drawer.write(empty, str(out)) == str(out)
     assert _helpers() == []
     text = out.read_text()
     assert text.count("plotly.js v") == 1 and "Optimization history" in text
+    assert '"x":[0,1,2]' in text  # the history has the trials told after the helper started
 
 
 def test_a_storage_the_helper_cannot_open_is_drawn_here(tmp_path: Path) -> None:
     study, _ = _stored_study(tmp_path)
     out = tmp_path / "sweep_report.html"
-    with report_drawer(True) as drawer:
-        assert drawer.write(study, f"sqlite:///{tmp_path}/no/such/dir/x.db", str(out)) == str(out)
+    with report_drawer(True, f"sqlite:///{tmp_path}/no/such/dir/x.db", "s") as drawer:
+        assert drawer.write(study, str(out)) == str(out)
     assert "Optimization history" in out.read_text()
 
 
 def test_a_killed_helper_leaves_the_report_to_the_sweep(tmp_path: Path) -> None:
     study, url = _stored_study(tmp_path)
     out = tmp_path / "sweep_report.html"
-    with report_drawer(True) as drawer:
+    with report_drawer(True, url, "s") as drawer:
         [pid] = _helpers()
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while _helpers() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert drawer.write(study, url, str(out)) == str(out)
+        assert drawer.write(study, str(out)) == str(out)
     assert "Optimization history" in out.read_text()
 
 
@@ -76,14 +81,15 @@ def test_a_killed_helper_leaves_the_report_to_the_sweep(tmp_path: Path) -> None:
 def test_nothing_to_draw_writes_nothing(tmp_path: Path, enabled: bool) -> None:
     study, url = _stored_study(tmp_path, trials=0)
     out = tmp_path / "sweep_report.html"
-    with report_drawer(enabled) as drawer:
+    with report_drawer(enabled, url, "s") as drawer:
         assert len(_helpers()) == int(enabled)
-        assert drawer.write(study, url, str(out)) is None
+        assert drawer.write(study, str(out)) is None
     assert not out.exists() and _helpers() == []
 
 
 def test_leaving_without_a_report_stops_the_helper(tmp_path: Path) -> None:
-    with pytest.raises(KeyboardInterrupt), report_drawer(True):
+    _, url = _stored_study(tmp_path)
+    with pytest.raises(KeyboardInterrupt), report_drawer(True, url, "s"):
         assert len(_helpers()) == 1
         raise KeyboardInterrupt
     assert _helpers() == []

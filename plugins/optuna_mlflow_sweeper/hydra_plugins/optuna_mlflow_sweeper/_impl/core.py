@@ -95,7 +95,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 one_line_faults(self._stores()):
             p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
             # the process that sums up draws the report: its helper starts now (see the module)
-            with report_drawer(not is_worker and p.tracker is not None) as self._drawer:
+            with report_drawer(not is_worker and p.tracker is not None, p.storage_url,
+                               p.study_name) as self._drawer:
                 if is_worker or p.n_jobs == 1:
                     self._run_here(p, arguments, is_worker)
                 else:
@@ -177,7 +178,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 p.tracker.log_artifact(path)
                 p.tracker.log_artifact(results.write_search_space(
                     os.path.join(p.sweep_dir, "search_space.json"), p.study))
-                report_path = self._drawer.write(p.study, p.storage_url,
+                report_path = self._drawer.write(p.study,
                                                  os.path.join(p.sweep_dir, html_report.FILE))
                 if report_path is not None:
                     p.tracker.log_artifact(report_path)

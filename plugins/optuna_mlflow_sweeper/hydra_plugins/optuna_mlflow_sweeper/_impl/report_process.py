@@ -2,14 +2,15 @@
 
 Why: drawing `sweep_report.html` first imports optuna.visualization (which imports matplotlib)
 and scikit-learn (fANOVA's importances): ~4 s on 2 cores, paid after the last trial, when the user
-waits for the answer. A helper process started with the sweep pays them on the other core while
-the trials run, then waits; at the end it loads the finished study from the storage and draws.
+waits for the answer, and opening the study's storage ~1 s more. A helper process started with
+the sweep pays both on the other core while the trials run, then waits; at the end it reads the
+finished trials and draws.
 A thread could not: the imports hold the GIL. If the helper cannot start, dies, or does not
 answer in time, the report is drawn in the sweep's process as before, so it is never lost.
 
-    with report_drawer(enabled) as drawer:
+    with report_drawer(enabled, storage_url, study_name) as drawer:
         ...  # the trials
-        drawer.write(study, storage_url, path)  # path, or None: nothing to draw
+        drawer.write(study, path)  # path, or None: nothing to draw
 
 `enabled=False` gives the do-nothing variant (it draws in this process), so callers never branch.
 """
@@ -36,7 +37,7 @@ WAIT_S = 300.0  # a report of thousands of trials takes seconds: longer than thi
 class InProcess:
     """Draws the report in this process (no helper)."""
 
-    def write(self, study: optuna.Study, storage_url: str, path: str) -> str | None:
+    def write(self, study: optuna.Study, path: str) -> str | None:
         return html_report.write(study, path)
 
     def close(self) -> None:
@@ -46,7 +47,7 @@ class InProcess:
 class Helper(InProcess):
     """A helper process whose imports overlap the sweep; one report, then it exits."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage_url: str, study_name: str) -> None:
         self._proc: subprocess.Popen[bytes] | None
         try:
             self._proc = subprocess.Popen(
@@ -58,27 +59,37 @@ class Helper(InProcess):
         except OSError as e:
             log.info("report helper not started (%s): the report is drawn at the end", e)
             self._proc = None
-
-    def write(self, study: optuna.Study, storage_url: str, path: str) -> str | None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None or proc.stdin is None:
-            return super().write(study, storage_url, path)
+            return
         # the URL may hold a password: stdin, not the command line
-        job = {"storage": storage_url, "study": study.study_name, "path": path}
+        self._send({"storage": storage_url, "study": study_name})
+
+    def _send(self, job: dict[str, str]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
         try:
-            proc.stdin.write(json.dumps(job).encode() + b"\n")
+            self._proc.stdin.write(json.dumps(job).encode() + b"\n")
+            self._proc.stdin.flush()
+        except OSError:  # the helper is gone: write() notices and draws here
+            pass
+
+    def write(self, study: optuna.Study, path: str) -> str | None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None or proc.stdin is None:
+            return super().write(study, path)
+        self._send({"path": path})
+        self._proc = None
+        try:
             proc.stdin.close()
             code = proc.wait(timeout=WAIT_S)
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("report helper failed (%s): drawing the report here", type(e).__name__)
             _stop(proc)
-            return super().write(study, storage_url, path)
+            return super().write(study, path)
         if code == 0:
             return path
         if code == NOTHING_TO_DRAW:
             return None
         log.warning("report helper exited with %s: drawing the report here", code)
-        return super().write(study, storage_url, path)
+        return super().write(study, path)
 
     def close(self) -> None:
         if self._proc is not None:
@@ -87,9 +98,9 @@ class Helper(InProcess):
 
 
 @contextlib.contextmanager
-def report_drawer(enabled: bool) -> Iterator[InProcess]:
+def report_drawer(enabled: bool, storage_url: str, study_name: str) -> Iterator[InProcess]:
     """The drawer of this sweep's report; its helper (if any) is stopped on the way out."""
-    drawer = Helper() if enabled else InProcess()
+    drawer = Helper(storage_url, study_name) if enabled else InProcess()
     try:
         yield drawer
     finally:
@@ -106,18 +117,19 @@ NOTHING_TO_DRAW = 3
 
 
 def main() -> int:
-    """The helper: imports first, then one job from stdin (none: the sweep ended without one)."""
+    """The helper: imports and the study first, then the report's path from stdin (none: the
+    sweep ended without a report)."""
     os.nice(10)  # while the trials run, they come first
     import optuna.importance  # noqa: F401  (scikit-learn)
     import optuna.visualization  # noqa: F401  (matplotlib, plotly)
 
+    where = json.loads(sys.stdin.readline() or "{}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=where["study"], storage=where["storage"])
     line = sys.stdin.readline()
     if not line:
         return 0
-    job = json.loads(line)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=job["study"], storage=job["storage"])
-    return 0 if html_report.write(study, job["path"]) else NOTHING_TO_DRAW
+    return 0 if html_report.write(study, json.loads(line)["path"]) else NOTHING_TO_DRAW
 
 
 if __name__ == "__main__":
