@@ -50,6 +50,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     fail_orphans,
     make_storage,
     open_study,
+    requeue_stopped,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     absolute_sqlite_url,
@@ -209,6 +210,7 @@ def join_study(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(c.metric_names)
     n_enqueued = enqueue_once(study, c.enqueue, c.space.distributions)
+    requeue_stopped(study, s.max_retry)
     if s.heartbeat_interval:  # asked, then killed before a first heartbeat: never stale
         grace = s.grace_period or 2 * s.heartbeat_interval
         fail_orphans(study, "its process ended before it started (no heartbeat)",

@@ -31,6 +31,9 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 # Names this study, not just its name in its storage: a study started over in a new database
 # file at the same path has the same name and storage URL, and must not adopt the old parent run.
 STUDY_UID_ATTR = "optuna_mlflow:uid"
+# why a trial was stopped; both promise that it runs again when the sweep resumes
+INTERRUPTED = "interrupted (Ctrl-C): runs again first when the sweep resumes"
+TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from its checkpoint"
 
 
 def default_storage_url(sweep_dir: str) -> str:
@@ -194,6 +197,23 @@ def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None =
         system_attrs={**trial.system_attrs, "failed_trial": history[0],
                       "retry_history": history},
     ))
+
+
+def requeue_stopped(study: optuna.Study, max_retry: int | None = None) -> list[int]:
+    """Queue the retry of every stopped trial (Ctrl-C, SIGTERM) that has none; their numbers.
+
+    A stopped trial is recorded FAIL, then its retry is queued: a process that ends between the
+    two (a second Ctrl-C exits at once) leaves the trial failed with the promise "runs again" and
+    nothing queued. Run by every process joining the study, so the promise holds on resume.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    lost = [t for t in trials if t.state == TrialState.FAIL and t.number not in retried
+            and t.user_attrs.get("fail_reason") in (INTERRUPTED, TERMINATED)]
+    for t in lost:
+        log.info("trial %d was stopped without its retry queued: queued now", t.number)
+        retry_later(study, t, max_retry)
+    return [t.number for t in lost]
 
 
 def wait_for_stale(

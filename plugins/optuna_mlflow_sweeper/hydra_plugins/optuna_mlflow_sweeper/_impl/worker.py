@@ -28,6 +28,8 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcom
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import budget_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
+    INTERRUPTED,
+    TERMINATED,
     count_trials,
     fail_orphans,
     fail_stale_trials,
@@ -37,9 +39,6 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
 from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR
 
 log = logging.getLogger(__name__)
-
-INTERRUPTED = "interrupted (Ctrl-C): runs again first when the sweep resumes"
-TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from its checkpoint"
 
 
 @dataclass
