@@ -38,6 +38,7 @@ _last_resend = [0.0]
 terminating = threading.Event()  # SIGTERM arrived: stop after this epoch
 _in_trial = threading.Event()
 _grace = [60.0]
+_grace_timers: list[threading.Timer] = []  # each ends a grace period that ran out
 _stopped_by: list[int] = []  # the signal that asked to stop: SIGTERM, or a preemption signal
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -109,6 +110,8 @@ def sigterm_stops_after_epoch(grace_period: float = 60.0) -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        while _grace_timers:  # stopped in time: no late interrupt for what runs next
+            _grace_timers.pop().cancel()
 
 
 def stop_requested() -> bool:
@@ -152,6 +155,7 @@ def _term_handler(signum: int, frame: object) -> None:
         _stop_from_signal()
     timer = threading.Timer(_grace[0], _thread.interrupt_main, args=(signal.SIGTERM,))
     timer.daemon = True
+    _grace_timers.append(timer)
     timer.start()
 
 
