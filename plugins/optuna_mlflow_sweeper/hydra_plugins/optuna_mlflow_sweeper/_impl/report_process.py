@@ -4,9 +4,9 @@ Why: drawing `sweep_report.html` first imports optuna.visualization (which impor
 and scikit-learn (fANOVA's importances): ~4 s on 2 cores, paid after the last trial, when the user
 waits for the answer, and opening the study's storage ~1 s more. A helper process started with
 the sweep pays both on the other core while the trials run, then waits; at the end it reads the
-finished trials and draws.
-A thread could not: the imports hold the GIL. If the helper cannot start, dies, or does not
-answer in time, the report is drawn in the sweep's process as before, so it is never lost.
+finished trials and draws. A thread could not: the imports hold the GIL. If the helper cannot
+start, dies, or does not answer in time, the report is drawn in the sweep's process as before,
+so it is never lost.
 
     with report_drawer(enabled, storage_url, study_name) as drawer:
         ...  # the trials
@@ -32,6 +32,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import html_report
 log = logging.getLogger(__name__)
 
 WAIT_S = 300.0  # a report of thousands of trials takes seconds: longer than this is stuck
+NOTHING_TO_DRAW = 3  # the helper's exit code when the study has no complete trial
 
 
 class InProcess:
@@ -111,9 +112,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)
-
-
-NOTHING_TO_DRAW = 3
 
 
 def main() -> int:
