@@ -139,8 +139,9 @@ def summary_plots(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
     return plots
 
 
-def log_plots(study: optuna.Study, log_figure: Callable[[Any, str], None]) -> list[str]:
-    """Hand each summary plot to `log_figure(figure, "plots/<name>.png")`; return the names.
+def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
+    """The report's figures as PNG files in `out_dir` (for documents that cannot hold HTML);
+    the files written.
 
     A plot that cannot be drawn (e.g. importances need 2 complete trials) is a warning only.
     """
@@ -152,32 +153,23 @@ def log_plots(study: optuna.Study, log_figure: Callable[[Any, str], None]) -> li
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         log.warning("no complete trial: summary plots skipped")
         return []
-    done = []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
     for name, draw in summary_plots(study):
         figure = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 figure = _figure_of(draw())
-            log_figure(figure, f"plots/{name}.png")
-            done.append(name)
+            figure.savefig(out / f"{name}.png", bbox_inches="tight")  # labels unclipped
+            written.append(out / f"{name}.png")
         except Exception as e:
             log.warning("plot %s skipped: %s: %s", name, type(e).__name__, e)
         finally:
             if figure is not None:
                 plt.close(figure)
-    return done
-
-
-def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
-    """The same summary plots as PNG files in `out_dir` (for reports outside MLflow)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def save(figure: Any, artifact_file: str) -> None:
-        figure.savefig(out / Path(artifact_file).name, bbox_inches="tight")
-
-    return [out / f"{name}.png" for name in log_plots(study, save)]
+    return written
 
 
 def _figure_of(axes: Any) -> Any:
