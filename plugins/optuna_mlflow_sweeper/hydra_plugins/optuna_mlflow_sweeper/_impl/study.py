@@ -101,8 +101,13 @@ class Counts:
         return self.complete + self.pruned + self.failed
 
 
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
+    """The numbers of the trials whose retry is queued or ran (`retry_later`'s history)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
 def count_trials(trials: Sequence[FrozenTrial]) -> Counts:
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(trials)
     counts = Counts()
     for t in trials:
         if t.state == TrialState.COMPLETE:
@@ -207,7 +212,7 @@ def requeue_stopped(study: optuna.Study, max_retry: int | None = None) -> list[i
     nothing queued. Run by every process joining the study, so the promise holds on resume.
     """
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(trials)
     lost = [t for t in trials if t.state == TrialState.FAIL and t.number not in retried
             and t.user_attrs.get("fail_reason") in (INTERRUPTED, TERMINATED)]
     for t in lost:
