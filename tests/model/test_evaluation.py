@@ -9,13 +9,12 @@ import pytest
 from mnist_sweep.data import mnist
 from mnist_sweep.data.noise import noise_metric_name
 from mnist_sweep.model import evaluation, models, training
+from tests.helpers import compose_config
 
 
 @pytest.fixture(scope="module")
 def trained(mnist_cache):
     """The notebook's dense net after one epoch on 3000 images, and the prepared splits."""
-    from tests.conftest import compose_config
-
     cfg = compose_config(["train.epochs=1", "data.limit_train=3000", "data.val_size=1000"])
     splits = mnist.prepare(cfg.data)
     model = models.build_model(cfg.model, seed=0)
