@@ -79,12 +79,27 @@ def test_misclassified_are_the_first_wrong_ones_in_test_order(trained):
 
 def test_inference_batches_are_large_but_bounded_per_layer(trained):
     model, _, _ = trained
-    assert models.batch_rows(model, 10000) == 10000  # the dense net: the whole test set
+    # the dense net: the whole test set in two batches
+    assert models.even_batch(10000, models.batch_rows(model, 10000)) == 5000
     wide = models.build_model({"family": "cnn", "hidden": [{"units": 16}], "conv": [
         {"filters": 32, "kernel": 3, "padding": "same", "activation": "relu"}]}, seed=0)
     rows = models.batch_rows(wide, 10000)
-    assert 1000 < rows < 10000
+    assert 100 < rows < 1000
     assert rows * 28 * 28 * 32 * 4 <= models.LAYER_BYTES
     x = np.random.default_rng(0).random((rows + 7, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(models.predict(wide, x, 10000),
                                wide.predict(x, batch_size=256, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize(("rows", "most", "size"), [
+    (10000, 10000, 10000),  # one batch
+    (10000, 8024, 5000),  # two equal batches, not 8,024 + a padded 1,976
+    (5000, 8024, 5000),
+    (10000, 250, 250),  # divides evenly: no padding
+    (10000, 501, 500),
+    (5000, 501, 500),  # the validation set shares the test set's shape
+    (7, 3, 3),  # 3 + 3 + 1 padded by 2: fewer than one row per batch
+    (1, 250, 1),
+])
+def test_even_batch_splits_rows_into_the_fewest_nearly_equal_batches(rows, most, size):
+    assert models.even_batch(rows, most) == size
