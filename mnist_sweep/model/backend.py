@@ -6,19 +6,30 @@ the same: TensorFlow sizes them when its runtime first starts (one thread per co
 2 trials running side by side on 2 cores each start 2+2 threads. `train.intra_op_threads` /
 `train.inter_op_threads` cap them per trial process; once TensorFlow has started, a different
 value is a config error too (`tf.config.threading` refuses it), never silently ignored.
+
+TensorFlow's C++ start-up on a machine without CUDA writes lines that look like failures (an
+E-level "failed call to cuInit") straight to file descriptor 2, where neither TF_CPP_MIN_LOG_LEVEL
+nor Python's logging reaches (tensorflow/tensorflow#100442); `configure` starts TensorFlow with
+those lines left out and every other line passed on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mnist_sweep.config.schema import BACKENDS
 from mnist_sweep.errors import ConfigError
+
+# What TensorFlow's start-up prints when the machine has no GPU: notices, not errors.
+NO_GPU_LINES = ("absl::InitializeLog() is called", "cudart_stub.cc", "failed call to cuInit",
+                "Unable to register cu")
 
 
 def configure(train: Mapping[str, Any]) -> None:
@@ -27,8 +38,31 @@ def configure(train: Mapping[str, Any]) -> None:
     select(backend)
     if backend == "tensorflow":
         share = worker_cpus()
-        set_tf_threads(train.get("intra_op_threads") or share,
-                       train.get("inter_op_threads") or share)
+        with native_lines_dropped(NO_GPU_LINES):
+            import tensorflow as tf
+
+            set_tf_threads(train.get("intra_op_threads") or share,
+                           train.get("inter_op_threads") or share)
+            tf.config.list_physical_devices("GPU")  # where CUDA starts, or says it cannot
+
+
+@contextlib.contextmanager
+def native_lines_dropped(patterns: tuple[str, ...]) -> Iterator[None]:
+    """Whatever the block writes to file descriptor 2 (C++ libraries write there directly),
+    passed on to stderr after it, less the lines that contain one of `patterns`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(x for x in lines if not any(p in x for p in patterns)))
+            sys.stderr.flush()
 
 
 def select(backend: str) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+from mnist_sweep.model import backend
 
 
 def test_thread_settings_reach_tensorflow_and_are_fixed_per_process():
@@ -31,3 +34,27 @@ print(json.dumps({"applied": applied, "refused": refused}))
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["applied"] == {"intra_op_threads": 1, "inter_op_threads": 2}
     assert out["refused"] == "train.intra_op_threads"
+    # TensorFlow started by configure: no "failed call to cuInit" and the like on a CPU machine
+    assert not [line for line in proc.stderr.splitlines()
+                if any(p in line for p in backend.NO_GPU_LINES)], proc.stderr[-3000:]
+
+
+def test_native_lines_dropped_keeps_every_other_line_in_order(capfd):
+    with backend.native_lines_dropped(backend.NO_GPU_LINES):
+        os.write(2, b"I0000 00:00:1.0 7 cudart_stub.cc:31] Could not find cuda drivers on your "
+                    b"machine, GPU will not be used.\n")
+        os.write(2, b"a line from C++\n")
+        os.write(2, b"another\n")
+        os.write(2, b"E0000 00:00:1.0 7 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "a line from C++\nanother\nafter\n"
+
+
+def test_native_lines_dropped_passes_the_lines_on_when_the_block_raises(capfd):
+    try:
+        with backend.native_lines_dropped(("noise",)):
+            os.write(2, b"noise\nwhy it failed\n")
+            raise ValueError("import failed")
+    except ValueError:
+        pass
+    assert capfd.readouterr().err == "why it failed\n"
