@@ -226,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-min", type=float, default=20.0, help="wall budget per tool run")
-    parser.add_argument("--seeds", type=int, default=2, help="runs per tool (sampler seeds 0..)")
+    parser.add_argument("--seeds", type=int, default=2, help="runs per tool")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed.. (add seeds to an earlier run's JSON lines)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     parser.add_argument("--plot", type=Path, default=Path("peers_time_to_accuracy.png"))
     parser.add_argument("--epochs", type=int,
@@ -239,12 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers_versions = {p: _version(p) for p in ("keras-tuner", "optuna-integration")}
     first = header("peers", Settings())
     emit({**first, "versions": {**first["versions"], **peers_versions}, "settings": {
-        "budget_min": args.budget_min, "seeds": args.seeds, "tools": tools,
+        "budget_min": args.budget_min, "seeds": args.seeds, "first_seed": args.first_seed,
+        "tools": tools,
         "epochs": args.epochs, "limit_train": args.limit_train, "plot": str(args.plot)}})
     budget_s = 60.0 * args.budget_min
     lines: list[dict[str, Any]] = []
     failed = False
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         # alternate: the tools' order rotates with the seed, so none always runs first
         for tool in tools[seed % len(tools):] + tools[:seed % len(tools)]:
             try:

@@ -98,7 +98,7 @@ def test_peers_bench_prints_a_line_per_tool_and_a_plot(mnist_cache, tmp_path):
     plot = tmp_path / "peers.png"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.peers", "--budget-min", "0.75", "--seeds", "1",
-         "--epochs", "2", "--limit-train", "2000", "--plot", str(plot)],
+         "--first-seed", "1", "--epochs", "2", "--limit-train", "2000", "--plot", str(plot)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -108,6 +108,7 @@ def test_peers_bench_prints_a_line_per_tool_and_a_plot(mnist_cache, tmp_path):
     summaries = {r["tool"]: r for r in results if r["measurement"] == "peers_summary"}
     assert set(runs) == set(summaries) == {"mnist_sweep", "keras_tuner", "optuna"}
     for r in runs.values():
+        assert r["seed"] == 1  # --first-seed: seeds to add to an earlier run's lines
         assert {"time_to_0.990_s", "time_to_0.993_s", "best_test_at_10min", "best_test_at_20min",
                 "trials_complete", "trials_pruned", "curve"} <= set(r)
         assert r["best_test_at_10min"] is None  # past a 45 s budget: not measured, not guessed
