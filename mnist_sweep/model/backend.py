@@ -20,16 +20,19 @@ import importlib.util
 import logging
 import os
 import sys
-import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from mnist_sweep.config.schema import BACKENDS
 from mnist_sweep.errors import ConfigError
 
 # What TensorFlow's start-up prints when the machine has no GPU: notices, not errors.
-NO_GPU_LINES = ("absl::InitializeLog() is called", "cudart_stub.cc", "failed call to cuInit",
-                "Unable to register cu")
+NO_GPU_LINES = (b"absl::InitializeLog() is called", b"cudart_stub.cc", b"failed call to cuInit",
+                b"Unable to register cu")
+NVIDIA_DRIVER = Path("/proc/driver/nvidia")  # there when an NVIDIA driver is loaded
+FORWARD_WAIT_S = 5.0  # for the last lines of the block to be passed on
 
 
 def configure(train: Mapping[str, Any]) -> None:
@@ -38,7 +41,7 @@ def configure(train: Mapping[str, Any]) -> None:
     select(backend)
     if backend == "tensorflow":
         share = worker_cpus()
-        with native_lines_dropped(NO_GPU_LINES):
+        with native_lines_dropped(no_gpu_lines()):
             import tensorflow as tf
 
             set_tf_threads(train.get("intra_op_threads") or share,
@@ -46,23 +49,43 @@ def configure(train: Mapping[str, Any]) -> None:
             tf.config.list_physical_devices("GPU")  # where CUDA starts, or says it cannot
 
 
+def no_gpu_lines() -> tuple[bytes, ...]:
+    """The start-up lines to leave out: none where an NVIDIA driver is loaded, since a failed
+    cuInit there is why training falls back to the CPU."""
+    return () if NVIDIA_DRIVER.exists() else NO_GPU_LINES
+
+
 @contextlib.contextmanager
-def native_lines_dropped(patterns: tuple[str, ...]) -> Iterator[None]:
-    """Whatever the block writes to file descriptor 2 (C++ libraries write there directly),
-    passed on to stderr after it, less the lines that contain one of `patterns`."""
+def native_lines_dropped(patterns: tuple[bytes, ...]) -> Iterator[None]:
+    """File descriptor 2 (where C++ libraries write, past sys.stderr and logging) through a pipe
+    for the block: each line is passed on as it comes, less those containing one of `patterns`.
+    As it comes, so that a crash or a hang inside the block still shows its last words."""
+    if not patterns:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    forwarder = threading.Thread(target=_forward, args=(read_end, saved, patterns),
+                                 name="native-stderr", daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder reads to its end
+        forwarder.join(FORWARD_WAIT_S)
+        if not forwarder.is_alive():  # else a child holds the pipe: the forwarder still writes
             os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(x for x in lines if not any(p in x for p in patterns)))
-            sys.stderr.flush()
+
+
+def _forward(read_end: int, out: int, patterns: tuple[bytes, ...]) -> None:
+    with os.fdopen(read_end, "rb") as pipe:
+        for line in pipe:
+            if not any(p in line for p in patterns):
+                os.write(out, line)
 
 
 def select(backend: str) -> None:
@@ -103,18 +126,16 @@ def set_tf_threads(intra: int | None, inter: int | None) -> None:
 
     `tf.config.threading` rather than TF_NUM_INTRAOP_THREADS: both work with TF 2.21 when set
     before the runtime starts, but only the API can tell a later, different request apart from
-    a repeat of the same one. TensorFlow is not imported just to keep its defaults.
+    a repeat of the same one.
     """
-    if intra is None and inter is None and "tensorflow" not in sys.modules:
-        return
     import tensorflow as tf
 
-    threading = tf.config.threading
+    pools = tf.config.threading
     for key, value, getter, setter in (
-        ("intra_op_threads", intra, threading.get_intra_op_parallelism_threads,
-         threading.set_intra_op_parallelism_threads),
-        ("inter_op_threads", inter, threading.get_inter_op_parallelism_threads,
-         threading.set_inter_op_parallelism_threads),
+        ("intra_op_threads", intra, pools.get_intra_op_parallelism_threads,
+         pools.set_intra_op_parallelism_threads),
+        ("inter_op_threads", inter, pools.get_inter_op_parallelism_threads,
+         pools.set_inter_op_parallelism_threads),
     ):
         current = getter()
         if current == (value or 0):  # 0 = TensorFlow's default

@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+
+import pytest
 
 from mnist_sweep.model import backend
 
@@ -36,25 +39,47 @@ print(json.dumps({"applied": applied, "refused": refused}))
     assert out["refused"] == "train.intra_op_threads"
     # TensorFlow started by configure: no "failed call to cuInit" and the like on a CPU machine
     assert not [line for line in proc.stderr.splitlines()
-                if any(p in line for p in backend.NO_GPU_LINES)], proc.stderr[-3000:]
+                if any(p.decode() in line for p in backend.no_gpu_lines())], proc.stderr[-3000:]
 
 
-def test_native_lines_dropped_keeps_every_other_line_in_order(capfd):
+def test_native_lines_dropped_keeps_every_other_line_in_order(capfdbinary):
     with backend.native_lines_dropped(backend.NO_GPU_LINES):
         os.write(2, b"I0000 00:00:1.0 7 cudart_stub.cc:31] Could not find cuda drivers on your "
                     b"machine, GPU will not be used.\n")
-        os.write(2, b"a line from C++\n")
+        os.write(2, b"a line from C++ \xff\n")  # not UTF-8: passed on as it is
         os.write(2, b"another\n")
         os.write(2, b"E0000 00:00:1.0 7 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
     os.write(2, b"after\n")
-    assert capfd.readouterr().err == "a line from C++\nanother\nafter\n"
+    assert capfdbinary.readouterr().err == b"a line from C++ \xff\nanother\nafter\n"
+
+
+def test_native_lines_dropped_passes_lines_on_as_they_come(capfd):
+    """Not only at the end: a block that crashes the process or hangs still shows its lines."""
+    with backend.native_lines_dropped((b"noise",)):
+        os.write(2, b"noise\nwhy it is stuck\n")
+        deadline, seen = time.monotonic() + 10, ""
+        while "why it is stuck" not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen += capfd.readouterr().err
+        assert seen == "why it is stuck\n"
 
 
 def test_native_lines_dropped_passes_the_lines_on_when_the_block_raises(capfd):
     try:
-        with backend.native_lines_dropped(("noise",)):
+        with backend.native_lines_dropped((b"noise",)):
             os.write(2, b"noise\nwhy it failed\n")
             raise ValueError("import failed")
     except ValueError:
         pass
     assert capfd.readouterr().err == "why it failed\n"
+
+
+@pytest.mark.parametrize(("driver", "dropped"), [(False, backend.NO_GPU_LINES), (True, ())])
+def test_start_up_lines_are_kept_where_an_nvidia_driver_is_loaded(
+    driver, dropped, tmp_path, monkeypatch
+):
+    """With a driver, "failed call to cuInit" says why training fell back to the CPU."""
+    if driver:
+        (tmp_path / "nvidia").mkdir()
+    monkeypatch.setattr(backend, "NVIDIA_DRIVER", tmp_path / "nvidia")
+    assert backend.no_gpu_lines() == dropped
