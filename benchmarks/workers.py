@@ -188,11 +188,11 @@ def overhead_worker(epochs: int, limit: int | None, tmp: Path,
     """
     from mnist_sweep.model import backend
 
-    backend.configure({"backend": "tensorflow"})
     os.chdir(tmp)  # MLflow's artifact root for a sqlite store is ./mlruns
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     os.environ.pop("MLFLOW_RUN_ID", None)
     start = _now()
+    backend.configure({"backend": "tensorflow"})  # imports TensorFlow, as a trial's start does
     from mlflow.tracking import MlflowClient
 
     from mnist_sweep import experiment
