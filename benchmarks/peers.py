@@ -234,8 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int,
                         help="override cnn_search's 10 epochs (quick runs, tests)")
     parser.add_argument("--limit-train", type=int, help="train on a slice (quick runs, tests)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSONL",
+                        help="run nothing: the summaries and the plot of earlier runs' lines, "
+                             "together (e.g. seed 0 of one day, seed 1 of another)")
     args = parser.parse_args(argv)
+    if args.merge:
+        if missing := [str(p) for p in args.merge if not p.is_file()]:
+            parser.error(f"--merge: no such file: {', '.join(missing)}")
+        lines = merged(args.merge)
+        if not lines:
+            parser.error(f"no peers_time_to_accuracy lines in {', '.join(map(str, args.merge))}")
+        finish(lines, args.plot, f"cnn_search space, {lines[0]['settings']['budget_s'] / 60:g} "
+               f"min a run, {os.cpu_count()} cores, merged")
+        return 0
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if args.first_seed < 0:
+        parser.error(f"--first-seed {args.first_seed}: a seed is an int >= 0")
     if unknown := set(tools) - set(TOOLS):
         parser.error(f"unknown tool(s) {sorted(unknown)}; choose from {', '.join(TOOLS)}")
     peers_versions = {p: _version(p) for p in ("keras-tuner", "optuna-integration")}
@@ -257,14 +271,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failed = True
                 emit({"measurement": "peers_time_to_accuracy", "tool": tool, "seed": seed,
                       "error": f"{type(exc).__name__}: {exc}"[-3000:]})
-    for tool in tools:
+    if lines:
+        finish(lines, args.plot, f"cnn_search space, {args.budget_min:g} min a run, "
+               f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    return 1 if failed else 0
+
+
+def finish(lines: list[dict[str, Any]], plot_path: Path, title: str) -> None:
+    """Each tool's summary over its seeds, then the plot of every run."""
+    for tool in TOOLS:
         if mine := [ln for ln in lines if ln["tool"] == tool]:
             emit(summary(tool, mine))
-    if lines:
-        plot(lines, args.plot, f"cnn_search space, {args.budget_min:g} min a run, "
-             f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-        log(f"plot: {args.plot}")
-    return 1 if failed else 0
+    plot(lines, plot_path, title)
+    log(f"plot: {plot_path}")
+
+
+def merged(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The runs recorded in earlier runs' JSON lines, one per tool and seed (the last wins)."""
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in paths:
+        for text in path.read_text().splitlines():
+            line = json.loads(text) if text.strip() else {}
+            if line.get("measurement") == "peers_time_to_accuracy" and "error" not in line:
+                runs[(line["tool"], line["seed"])] = line
+    return list(runs.values())
 
 
 if __name__ == "__main__":

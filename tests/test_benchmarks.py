@@ -104,6 +104,7 @@ def test_peers_bench_prints_a_line_per_tool_and_a_plot(mnist_cache, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     header, *results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert header["measurement"] == "header" and header["settings"]["budget_min"] == 0.75
+    assert header["settings"]["first_seed"] == 1
     runs = {r["tool"]: r for r in results if r["measurement"] == "peers_time_to_accuracy"}
     summaries = {r["tool"]: r for r in results if r["measurement"] == "peers_summary"}
     assert set(runs) == set(summaries) == {"mnist_sweep", "keras_tuner", "optuna"}
@@ -172,6 +173,38 @@ def test_peers_summary_takes_medians_and_counts_a_miss_as_the_budget():
     assert got["time_to_0.993_s_median"] == 600.0 and got["seeds_reaching_0.993"] == 0
     assert got["best_test_at_end_median"] == 0.99 and got["trials_complete_median"] == 4.0
     assert got["best_test_at_20min_median"] is None
+
+
+def test_peers_merge_summarizes_the_seeds_of_earlier_runs_together(tmp_path, capsys):
+    from benchmarks import peers
+
+    def run(tool, seed, t99, curve):
+        return {"measurement": "peers_time_to_accuracy", "tool": tool, "seed": seed,
+                "settings": {"budget_s": 600.0}, "time_to_0.990_s": t99, "time_to_0.993_s": None,
+                "best_test_at_10min": curve[-1][1], "best_test_at_20min": None,
+                "best_test_at_end": curve[-1][1], "trials_complete": len(curve),
+                "trials_pruned": 0, "wall_s": 600.0, "curve": curve}
+
+    first, second = tmp_path / "day1.jsonl", tmp_path / "day2.jsonl"
+    first.write_text("\n".join(json.dumps(x) for x in [
+        {"measurement": "header"}, run("optuna", 0, 100.0, [[100.0, 0.991]]),
+        run("optuna", 1, None, [[50.0, 0.98]])]) + "\n")
+    second.write_text("\n".join(json.dumps(x) for x in [  # seed 1 again: the later one counts
+        run("optuna", 1, 300.0, [[300.0, 0.992]]),
+        {"measurement": "peers_time_to_accuracy", "tool": "keras_tuner", "seed": 1,
+         "error": "RuntimeError: ..."}]) + "\n")
+    plot = tmp_path / "merged.png"
+    assert peers.main(["--merge", str(first), str(second), "--plot", str(plot)]) == 0
+    [got] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert got["tool"] == "optuna" and got["seeds"] == [0, 1]
+    assert got["time_to_0.990_s_median"] == 200.0 and got["seeds_reaching_0.990"] == 2
+    assert plot.stat().st_size > 10_000
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"measurement": "header"}) + "\n")
+    for wrong in (empty, tmp_path / "missing.jsonl"):  # an error that names it, not a plot
+        with pytest.raises(SystemExit):
+            peers.main(["--merge", str(wrong), "--plot", str(plot)])
+        assert wrong.name in capsys.readouterr().err
 
 
 def test_peers_events_take_the_benchmarks_test_evaluations_off_the_clock(tmp_path):
