@@ -41,7 +41,9 @@ def configure(train: Mapping[str, Any]) -> None:
     select(backend)
     if backend == "tensorflow":
         share = worker_cpus()
-        with native_lines_dropped(no_gpu_lines()):
+        # only its start prints them: a warm worker's later trials need no pipe and thread
+        started = "tensorflow" in sys.modules
+        with native_lines_dropped(() if started else no_gpu_lines()):
             import tensorflow as tf
 
             set_tf_threads(train.get("intra_op_threads") or share,
