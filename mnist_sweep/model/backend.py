@@ -9,8 +9,9 @@ value is a config error too (`tf.config.threading` refuses it), never silently i
 
 TensorFlow's C++ start-up on a machine without CUDA writes lines that look like failures (an
 E-level "failed call to cuInit") straight to file descriptor 2, where neither TF_CPP_MIN_LOG_LEVEL
-nor Python's logging reaches (tensorflow/tensorflow#100442); `configure` starts TensorFlow with
-those lines left out and every other line passed on.
+nor Python's logging reaches (tensorflow/tensorflow#100442), and on CPUs with oneDNN kernels an
+I-level notice about their rounding, twice; `configure` starts TensorFlow with those lines left
+out and every other line passed on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from mnist_sweep.errors import ConfigError
 # What TensorFlow's start-up prints when the machine has no GPU: notices, not errors.
 NO_GPU_LINES = (b"absl::InitializeLog() is called", b"cudart_stub.cc", b"failed call to cuInit",
                 b"Unable to register cu")
+# What it prints, twice, on a CPU whose oneDNN kernels it uses (AVX-512 and the like): that they
+# may round differently from the plain ones. A run repeats on the same machine either way.
+ONEDNN_LINES = (b"oneDNN custom operations are on",)
 NVIDIA_DRIVER = Path("/proc/driver/nvidia")  # there when an NVIDIA driver is loaded
 FORWARD_WAIT_S = 5.0  # for the last lines of the block to be passed on
 
@@ -43,7 +47,7 @@ def configure(train: Mapping[str, Any]) -> None:
         share = worker_cpus()
         # only its start prints them: a warm worker's later trials need no pipe and thread
         started = "tensorflow" in sys.modules
-        with native_lines_dropped(() if started else no_gpu_lines()):
+        with native_lines_dropped(() if started else start_up_lines()):
             import tensorflow as tf
 
             set_tf_threads(train.get("intra_op_threads") or share,
@@ -51,10 +55,10 @@ def configure(train: Mapping[str, Any]) -> None:
             tf.config.list_physical_devices("GPU")  # where CUDA starts, or says it cannot
 
 
-def no_gpu_lines() -> tuple[bytes, ...]:
-    """The start-up lines to leave out: none where an NVIDIA driver is loaded, since a failed
-    cuInit there is why training falls back to the CPU."""
-    return () if NVIDIA_DRIVER.exists() else NO_GPU_LINES
+def start_up_lines() -> tuple[bytes, ...]:
+    """The start-up lines to leave out: the no-GPU ones only where no NVIDIA driver is loaded,
+    since a failed cuInit there is why training falls back to the CPU."""
+    return ONEDNN_LINES + (() if NVIDIA_DRIVER.exists() else NO_GPU_LINES)
 
 
 @contextlib.contextmanager

@@ -37,9 +37,9 @@ print(json.dumps({"applied": applied, "refused": refused}))
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["applied"] == {"intra_op_threads": 1, "inter_op_threads": 2}
     assert out["refused"] == "train.intra_op_threads"
-    # TensorFlow started by configure: no "failed call to cuInit" and the like on a CPU machine
+    # TensorFlow started by configure: no "failed call to cuInit", no oneDNN notice and the like
     assert not [line for line in proc.stderr.splitlines()
-                if any(p.decode() in line for p in backend.no_gpu_lines())], proc.stderr[-3000:]
+                if any(p.decode() in line for p in backend.start_up_lines())], proc.stderr[-3000:]
 
 
 def test_native_lines_dropped_keeps_every_other_line_in_order(capfdbinary):
@@ -74,7 +74,10 @@ def test_native_lines_dropped_passes_the_lines_on_when_the_block_raises(capfd):
     assert capfd.readouterr().err == "why it failed\n"
 
 
-@pytest.mark.parametrize(("driver", "dropped"), [(False, backend.NO_GPU_LINES), (True, ())])
+@pytest.mark.parametrize(("driver", "dropped"), [
+    (False, backend.ONEDNN_LINES + backend.NO_GPU_LINES),
+    (True, backend.ONEDNN_LINES),
+])
 def test_start_up_lines_are_kept_where_an_nvidia_driver_is_loaded(
     driver, dropped, tmp_path, monkeypatch
 ):
@@ -82,4 +85,4 @@ def test_start_up_lines_are_kept_where_an_nvidia_driver_is_loaded(
     if driver:
         (tmp_path / "nvidia").mkdir()
     monkeypatch.setattr(backend, "NVIDIA_DRIVER", tmp_path / "nvidia")
-    assert backend.no_gpu_lines() == dropped
+    assert backend.start_up_lines() == dropped
