@@ -117,13 +117,19 @@ class Worker:
                 return
             self.current = None
             try:
-                plan = self._plan()
-                if plan is None:  # another worker asked the budget's last trial meanwhile
+                trial = self._ask()
+                if trial is None:  # another worker asked the budget's last trial meanwhile
                     return
+                plan = self.current = Plan(trial, [])
+                # from the first beat on, a dead worker leaves a stale, retryable trial; the
+                # beats go on while its MLflow run is created (which waits out a server outage)
+                with beating(p.study._storage, [trial._trial_id]):
+                    self._plan(plan)
+                    ret = None if plan.error else self._launch(plan)
                 if plan.error:
                     self._tell(plan, TrialState.FAIL, None, plan.error)
                 else:
-                    self._launch(plan)
+                    self._tell(plan, *outcome(ret, len(p.directions)))
             except KeyboardInterrupt as e:
                 interrupts.acknowledge(e)
                 if self.current is not None:  # asked: interrupted wherever it was
@@ -145,43 +151,34 @@ class Worker:
                     f"{self.last_failure}"
                 )
 
-    def _plan(self) -> Plan | None:
-        """Ask a trial and make it runnable; whatever goes wrong is the trial's FAIL reason.
-        None: the budget is used up."""
-        p = self.p
-        trial = self._ask()
-        if trial is None:
-            return None
-        plan = self.current = Plan(trial, [])
+    def _plan(self, plan: Plan) -> None:
+        """Make an asked trial runnable; whatever goes wrong is its FAIL reason (`plan.error`)."""
+        p, trial = self.p, plan.trial
         storage = p.study._storage
-        # from the first beat on, a dead worker leaves a stale, retryable trial; the beats go on
-        # while its MLflow run is created (which waits out a server outage)
-        with beating(storage, [trial._trial_id]):
-            try:
-                if p.pruner_config:
-                    storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
-                plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
+        try:
+            if p.pruner_config:
+                storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
+            plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
+        except Exception as e:
+            plan.error = f"invalid overrides: {type(e).__name__}: {e}"
+        trial.set_user_attr("overrides", plan.overrides)
+        plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if p.tracker is not None:
+            plan.run_id = p.tracker.start_child(
+                trial.number, p.study_name, trial.params, plan.overrides,
+                {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
+            )
+            trial.set_user_attr("mlflow_run_id", plan.run_id)
+        plan.job = plan.overrides + env_overrides(
+            p.storage_url, p.study_name, trial, p.heartbeat_interval,
+            p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
+            exclude=p.secret_env,
+        )
+        if plan.error is None:
+            try:  # composed once: the launcher takes this config
+                self.loader.compose(self.config, plan.job)
             except Exception as e:
                 plan.error = f"invalid overrides: {type(e).__name__}: {e}"
-            trial.set_user_attr("overrides", plan.overrides)
-            plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-            if p.tracker is not None:
-                plan.run_id = p.tracker.start_child(
-                    trial.number, p.study_name, trial.params, plan.overrides,
-                    {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
-                )
-                trial.set_user_attr("mlflow_run_id", plan.run_id)
-            plan.job = plan.overrides + env_overrides(
-                p.storage_url, p.study_name, trial, p.heartbeat_interval,
-                p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
-                exclude=p.secret_env,
-            )
-            if plan.error is None:
-                try:  # composed once: the launcher takes this config
-                    self.loader.compose(self.config, plan.job)
-                except Exception as e:
-                    plan.error = f"invalid overrides: {type(e).__name__}: {e}"
-        return plan
 
     def _ask(self) -> optuna.Trial | None:
         """`study.ask` if the budget has room (else None), failing (not orphaning) the trial it
@@ -201,12 +198,12 @@ class Worker:
                     fail_orphans(p.study, exclude=before, reason=reason)
                     raise
 
-    def _launch(self, plan: Plan) -> None:
-        p = self.p
-        say(p.progress, trial_line(plan.trial.number, plan.trial.params, plan.retry_of))
-        with beating(p.study._storage, [plan.trial._trial_id]), interrupts.trial_in_progress():
+    def _launch(self, plan: Plan) -> Any:
+        """The trial as a Hydra job here; its JobReturn."""
+        say(self.p.progress, trial_line(plan.trial.number, plan.trial.params, plan.retry_of))
+        with interrupts.trial_in_progress():
             [ret] = self.launcher.launch([plan.job], initial_job_idx=plan.trial.number)
-        self._tell(plan, *outcome(ret, len(p.directions)))
+        return ret
 
     def _tell(
         self, plan: Plan, state: TrialState, values: list[float] | None, reason: str | None,
