@@ -125,11 +125,9 @@ class Worker:
                 # beats go on while its MLflow run is created (which waits out a server outage)
                 with beating(p.study._storage, [trial._trial_id]):
                     self._plan(plan)
-                    ret = None if plan.error else self._launch(plan)
-                if plan.error:
-                    self._tell(plan, TrialState.FAIL, None, plan.error)
-                else:
-                    self._tell(plan, *outcome(ret, len(p.directions)))
+                    result = ((TrialState.FAIL, None, plan.error) if plan.error
+                              else outcome(self._launch(plan), len(p.directions)))
+                self._tell(plan, *result)
             except KeyboardInterrupt as e:
                 interrupts.acknowledge(e)
                 if self.current is not None:  # asked: interrupted wherever it was
