@@ -17,6 +17,7 @@ stderr; stdout carries only the JSON lines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -35,8 +36,8 @@ from benchmarks.peer_tools import BATCH_SIZE, EPOCHS, VAL_SIZE
 from benchmarks.sweeps import time_to_reach
 
 TOOLS = ("mnist_sweep", "keras_tuner", "optuna")
-TARGETS = (0.990, 0.993)
-MARKS_MIN = (10, 20)  # the best test accuracy at these minutes
+TARGETS = (0.990, 0.993, 0.995)
+MARKS_MIN = (10, 20, 30)  # the best test accuracy at these minutes
 
 Curve = list[tuple[float, float]]  # (seconds since start, best-so-far test accuracy), ascending
 
@@ -74,7 +75,8 @@ def summary(tool: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
     budget_s = lines[0]["settings"]["budget_s"]
 
     def median(key: str, missing: float | None) -> float | None:
-        values = [ln[key] if ln[key] is not None else missing for ln in lines]
+        # .get: lines from before a target or mark was added lack it
+        values = [ln.get(key) if ln.get(key) is not None else missing for ln in lines]
         values = [v for v in values if v is not None]
         return round(float(statistics.median(values)), 4) if values else None
 
@@ -84,7 +86,7 @@ def summary(tool: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
         key = f"time_to_{target:.3f}_s"
         out[key + "_median"] = median(key, budget_s)
         out[key.replace("time_to", "seeds_reaching").removesuffix("_s")] = sum(
-            ln[key] is not None for ln in lines)
+            ln.get(key) is not None for ln in lines)
     for key in (*(f"best_test_at_{m}min" for m in MARKS_MIN), "best_test_at_end",
                 "trials_complete", "trials_pruned"):
         out[key + "_median"] = median(key, None)
@@ -92,10 +94,20 @@ def summary(tool: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---- running one tool ------------------------------------------------------------------------
+def run_folder(tool: str, seed: int, keep: Path | None) -> contextlib.AbstractContextManager[str]:
+    """A fresh folder for one run: a temporary one, or `keep`/<tool>-seed<N>, left for reading
+    afterwards (its MLflow store, the sweep's own record)."""
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix=f"peers-{tool}-")
+    folder = keep / f"{tool}-seed{seed}"
+    folder.mkdir(parents=True)  # an earlier run's folder is not mixed into this one
+    return contextlib.nullcontext(str(folder))
+
+
 def run_tool(tool: str, seed: int, budget_s: float, epochs: int | None,
-             limit_train: int | None) -> dict[str, Any]:
+             limit_train: int | None, keep: Path | None = None) -> dict[str, Any]:
     """One tool's run in a fresh folder, killed at the budget; its curve and counts."""
-    with tempfile.TemporaryDirectory(prefix=f"peers-{tool}-") as tmp:
+    with run_folder(tool, seed, keep) as tmp:
         folder = Path(tmp)
         events = folder / "events.jsonl"
         if tool == "mnist_sweep":
@@ -160,8 +172,8 @@ def event_models(path: Path, start: float) -> tuple[list[tuple[float, float, flo
 
 
 def measure(tool: str, seed: int, budget_s: float, epochs: int | None,
-            limit_train: int | None) -> dict[str, Any]:
-    run = run_tool(tool, seed, budget_s, epochs, limit_train)
+            limit_train: int | None, keep: Path | None = None) -> dict[str, Any]:
+    run = run_tool(tool, seed, budget_s, epochs, limit_train, keep)
     curve = best_so_far(run["models"])
     return {
         "measurement": "peers_time_to_accuracy", "tool": tool, "seed": seed,
@@ -234,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int,
                         help="override cnn_search's 10 epochs (quick runs, tests)")
     parser.add_argument("--limit-train", type=int, help="train on a slice (quick runs, tests)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="run each tool in DIR/<tool>-seed<N> and keep it (MLflow store, "
+                             "logs) instead of a temporary folder")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSONL",
                         help="run nothing: the summaries and the plot of earlier runs' lines, "
                              "together (e.g. seed 0 of one day, seed 1 of another)")
@@ -265,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # alternate: the tools' order rotates with the seed, so none always runs first
         for tool in tools[seed % len(tools):] + tools[:seed % len(tools)]:
             try:
-                lines.append(measure(tool, seed, budget_s, args.epochs, args.limit_train))
+                lines.append(measure(tool, seed, budget_s, args.epochs, args.limit_train,
+                                     args.keep))
                 emit(lines[-1])
             except Exception as exc:  # one broken tool must not lose the others' figures
                 failed = True
