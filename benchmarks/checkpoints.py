@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 ROUNDS = 5
-# the known-good CNN cnn_search enqueues first: 32 -> 64 filters with batch norm, a 128 head
-SEARCH_CNN = {"family": "cnn", "hidden": [{"units": 128, "activation": "relu", "dropout": 0.3}],
+# the known-good CNN cnn_search enqueues first: 3 blocks of 32 filters with batch norm, a 256 head
+SEARCH_CNN = {"family": "cnn", "hidden": [{"units": 256, "activation": "relu", "dropout": 0.1}],
               "conv": [{"filters": 32, "kernel": 3, "padding": "same", "pool": 2,
-                        "batch_norm": True, "dropout": 0.1},
-                       {"filters": 64, "kernel": 3, "padding": "same", "pool": 2,
-                        "batch_norm": True, "dropout": 0.1}]}
+                        "batch_norm": True, "dropout": 0.05}] * 3}
 
 
 def measure(name: str, model_cfg: Any, overrides: list[str], folder: Path) -> dict[str, Any]:
