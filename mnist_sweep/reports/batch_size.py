@@ -89,19 +89,19 @@ def spread_warnings(rows: Sequence[Row]) -> list[str]:
             gap = abs(a[f"{key}_mean"] - b[f"{key}_mean"])
             spread = max(a[f"{key}_std"], b[f"{key}_std"])
             if spread > gap:
-                pairs.append(f"{a['batch_size']} vs {b['batch_size']}: {gap:.3g} apart, "
-                             f"std {spread:.3g}")
+                pairs.append(f"{a['batch_size']} vs {b['batch_size']} ({gap:.3g} apart, "
+                             f"std {spread:.3g})")
         if pairs:
-            found.append(f"{label} ({', '.join(pairs)})")
+            found.append(f"{label}: {', '.join(pairs)}")
     return found
 
 
 def warning_line(warnings: Sequence[str]) -> str | None:
     if not warnings:
         return None
-    return ("warning: the spread between seeds is larger than the differences it reports in "
-            f"{'; '.join(warnings)}: too small a setting to tell these apart (more data, epochs "
-            "or repeats)")
+    return ("warning: the spread between seeds is larger than the differences it reports, too "
+            f"small a setting to tell these apart (more data, epochs or repeats): "
+            f"{'; '.join(warnings)}")
 
 
 def not_reached(row: Row) -> str:
@@ -134,7 +134,7 @@ def figures(rows: Sequence[Row], target: float) -> dict[str, Any]:
     """The notebook's two plots, with error bars over seeds (time: the steady epochs, the first
     epoch beside them), and the epochs to target, where reached; what was not, is said."""
     sizes = [row["batch_size"] for row in rows]
-    lost = {w.split(" (")[0] for w in spread_warnings(rows)}
+    lost = {w.split(":")[0] for w in spread_warnings(rows)}
     drawn = {}
     for name, key, label in (
             ("batch_size_vs_train_time.png", "epoch_time_s_steady",

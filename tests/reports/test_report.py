@@ -121,7 +121,7 @@ def test_a_spread_larger_than_the_differences_is_warned_once(batch_size_study):
     for row in rows:
         row["test_accuracy_std"] = 2 * abs(small["test_accuracy_mean"] - big["test_accuracy_mean"])
     [*_, accuracy] = batch_size.spread_warnings(rows)
-    assert accuracy.startswith("test accuracy (32 vs 128: ")
+    assert accuracy.startswith("test accuracy: 32 vs 128 (")
 
 
 @pytest.mark.slow
