@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mnist_sweep import cli_help
 from mnist_sweep.config import registry
-from mnist_sweep.errors import DataUnavailableError, one_line
+from mnist_sweep.errors import DataUnavailableError, Rejected, one_line
 from mnist_sweep.model import backend
 from mnist_sweep.reports import studies
 
@@ -48,20 +48,27 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them
     try:
         app()
+    except Rejected as rejected:  # by registry.CheckFirst, before Hydra made the run's folder
+        _fail(rejected.__cause__ or rejected)
     except Exception as exc:
-        trace = studies.index_path().with_name("last_error.log")
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        trace.write_text("".join(traceback.format_exception(exc)))
-        print(f"mnist-sweep: error: {one_line(exc)}  [trace: {trace}]", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, CONFIG_ERRORS) else 1)
+        _fail(exc)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _fail(exc: BaseException) -> None:
+    """One line on stderr (the whole trace in `last_error.log`); exit 2 for a config error."""
+    trace = studies.index_path().with_name("last_error.log")
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    trace.write_text("".join(traceback.format_exception(exc)))
+    print(f"mnist-sweep: error: {one_line(exc)}  [trace: {trace}]", file=sys.stderr)
+    sys.exit(2 if isinstance(exc, CONFIG_ERRORS) else 1)
 
 
 @hydra.main(version_base="1.3", config_path=registry.CONFIG_PATH, config_name=registry.CONFIG_NAME)
 def app(cfg: DictConfig) -> float | list[float]:
     try:
-        registry.validate(cfg)
+        registry.validate(cfg)  # a sweep's trial, its own values (registry.CheckFirst: the rest)
         # a wrong address or password: one line now, not minutes of retries (a sweep's trial
         # skips it: the sweep checked)
         uri = sweep_tracking.resolve_tracking_uri(cfg.tracking.uri)

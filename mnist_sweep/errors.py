@@ -33,6 +33,13 @@ class ConfigError(SweeperConfigError):
     """
 
 
+class Rejected(BaseException):  # noqa: N818 (not an error of its own: a ConfigError's carrier)
+    """A ConfigError (its cause) found by a Hydra callback before Hydra creates the run's folder.
+
+    A BaseException because Hydra's callback runner turns an Exception into a warning and goes
+    on; `mnist-sweep`'s entry point reports the ConfigError as any other, in one line."""
+
+
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
     """` (did you mean 'prefix.choice'?)` for the choice closest to `word`, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1)

@@ -72,3 +72,15 @@ def test_a_config_error_is_one_line(tmp_path, args, says):
     trace = tmp_path / "state" / "mnist-sweep" / "last_error.log"
     if trace.exists():  # Hydra's errors: the whole trace kept, and named on the line
         assert str(trace) in lines[0] and "Traceback" in trace.read_text()
+
+
+@pytest.mark.parametrize("mode", [[], ["-m"]], ids=["run", "multirun"])
+def test_a_rejected_value_creates_no_folder(tmp_path, mode):
+    """The config's checks run before Hydra creates the run's folder: an empty folder stays
+    empty (but for the user's state: the error's trace), a single run's as a sweep's."""
+    proc = cli(tmp_path, *mode, "train.batch_size=-1")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "invalid value -1 for 'train.batch_size': allowed a positive int" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]

@@ -16,10 +16,11 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_sweep.config import schema
-from mnist_sweep.errors import ConfigError
+from mnist_sweep.errors import ConfigError, Rejected
 
 CONF_PACKAGE = "mnist_sweep.conf"
 SWEEPS_PACKAGE = "mnist_sweep.sweeps"
@@ -71,6 +72,25 @@ def validate(cfg: Mapping[str, Any]) -> None:
     allowed = allowed_objectives(cfg)
     if not objectives or any(o not in allowed for o in objectives):
         raise ConfigError("objectives", objectives, allowed)
+
+
+class CheckFirst(Callback):
+    """Hydra callback (conf/config.yaml): `validate` on the config Hydra composed, before Hydra
+    creates the run's folder (`outputs/DATE/TIME`, `multirun/DATE/TIME`) or a sweeper starts.
+    A sweep's trials are checked again with their own values, in the task (`cli.app`)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check(config)
+
+
+def _check(config: DictConfig) -> None:
+    try:
+        validate(config)
+    except ConfigError as exc:
+        raise Rejected() from exc
 
 
 def allowed_objectives(cfg: Mapping[str, Any]) -> list[str]:

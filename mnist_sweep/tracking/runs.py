@@ -269,13 +269,16 @@ def model_name(family: str) -> str:
 
 class _KerasFlavor:
     """`mlflow.keras` whose model directory exists before the input example is written into it
-    (MLflow 3.17's Keras flavor writes the example first and fails with FileNotFoundError), and
-    whose pyfunc predicts without a progress bar (`quiet_keras`, shipped in the model's code/)."""
+    (MLflow 3.17's Keras flavor writes the example first and fails with FileNotFoundError), whose
+    pyfunc predicts without a progress bar and checks its input itself (`quiet_keras`, shipped in
+    the model's code/), and whose signature declares outputs only: with an input dtype,
+    `mlflow models serve` would cast a request's numbers to it first (0.7 to uint8 0), unseen."""
 
     __name__ = "mlflow.keras"
 
     @staticmethod
     def save_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+        from mlflow.models import ModelSignature
         from mlflow.models.model import MLMODEL_FILE_NAME
 
         os.makedirs(path, exist_ok=True)
@@ -286,6 +289,7 @@ class _KerasFlavor:
         loader = importlib.util.find_spec(QUIET_LOADER).origin
         shutil.copy(loader, os.path.join(code, "quiet_keras.py"))
         model = kwargs["mlflow_model"]
+        model.signature = ModelSignature(outputs=model.signature.outputs)
         pyfunc = model.flavors["python_function"]
         pyfunc["loader_module"], pyfunc["code"] = "quiet_keras", "code"
         model.save(os.path.join(path, MLMODEL_FILE_NAME))

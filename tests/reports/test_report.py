@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import optuna
 import pytest
 
-from mnist_sweep.reports import report, studies
+from mnist_sweep.reports import batch_size, report, studies
 from tests.helpers import SMALL, load_study, mlflow_runs, run_sweep
 
 FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
@@ -17,12 +16,21 @@ FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
 
 @pytest.fixture(scope="module")
 def batch_size_study(tmp_path_factory, mnist_cache):
-    """Two batch sizes x two seeds, 2 epochs each: the notebook's study in miniature."""
+    """Two batch sizes x two seeds, 2 epochs each on 600 digits: the notebook's study in
+    miniature, too small to reach its target (0.93) or to time batch sizes apart."""
     tmp_path = tmp_path_factory.mktemp("batch_size_study")
     small = [o for o in SMALL if not o.startswith("train.epochs")]
     proc = run_sweep(tmp_path, "sweep=batch_size_study", *small, "train.epochs=2", "repeats=2",
-                     "target_accuracy=0.5", "train.batch_size=choice(32,128)")
+                     "train.batch_size=choice(32,128)")
     return tmp_path, proc
+
+
+def strict_json(text: str) -> dict:
+    """JSON as a strict parser reads it: NaN and Infinity are not JSON."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 @pytest.mark.slow
@@ -31,32 +39,102 @@ def test_the_study_runs_the_whole_grid_and_reports_onto_the_parent_run(batch_siz
     study = load_study(tmp_path, "batch_size_study")
     grid = sorted((t.params["train.batch_size"], t.params["train.seed"]) for t in study.trials)
     assert grid == [(32, 0), (32, 1), (128, 0), (128, 1)]
-    assert "batch-size study (mean ± std over seeds)" in proc.stdout
+    assert "batch-size study (mean ± std over seeds" in proc.stdout
 
     client, parent, children = mlflow_runs(tmp_path)
     assert len(children) == 4
     logged = {a.path.split("/")[-1] for a in
               client.list_artifacts(parent.info.run_id, "batch_size_study")}
-    assert FIGURES | {"summary.json"} <= logged
-    summary = json.load(open(client.download_artifacts(
-        parent.info.run_id, "batch_size_study/summary.json")))
+    assert FIGURES | {"summary.json", "table.txt"} <= logged
+    summary = strict_json(open(client.download_artifacts(
+        parent.info.run_id, "batch_size_study/summary.json")).read())
     rows = {row["batch_size"]: row for row in summary["rows"]}
     assert set(rows) == {32, 128} and all(row["n"] == 2 for row in rows.values())
     for row in rows.values():
         assert row["train_time_s_mean"] > 0 and 0 < row["test_accuracy_mean"] <= 1
+        # 0.93 is out of reach of 600 digits in 2 epochs: said so, in valid JSON
+        assert row["reached_target"] == 0 and row["epochs"] == 2
+        assert row["epochs_to_target_mean"] is None and row["epochs_to_target_std"] is None
+    assert summary["spread_warnings"] == batch_size.spread_warnings(summary["rows"])
+
+
+@pytest.mark.slow
+def test_the_study_says_where_its_files_are_and_what_was_not_reached(batch_size_study):
+    tmp_path, proc = batch_size_study
+    out = "multirun/batch_size_study/report"
+    assert f"plots, table.txt and summary.json in {out}/" in proc.stdout
+    files = {p.name for p in (tmp_path / out).iterdir()}
+    assert FIGURES | {"summary.json", "table.txt"} <= files
+    strict_json((tmp_path / out / "summary.json").read_text())
+    _, parent, _ = mlflow_runs(tmp_path)
+    assert f"on the MLflow parent run {parent.info.run_id} (batch_size_study/)" in proc.stdout
+    table = proc.stdout.split("batch-size study (")[1]
+    assert table.count("not reached in 2 epochs") == 2
+    assert "nan" not in table.lower()
+    assert (tmp_path / out / "table.txt").read_text().count("not reached in 2 epochs") == 2
+
+
+@pytest.mark.slow
+def test_a_target_not_reached_is_said_not_drawn_empty(batch_size_study):
+    tmp_path, _ = batch_size_study
+    rows = batch_size.summarize(load_study(tmp_path, "batch_size_study"), 0.93)
+    fig = batch_size.figures(rows, 0.93)["batch_size_vs_epochs_to_target.png"]
+    [ax] = fig.axes
+    assert not ax.lines and not ax.collections  # no empty error-bar series
+    [text] = ax.texts
+    assert text.get_text() == "not reached in 2 epochs at batch size 32, 128"
+
+
+@pytest.mark.slow
+def test_steady_epochs_are_timed_apart_from_the_first(batch_size_study):
+    """The first epoch traces and compiles: the study's time is the steady epochs' (here the
+    second), each trial's per-epoch times as MLflow has them."""
+    tmp_path, _ = batch_size_study
+    study = load_study(tmp_path, "batch_size_study")
+    client, _, children = mlflow_runs(tmp_path)
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for trial in study.trials:
+        history = {m.step: m.value for m in client.get_metric_history(
+            by_number[trial.number].info.run_id, "epoch_time_s")}
+        assert trial.user_attrs["epoch_time_s_first"] == pytest.approx(history[1])
+        assert trial.user_attrs["epoch_time_s_steady"] == pytest.approx(history[2])
+    for row in batch_size.summarize(study, 0.93):
+        steady = [t.user_attrs["epoch_time_s_steady"] for t in study.trials
+                  if t.params["train.batch_size"] == row["batch_size"]]
+        assert row["epoch_time_s_steady_mean"] == pytest.approx(sum(steady) / 2)
+    assert "s/epoch (steady)" in batch_size.table(batch_size.summarize(study, 0.93), 0.93)
+
+
+@pytest.mark.slow
+def test_a_spread_larger_than_the_differences_is_warned_once(batch_size_study):
+    tmp_path, proc = batch_size_study
+    rows = batch_size.summarize(load_study(tmp_path, "batch_size_study"), 0.93)
+    small, big = rows
+    for key, label in batch_size.COMPARED.items():
+        lost = max(small[f"{key}_std"], big[f"{key}_std"]) > abs(
+            small[f"{key}_mean"] - big[f"{key}_mean"])
+        assert lost == any(w.startswith(label) for w in batch_size.spread_warnings(rows))
+    warned = [line for line in proc.stdout.splitlines() if line.startswith("warning: the spread")]
+    assert warned == ([batch_size.warning_line(batch_size.spread_warnings(rows))]
+                      if batch_size.spread_warnings(rows) else [])
+    # the same seeds, spread twice as far as the batch sizes differ: warned, naming the pair
+    for row in rows:
+        row["test_accuracy_std"] = 2 * abs(small["test_accuracy_mean"] - big["test_accuracy_mean"])
+    [*_, accuracy] = batch_size.spread_warnings(rows)
+    assert accuracy.startswith("test accuracy: 32 vs 128 (")
 
 
 @pytest.mark.slow
 def test_summary_agrees_with_the_trials(batch_size_study):
     tmp_path, _ = batch_size_study
     study = load_study(tmp_path, "batch_size_study")
-    rows = report.batch_size_summary(study, target=0.5)
+    rows = batch_size.summarize(study, target=0.5)
     for row in rows:
         trials = [t for t in study.trials if t.params["train.batch_size"] == row["batch_size"]]
         accuracies = [t.user_attrs["test_accuracy"] for t in trials]
         assert row["test_accuracy_mean"] == pytest.approx(sum(accuracies) / len(accuracies))
-        reached = [report.epochs_to_target(t, 0.5) for t in trials]
-        assert row["reached_target"] == sum(not math.isnan(r) for r in reached)
+        reached = [batch_size.epochs_to_target(t, 0.5) for t in trials]
+        assert row["reached_target"] == sum(r is not None for r in reached)
 
 
 @pytest.mark.slow
@@ -72,8 +150,8 @@ def test_epochs_to_target_agrees_with_each_runs_per_epoch_history(batch_size_stu
         assert sorted(m.step for m in history) == [1, 2] == sorted(trial.intermediate_values)
         target = max(m.value for m in history)  # reached at a known epoch
         first = min(m.step for m in history if m.value >= target)
-        assert report.epochs_to_target(trial, target) == first
-        assert math.isnan(report.epochs_to_target(trial, target + 1e-6))
+        assert batch_size.epochs_to_target(trial, target) == first
+        assert batch_size.epochs_to_target(trial, target + 1e-6) is None
 
 
 @pytest.mark.slow
@@ -86,7 +164,9 @@ def test_report_cli_prints_the_table_and_writes_plots(batch_size_study, capsys):
     printed = capsys.readouterr().out
     assert printed.count("COMPLETE") == 4
     written = {p.name for p in out.iterdir()}
-    assert FIGURES <= written
+    assert FIGURES | {"summary.json", "table.txt"} <= written
+    rows = strict_json((out / "summary.json").read_text())["rows"]
+    assert [row["batch_size"] for row in rows] == [32, 128]
     assert "optimization_history.png" in written
 
 
