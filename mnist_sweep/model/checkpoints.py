@@ -120,7 +120,7 @@ def kept_for_retry(store: Store | None) -> Iterator[None]:
         raise
     except KeyboardInterrupt as stop:  # what was kept, for the line that says the run stopped
         saved = store.load() if store is not None else None
-        stop.add_note(f"epochs 1-{saved.epoch} saved in {store.path}: the same command resumes "
+        stop.add_note(f"epochs 1-{saved.epoch} saved in {store.shown}: the same command resumes "
                       "the run after them" if saved and store else
                       "no checkpoint to resume from (train.checkpoint.enabled=true keeps one)")
         raise

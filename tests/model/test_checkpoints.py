@@ -98,11 +98,18 @@ def test_a_checkpoint_is_replaced_whole_and_ignored_when_made_with_another_confi
 ])
 def test_a_checkpoint_outlives_its_run_only_when_interrupted(tmp_path, error, kept):
     store = checkpoints.Store(tmp_path / "run")
-    store.save({"rows": []}, {})
-    with contextlib.suppress(BaseException), checkpoints.kept_for_retry(store):
-        if error is not None:
-            raise error
+    store.save({"rows": [{"loss": 1.0}]}, {})
+    raised = None
+    try:
+        with checkpoints.kept_for_retry(store):
+            if error is not None:
+                raise error
+    except BaseException as e:  # noqa: BLE001 (each kind is the test's parameter)
+        raised = e
+    assert type(raised) is error if error is not None else raised is None
     assert (tmp_path / "run").exists() == kept
+    if isinstance(raised, KeyboardInterrupt):  # the line that says the run stopped
+        assert f"epochs 1-1 saved in {tmp_path / 'run'}" in raised.__notes__[0]
 
 
 def test_single_runs_checkpoint_only_when_asked_and_per_config(compose, tmp_path):
