@@ -136,7 +136,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
         payload = pool.Payload(
             sweeper=type(self), settings=self.settings, config=self.config,
             hydra_context=self.hydra_context, task_function=self.task_function,
-            arguments=list(arguments),
+            arguments=list(arguments), fixed=list(p.space.fixed.values()),
             singletons=Singleton.get_state(),
         )
         watch = pool.Watcher(p.study, p.n_trials, p.progress)

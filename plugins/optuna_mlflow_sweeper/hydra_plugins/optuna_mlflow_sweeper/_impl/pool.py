@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ class Payload:
     hydra_context: Any
     task_function: Callable[..., Any]
     arguments: list[str]
+    fixed: list[str]  # the overrides every trial composes with: the command's, less sweeps
     singletons: dict[Any, Any]
 
 
@@ -114,8 +115,7 @@ def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool
 
 def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any], n: int,
                  sweep_dir: str, watch: Callable[[], bool]) -> list[str]:
-    """n worker jobs through the configured Hydra launcher; the watcher runs meanwhile. Their job
-    folders are `<sweep dir>/workers/<i>`, named absolutely: a launcher's job may start anywhere."""
+    """n worker jobs through the configured Hydra launcher; the watcher runs meanwhile."""
     import cloudpickle
 
     env = {**carried_env(dict(os.environ)), CPUS_ENV: str(cpus_per_worker(n))}
@@ -130,9 +130,7 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
     watcher = threading.Thread(target=keep_watching, name="optuna-mlflow-watch", daemon=True)
     watcher.start()
     try:
-        jobs = [[override("hydra.sweep.dir", os.path.abspath(sweep_dir)),
-                 f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
-        returns = launcher.launch(jobs, initial_job_idx=0)
+        returns = launcher.launch(worker_jobs(payload.fixed, n, sweep_dir), initial_job_idx=0)
     finally:
         stop.set()
         watcher.join()
@@ -143,6 +141,18 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
         if isinstance(value, BaseException):
             problems.append(f"worker {i} stopped: {type(value).__name__}: {value}")
     return problems
+
+
+def worker_jobs(fixed: Sequence[str], n: int, sweep_dir: str) -> list[list[str]]:
+    """The overrides of n worker jobs: the command's own fixed overrides, then the job's folder.
+
+    A launcher composes each job's config from the command's `hydra.*` overrides and the job's:
+    without the command's others, a config group that selects the sweeper (a ready-made sweep's
+    `sweep=NAME`) is missing there, and `hydra.sweeper.n_jobs=2` meets Hydra's basic sweeper
+    ("Could not override"). Sweep expressions stay out: a job composes one config. The folders
+    are `<sweep dir>/workers/<i>`, named absolutely: a launcher's job may start anywhere."""
+    return [[*fixed, override("hydra.sweep.dir", os.path.abspath(sweep_dir)),
+             f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
 
 
 class Watcher:
