@@ -161,8 +161,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
             raise SweepAborted("; ".join(problems))
 
     def _launcher_for(self, task_function: TaskFunction) -> Any:
-        return Plugins.instance().instantiate_launcher(
+        """The configured launcher for the worker jobs, fitted to them (launchers.fit_ray)."""
+        launcher = Plugins.instance().instantiate_launcher(
             config=self.config, hydra_context=self.hydra_context, task_function=task_function)
+        launchers.fit_ray(launcher, self.settings.n_jobs)
+        return launcher
 
     # ---- the record at the end ----
     def _finish(self, p: Prepared, status: str, report: Any) -> None:
