@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import optuna
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from mnist_sweep.config import registry
 
@@ -33,6 +34,13 @@ SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
          "tracking.log_model=false", "tracking.log_plots=false"]
 
 
+# a ready-made sweep's two workers as jobs of a launcher, tiny: what each job composes is the point
+LAUNCHED = ["data.limit_train=300", "data.val_size=300", "train.epochs=1",
+            "tracking.log_model=false", "tracking.log_plots=false",
+            "hydra.callbacks.sweep_summary.reference=false", "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none"]  # 1 epoch: nothing to prune
+
+
 def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
               multirun_flag: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
@@ -47,6 +55,15 @@ def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert not (tmp_path / "mlflow.db").exists()
     return proc
+
+
+def assert_two_finished(tmp_path: Path, name: str) -> None:
+    """Two trials of the sweep `name` complete, each with its finished run (LAUNCHED's budget)."""
+    trials = load_study(tmp_path, name).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    _, parent, children = mlflow_runs(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED"] * 2
 
 
 def load_study(tmp_path: Path, name: str) -> optuna.Study:

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.model import checkpoint_store
-from tests.helpers import epochs_saved
+from tests.helpers import LAUNCHED, assert_two_finished, epochs_saved, run_sweep
 
 EPOCHS = 6
 SWEEP = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.study_name=ray",
@@ -69,6 +69,24 @@ def _kill_a_checkpointed_worker(cluster: RayCluster, folder: Path) -> tuple[int,
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_a_ready_made_sweep_joins_a_running_cluster_by_its_address_alone(
+    tmp_path: Path, mnist_cache: Path, ray_cluster: RayCluster
+) -> None:
+    """The README's Ray recipe, small: `sweep=cnn_search hydra.sweeper.n_jobs=2 hydra/launcher=ray
+    hydra.launcher.ray.init.address=127.0.0.1:PORT`, no other Ray setting on the command line or
+    in the environment."""
+    assert not [k for k in os.environ if k.startswith("RAY_")]
+    proc = run_sweep(tmp_path, "sweep=cnn_search", *LAUNCHED, "hydra.sweeper.enqueue=[]",
+                     *ray_cluster.launcher(), multirun_flag=False)
+    assert "2 workers (jobs of RayLauncher)" in proc.stdout
+    assert "(_run_job pid=" not in proc.stdout + proc.stderr  # the workers' lines: in Ray's logs
+    assert_two_finished(tmp_path, "cnn_search")
+    joined = [pid for pid in ray_cluster.worker_pids()
+              if "[optuna_mlflow] study cnn_search" in ray_cluster.output(pid)]
+    assert 1 <= len(joined) <= 2  # the trials ran in the cluster's workers
 
 
 @pytest.mark.slow

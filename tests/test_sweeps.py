@@ -22,7 +22,15 @@ from optuna.trial import TrialState
 
 from mnist_sweep.config.registry import sweep_names
 from mnist_sweep.data import mnist
-from tests.helpers import SMALL, compose_config, load_study, mlflow_runs, run_sweep
+from tests.helpers import (
+    LAUNCHED,
+    SMALL,
+    assert_two_finished,
+    compose_config,
+    load_study,
+    mlflow_runs,
+    run_sweep,
+)
 
 SWEEPS = sweep_names()
 
@@ -192,6 +200,20 @@ def test_two_workers_run_a_ready_made_sweep(tmp_path):
     _, parent, children = mlflow_runs(tmp_path)
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "launcher", "shown"), [
+    ("quickstart", ["hydra/launcher=joblib"], "JoblibLauncher"),
+    # the same jobs SLURM would run (hydra/launcher=submitit_slurm)
+    ("dense_search", ["hydra/launcher=submitit_local"], "LocalLauncher"),
+])
+def test_a_ready_made_sweep_runs_through_a_launcher(tmp_path, name, launcher, shown):
+    """`hydra.sweeper.n_jobs` on a ready-made sweep's command line: each worker job composes the
+    command's `sweep=NAME`, which selects the sweeper those settings belong to."""
+    proc = run_sweep(tmp_path, f"sweep={name}", *LAUNCHED, *launcher, multirun_flag=False)
+    assert f"2 workers (jobs of {shown})" in proc.stdout
+    assert_two_finished(tmp_path, name)
 
 
 @pytest.mark.slow

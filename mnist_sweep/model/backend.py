@@ -102,6 +102,10 @@ def select(backend: str) -> None:
             "train.backend", backend, "tensorflow (jax is not installed: pip install -e '.[jax]')"
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow takes the whole memory of every GPU it sees when it starts, which leaves nothing
+    # to a second trial process on the same GPU (parallel workers, a single run beside a sweep):
+    # it grows its share as it needs instead (read when its GPUs start; `false` keeps the old way)
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     # A worker builds a new model per trial; tf.function's "retracing" warning is expected then.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "keras" in sys.modules:

@@ -42,6 +42,18 @@ print(json.dumps({"applied": applied, "refused": refused}))
                 if any(p.decode() in line for p in backend.start_up_lines())], proc.stderr[-3000:]
 
 
+@pytest.mark.parametrize(("before", "after"), [(None, "true"), ("false", "false")])
+def test_tensorflow_grows_its_gpu_memory_unless_told_otherwise(monkeypatch, before, after):
+    """Else the first trial process on a GPU takes all its memory and a second one fails."""
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # select() sets it: put back afterwards
+    if before is None:
+        monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    else:
+        monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", before)
+    backend.select("tensorflow")
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == after
+
+
 def test_native_lines_dropped_keeps_every_other_line_in_order(capfdbinary):
     with backend.native_lines_dropped(backend.NO_GPU_LINES):
         os.write(2, b"I0000 00:00:1.0 7 cudart_stub.cc:31] Could not find cuda drivers on your "

@@ -3,6 +3,7 @@
 
 The cluster starts in a folder of its own with an environment without the test's stores: what a
 worker knows of the sweep, it takes from the sweep's command (its folder, its MLflow settings).
+The command joins the cluster by its address alone, as a user would write it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,21 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
 def test_two_ray_workers_run_the_budget_on_a_running_cluster(
     tmp_path, env: dict[str, str], ray_cluster: RayCluster
 ) -> None:
-    proc = sweep(tmp_path, {**env, **ray_cluster.env}, "x=interval(-5,5)", "sleep=0.5",
+    # joined as a user would: the address alone, no Ray setting in the environment
+    env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
+    proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.5",
                  "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", *ray_cluster.launcher())
     assert "2 workers (jobs of RayLauncher)" in proc.stdout
+    assert "(_run_job pid=" not in proc.stdout + proc.stderr  # the workers' lines: in Ray's logs
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     pids = {t.user_attrs["pid"] for t in trials}
     assert pids <= ray_cluster.worker_pids()  # every trial ran in one of the cluster's workers
     assert 1 <= len(pids) <= 2
+    # each worker task asked for its share of the cluster's 2 GPUs: Ray gave each its own
+    devices = {t.user_attrs["pid"]: t.user_attrs.get("gpus") for t in trials}
+    assert set(devices.values()) <= {"0", "1"}, devices
+    assert len(set(devices.values())) == len(pids), devices
     # the workers recorded where the command said, not where the cluster runs
     client, parents, children = runs(tmp_path)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

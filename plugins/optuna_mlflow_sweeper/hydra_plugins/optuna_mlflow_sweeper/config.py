@@ -181,6 +181,14 @@ class SweeperSettings:
     # barrier): 1 = this process; N = N local processes, or N jobs of the configured launcher
     # (joblib, submitit, ray: every worker runs many trials)
     n_jobs: int = 1
+    gpus: list[str] | None = None
+    """The GPUs the workers of this machine share out (`CUDA_VISIBLE_DEVICES` ids: `[0, 1]`, or
+    UUIDs), round-robin: each worker its own while there are enough, else worker i shares device
+    i mod the count. null: the GPUs the command sees (`CUDA_VISIBLE_DEVICES`, else
+    `nvidia-smi -L`); `[]`: none assigned, every worker sees what the command sees. Under
+    `hydra/launcher=ray` each worker task asks Ray for its share of the cluster's GPUs instead
+    (`hydra.launcher.ray.remote.num_gpus` overrides it); on SLURM the scheduler's settings
+    decide."""
     # abort when failed/finished trials of this sweep exceeds it
     max_failure_rate: float = 0.5
     # override key -> override grammar: interval(a,b), int(interval(a,b)), range(a,b,step=s),

@@ -37,6 +37,7 @@ class OptunaMlflowSweeper(Sweeper):
         study_name: str | None,
         n_trials: int | None,
         n_jobs: int,
+        gpus: Any,
         max_failure_rate: float,
         params: DictConfig | None,
         custom_search_space: str | None,
@@ -57,6 +58,7 @@ class OptunaMlflowSweeper(Sweeper):
         settings = SweeperSettings(
             sampler=sampler, pruner=pruner, direction=direction, metric_names=metric_names,
             storage=storage, study_name=study_name, n_trials=n_trials, n_jobs=n_jobs,
+            gpus=None if gpus is None else [str(g) for g in gpus],
             max_failure_rate=max_failure_rate, params=params,
             custom_search_space=custom_search_space, validate=validate, timeout=timeout,
             enqueue=enqueue,

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from hydra_plugins.optuna_mlflow_sweeper._impl import (
     html_report,
     interrupts,
+    launchers,
     pool,
     registry,
     results,
@@ -56,8 +57,6 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.worker import (
 from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
 
 log = logging.getLogger(__name__)
-
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class OptunaMlflowSweeperImpl(Sweeper):
@@ -136,11 +135,12 @@ class OptunaMlflowSweeperImpl(Sweeper):
         payload = pool.Payload(
             sweeper=type(self), settings=self.settings, config=self.config,
             hydra_context=self.hydra_context, task_function=self.task_function,
-            arguments=list(arguments),
+            arguments=list(arguments), fixed=list(p.space.fixed.values()),
             singletons=Singleton.get_state(),
         )
         watch = pool.Watcher(p.study, p.n_trials, p.progress)
-        where = ("local processes" if _is_basic(self.launcher)
+        envs = launchers.worker_envs(self.launcher, p.n_jobs, self.settings.gpus, os.environ)
+        where = ("local processes" if launchers.is_basic(self.launcher)
                  else f"jobs of {type(self.launcher).__name__}")
         say(p.progress, f"{PREFIX} {p.n_jobs} workers ({where}), "
             f"{pool.cpus_per_worker(p.n_jobs)} core(s) each")
@@ -150,10 +150,10 @@ class OptunaMlflowSweeperImpl(Sweeper):
             self._finish(p, "FAILED" if problems else status, report)
 
         with _ending(finish) as status:
-            if _is_basic(self.launcher):
-                problems += pool.run_local(payload, p.n_jobs, p.sweep_dir, watch)
+            if launchers.is_basic(self.launcher):
+                problems += pool.run_local(payload, envs, p.sweep_dir, watch)
             else:
-                problems += pool.run_launcher(payload, self._launcher_for, p.n_jobs, p.sweep_dir,
+                problems += pool.run_launcher(payload, self._launcher_for, envs, p.sweep_dir,
                                               watch)
         if status[0] == "KILLED":
             _interrupted(p, status[1])
@@ -161,8 +161,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
             raise SweepAborted("; ".join(problems))
 
     def _launcher_for(self, task_function: TaskFunction) -> Any:
-        return Plugins.instance().instantiate_launcher(
+        """The configured launcher for the worker jobs, fitted to them (launchers.fit_ray)."""
+        launcher = Plugins.instance().instantiate_launcher(
             config=self.config, hydra_context=self.hydra_context, task_function=task_function)
+        launchers.fit_ray(launcher, self.settings.n_jobs)
+        return launcher
 
     # ---- the record at the end ----
     def _finish(self, p: Prepared, status: str, report: Any) -> None:
@@ -266,11 +269,6 @@ def _exported(p: Prepared) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _is_basic(launcher: Any) -> bool:
-    cls = type(launcher)
-    return f"{cls.__module__}.{cls.__qualname__}" == BASIC_LAUNCHER
 
 
 def _quietly(fn: Any, **kwargs: Any) -> None:

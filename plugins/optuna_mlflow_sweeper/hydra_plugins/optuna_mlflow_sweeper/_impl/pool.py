@@ -9,6 +9,7 @@ SLURM, ray), as N jobs of that launcher: the launcher starts workers, not trials
 same mechanism as the same command run on N machines: processes joining one study. A launcher may
 start its jobs in another folder with another environment (Ray's workers have the raylet's), so a
 launched worker takes the sweep command's folder and store settings with it (`carried_env`).
+Each worker may have variables of its own: its GPUs (launchers.worker_envs).
 
 Each local worker writes its output to `<sweep dir>/workers/worker-<i>.log`; the watching process
 prints one progress display read from the study. Ctrl-C reaches every worker (one process group):
@@ -27,11 +28,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, preemption, results
@@ -61,6 +63,7 @@ class Payload:
     hydra_context: Any
     task_function: Callable[..., Any]
     arguments: list[str]
+    fixed: list[str]  # the overrides every trial composes with: the command's, less sweeps
     singletons: dict[Any, Any]
 
 
@@ -75,18 +78,21 @@ def carried_env(environ: dict[str, str]) -> dict[str, str]:
             if k.startswith(CARRIED_PREFIXES) or k in SECRET_ENV}
 
 
-def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool]) -> list[str]:
-    """Start n worker processes, watch until all end; the problems to report (empty: none)."""
+def run_local(payload: Payload, envs: list[dict[str, str]], sweep_dir: str,
+              watch: Callable[[], bool]) -> list[str]:
+    """Start a worker process per entry of `envs` (its own variables: its GPUs), watch until all
+    end; the problems to report (empty: none)."""
     import cloudpickle
 
     blob = cloudpickle.dumps(payload)
     logs = Path(sweep_dir) / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
-    env = {CPUS_ENV: str(cpus_per_worker(n))}
+    n = len(envs)
     procs = []
-    for i in range(n):
+    for i, own in enumerate(envs):
         log_path = logs / f"worker-{os.getpid()}-{i}.log"
+        env = {CPUS_ENV: str(cpus_per_worker(n)), **own}
         proc = context.Process(target=_local_worker,
                                args=(blob, str(log_path), env, os.getpid()),
                                name=f"optuna-mlflow-worker-{i}")
@@ -112,14 +118,17 @@ def run_local(payload: Payload, n: int, sweep_dir: str, watch: Callable[[], bool
             if proc.exitcode not in stopped]
 
 
-def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any], n: int,
-                 sweep_dir: str, watch: Callable[[], bool]) -> list[str]:
-    """n worker jobs through the configured Hydra launcher; the watcher runs meanwhile. Their job
-    folders are `<sweep dir>/workers/<i>`, named absolutely: a launcher's job may start anywhere."""
+def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any],
+                 envs: list[dict[str, str]], sweep_dir: str, watch: Callable[[], bool]
+                 ) -> list[str]:
+    """A worker job per entry of `envs` (its own variables) through the configured Hydra
+    launcher; the watcher runs meanwhile."""
     import cloudpickle
 
-    env = {**carried_env(dict(os.environ)), CPUS_ENV: str(cpus_per_worker(n))}
-    task = functools.partial(_launched_worker, cloudpickle.dumps(payload), env, os.getcwd())
+    n = len(envs)
+    common = {**carried_env(dict(os.environ)), CPUS_ENV: str(cpus_per_worker(n))}
+    task = functools.partial(_launched_worker, cloudpickle.dumps(payload),
+                             [{**common, **own} for own in envs], os.getcwd())
     launcher = launcher_factory(task)
     stop = threading.Event()
 
@@ -130,9 +139,7 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
     watcher = threading.Thread(target=keep_watching, name="optuna-mlflow-watch", daemon=True)
     watcher.start()
     try:
-        jobs = [[override("hydra.sweep.dir", os.path.abspath(sweep_dir)),
-                 f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
-        returns = launcher.launch(jobs, initial_job_idx=0)
+        returns = launcher.launch(worker_jobs(payload.fixed, n, sweep_dir), initial_job_idx=0)
     finally:
         stop.set()
         watcher.join()
@@ -143,6 +150,18 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
         if isinstance(value, BaseException):
             problems.append(f"worker {i} stopped: {type(value).__name__}: {value}")
     return problems
+
+
+def worker_jobs(fixed: Sequence[str], n: int, sweep_dir: str) -> list[list[str]]:
+    """The overrides of n worker jobs: the command's own fixed overrides, then the job's folder.
+
+    A launcher composes each job's config from the command's `hydra.*` overrides and the job's:
+    without the command's others, a config group that selects the sweeper (a ready-made sweep's
+    `sweep=NAME`) is missing there, and `hydra.sweeper.n_jobs=2` meets Hydra's basic sweeper
+    ("Could not override"). Sweep expressions stay out: a job composes one config. The folders
+    are `<sweep dir>/workers/<i>`, named absolutely: a launcher's job may start anywhere."""
+    return [[*fixed, override("hydra.sweep.dir", os.path.abspath(sweep_dir)),
+             f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
 
 
 class Watcher:
@@ -188,15 +207,15 @@ def _local_worker(blob: bytes, log_path: str, env: dict[str, str], parent: int) 
         sys.exit(interrupts.exit_code(e))
 
 
-def _launched_worker(blob: bytes, env: dict[str, str], cwd: str, job_config: Any) -> None:
-    """A worker started as a launcher's job (its job config only names its folder), working from
-    the folder the sweep's command ran in where this machine has it (a shared disk), so relative
-    paths (the sweep folder, a SQLite store) mean what they mean to that command; a submitit job
-    is requeued when preempted."""
+def _launched_worker(blob: bytes, envs: list[dict[str, str]], cwd: str, job_config: Any) -> None:
+    """A worker started as a launcher's job (its job number picks its variables from `envs`),
+    working from the folder the sweep's command ran in where this machine has it (a shared disk),
+    so relative paths (the sweep folder, a SQLite store) mean what they mean to that command; a
+    submitit job is requeued when preempted."""
     if os.path.isdir(cwd):
         os.chdir(cwd)
     with preemption.requeued_when_preempted():
-        _worker(blob, env)
+        _worker(blob, envs[HydraConfig.get().job.num])
 
 
 def _worker(blob: bytes, env: dict[str, str]) -> None:
@@ -204,11 +223,11 @@ def _worker(blob: bytes, env: dict[str, str]) -> None:
     from hydra.core.singleton import Singleton
     from hydra.core.utils import setup_globals
 
+    os.environ.update(env)  # first: a library the payload imports may read its devices then
+    os.environ[WORKER_ENV] = "1"
     payload: Payload = cloudpickle.loads(blob)
     Singleton.set_state(payload.singletons)
     setup_globals()
-    os.environ.update(env)
-    os.environ[WORKER_ENV] = "1"
     sweeper = payload.sweeper(payload.settings)
     sweeper.setup(hydra_context=payload.hydra_context, task_function=payload.task_function,
                   config=payload.config, basic_launcher=True)

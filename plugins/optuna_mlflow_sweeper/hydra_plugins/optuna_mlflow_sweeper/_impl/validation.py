@@ -62,6 +62,9 @@ def check_numbers(sweeper: Any) -> None:
          sweeper.grace_period is None or sweeper.grace_period >= 1, "null or seconds >= 1"),
         ("max_retry", sweeper.max_retry, _int(sweeper.max_retry) and sweeper.max_retry >= 0,
          "an integer >= 0"),
+        ("gpus", sweeper.gpus, sweeper.gpus is None or all(
+            str(g).strip() and "," not in str(g) for g in sweeper.gpus),
+         "null, [] or a list of device ids (CUDA_VISIBLE_DEVICES entries, one per item)"),
     ]
     for key, value, ok, allowed in checks:
         if not ok:

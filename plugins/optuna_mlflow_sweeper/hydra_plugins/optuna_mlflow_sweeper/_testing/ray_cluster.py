@@ -4,7 +4,8 @@ The head node runs as a child process in its own process group, on free ports, a
 its pid (SIGTERM: Ray drains and stops what it started), then its group is killed whatever is
 left. Ray rewrites 127.0.0.1 into the machine's outward address (eth0) unless told that this is a
 single-node cluster: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the mode Ray uses on macOS and
-Windows, keeps every address on the loopback. A driver (the sweep) needs it too: `cluster.env`.
+Windows, keeps every address on the loopback. A driver needs it too (`cluster.env`); the
+sweeper sets it itself for an address on 127.0.0.1.
 
 Shipped in the plugin's distribution beside servers.py, so the sweeper's tests and the app's
 import the fixture by name; it skips where Ray is not installed (the `ray` extra).
@@ -30,6 +31,9 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import _wait, free_por
 # what every process of the cluster and its drivers need: addresses stay on 127.0.0.1
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 STARTED = "Ray runtime started."
+# GPUs the cluster declares (Ray believes what it is told; none is here): each worker task asks
+# for its share, and Ray gives it its devices in CUDA_VISIBLE_DEVICES
+GPUS = 2
 
 
 class RayCluster:
@@ -66,7 +70,7 @@ class RayCluster:
             "node-manager", "object-manager", "ray-client-server", "dashboard-agent-listen",
             "dashboard-agent-grpc", "runtime-env-agent", "metrics-export")}
         args = [str(ray), "start", "--head", "--block", f"--port={self.port}",
-                "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
+                "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", f"--num-gpus={GPUS}",
                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.dir}",
                 *(f"{flag}={port}" for flag, port in ports.items())]
         # the memory monitor kills the biggest task when the machine is short of memory: on a
@@ -88,13 +92,10 @@ class RayCluster:
         return ""
 
     def launcher(self) -> list[str]:
-        """The overrides of a sweep whose workers are jobs on this cluster: `hydra/launcher=ray`
-        at its address. hydra-ray-launcher 1.2.2 asks ray.init for a 75 MB object store, which
-        Ray refuses when it joins a running cluster: nulled (facebookresearch/hydra#2893). The
-        workers' output stays in their logs (`output`), not on the sweep's terminal."""
-        return ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={self.address}",
-                "+hydra.launcher.ray.init.object_store_memory=null",
-                "+hydra.launcher.ray.init.log_to_driver=false"]
+        """The overrides of a sweep whose workers are jobs on this cluster, as a user writes
+        them: `hydra/launcher=ray` at its address, nothing else (the sweeper leaves out what Ray
+        refuses when joining, and keeps the workers' output in their logs: `output`)."""
+        return ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={self.address}"]
 
     @property
     def logs(self) -> Path:
@@ -136,7 +137,8 @@ class RayCluster:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
-    """A local Ray cluster with 2 CPUs for a test file (skipped where Ray is not installed)."""
+    """A local Ray cluster with 2 CPUs and 2 declared GPUs for a test file (skipped where Ray is
+    not installed)."""
     if shutil.which("ray", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("Ray is not installed (pip install 'mnist-sweep[ray]'; .ci/run does)")
     cluster = RayCluster()

@@ -17,6 +17,8 @@ def main(cfg: DictConfig) -> float | tuple[float, float]:
     trial = current_trial()
     if trial is not None:
         trial.set_user_attr("pid", os.getpid())
+        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPUs its worker was given
+            trial.set_user_attr("gpus", os.environ["CUDA_VISIBLE_DEVICES"])
     f = (cfg.x - 2.0) ** 2 + (cfg.y + 1.0) ** 2
     f += sum(layer.units for layer in cfg.model.hidden) / 1000.0
     if cfg.sleep and cfg.epochs:
