@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from mnist_sweep.reports import report, studies
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import SMALL, load_study, mlflow_runs, run_sweep
 
 FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
@@ -68,7 +69,8 @@ def test_epochs_to_target_agrees_with_each_runs_per_epoch_history(batch_size_stu
     client, _, children = mlflow_runs(tmp_path)
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     for trial in study.trials:
-        history = client.get_metric_history(by_number[trial.number].info.run_id, "val_accuracy")
+        history = client.get_metric_history(by_number[trial.number].info.run_id,
+                                             mlflow_key("val_accuracy", per_epoch=True))
         assert sorted(m.step for m in history) == [1, 2] == sorted(trial.intermediate_values)
         target = max(m.value for m in history)  # reached at a known epoch
         first = min(m.step for m in history if m.value >= target)
