@@ -68,7 +68,7 @@ def check_settings(
     n_trials = budget(s.n_trials, grid_size, s.timeout)
     if not started_by_a_sweep():  # once, by the command the user typed, not by each worker
         for line in check.setting_warnings(s.sampler, s.pruner, n_trials):
-            log.warning(line)
+            log.warning("warning: %s", line)  # Hydra's log format shows no level
     return Checked(directions=directions, metric_names=metric_names, enqueue=enqueue,
                    custom=custom, space=space, sampler=sampler, pruner=pruner,
                    pruner_config=pruner_config, n_trials=n_trials)
