@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from mnist_sweep import experiment
 from mnist_sweep.data import mnist
 from mnist_sweep.tracking import runs
+from mnist_sweep.tracking.keys import mlflow_key
 
 NOISE_METRICS = [f"test_accuracy_noise_{f}" for f in ("0.25", "0.5", "0.75", "1")]
 
@@ -24,17 +25,19 @@ def test_cnn_run_records_everything(compose, tracking_store):
     client = MlflowClient(tracking_store)
     [run] = client.search_runs([client.get_experiment_by_name("mnist-sweep").experiment_id])
     assert run.info.status == "FINISHED"
-    assert objective == pytest.approx(run.data.metrics["val_accuracy"])
-    metrics = run.data.metrics
-    for name in ["test_accuracy", "test_loss", "train_time_s", "val_accuracy", "n_params",
-                 *NOISE_METRICS, *(f"test_accuracy_class_{d}" for d in range(10))]:
-        assert name in metrics, name
+    assert objective == pytest.approx(run.data.metrics[mlflow_key("val_accuracy", per_epoch=True)])
+    # under their MLflow keys (the chart view's sections), read back by their names
+    names = ["test_accuracy", "test_loss", "train_time_s", "n_params", *NOISE_METRICS,
+             *(f"test_accuracy_class_{d}" for d in range(10))]
+    for name in names:
+        assert mlflow_key(name) in run.data.metrics, name
+    metrics = {name: run.data.metrics[mlflow_key(name)] for name in names}
     assert metrics["n_params"] == 43_490
     assert 0.5 < metrics["test_accuracy"] <= 1.0
     # Noise hurts: the notebook's observation, measured.
     assert metrics["test_accuracy_noise_1"] < metrics["test_accuracy"]
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s"):
-        history = client.get_metric_history(run.info.run_id, name)
+        history = client.get_metric_history(run.info.run_id, mlflow_key(name, per_epoch=True))
         assert [m.step for m in history] == [1, 2], name  # epochs done, as Optuna's steps
 
     params = run.data.params
@@ -55,9 +58,10 @@ def test_cnn_run_records_everything(compose, tracking_store):
     # the figures compared across runs are MLflow images: a key, step 0, a thumbnail for the grid
     images = [a.path.removeprefix("images/") for a in
               client.list_artifacts(run.info.run_id, "images")]
-    for key in ("confusion_matrix", "misclassified"):
-        assert sorted(p.endswith(".webp") for p in images if p.startswith(f"{key}+step+0+")) == [
-            False, True]
+    for key in runs.COMPARED_IMAGES.values():  # under `images/`: MLflow writes `/` as `~`
+        file_key = key.replace("/", "~")
+        assert sorted(p.endswith(".webp") for p in images
+                      if p.startswith(f"{file_key}+step+0+")) == [False, True]
     assert tags["mlflow.loggedImages"] == "True"
     config_text = client.download_artifacts(run.info.run_id, "config.yaml")
     assert "family: cnn" in open(config_text).read()
@@ -67,8 +71,8 @@ def test_cnn_run_records_everything(compose, tracking_store):
     assert model.source_run_id == run.info.run_id
     # the model's page shows the run's results (linked when logged, not looked up per metric)
     model_metrics = {m.key: m.value for m in model.metrics}
-    assert model_metrics["test_accuracy"] == metrics["test_accuracy"]
-    assert "test_accuracy_noise_1" in model_metrics
+    assert model_metrics[mlflow_key("test_accuracy")] == metrics["test_accuracy"]
+    assert mlflow_key("test_accuracy_noise_1") in model_metrics
     assert run.inputs.dataset_inputs[0].dataset.name == "mnist-train"
 
     # A model users can call: raw MNIST digits (uint8, 28x28) in, scaled inside, as its input

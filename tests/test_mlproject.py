@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import ROOT
 
 
@@ -55,7 +56,7 @@ def test_mlflow_run_of_main_records_in_the_mnist_sweep_experiment(tmp_path, mnis
     [run] = client.search_runs([client.get_experiment_by_name("mnist-sweep").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "1"
-    assert "test_accuracy_noise_0.5" in run.data.metrics
+    assert mlflow_key("test_accuracy_noise_0.5") in run.data.metrics
     # the run `mlflow run` opened in the Default experiment points at it
     [outer] = client.search_runs(["0"])
     assert outer.data.tags["mnist_sweep.run"].endswith(run.info.run_id)
@@ -83,5 +84,5 @@ def test_mlflow_run_of_the_sweep_entry_point_passes_overrides_through(tmp_path, 
         assert run.info.status == "FINISHED"
         assert run.data.params["data.limit_train"] == "500"
         assert run.data.params["train.epochs"] == "1"
-        assert "test_accuracy_noise_0.5" in run.data.metrics
-        assert "test_accuracy_noise_1" not in run.data.metrics
+        assert mlflow_key("test_accuracy_noise_0.5") in run.data.metrics
+        assert mlflow_key("test_accuracy_noise_1") not in run.data.metrics

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.model import checkpoint_store
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import TF_NATIVE, epochs_saved
 
 pytestmark = pytest.mark.slow
@@ -91,7 +92,7 @@ def state_file(folder: Path, trial: int = 0) -> Path:
 def assert_whole_history(client: MlflowClient, run_id: str) -> None:
     """MLflow's per-epoch curves of a resumed run: steps 1..6, each once."""
     for key in ("val_accuracy", "loss", "epoch_time_s"):
-        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        steps = [m.step for m in client.get_metric_history(run_id, mlflow_key(key, per_epoch=True))]
         assert sorted(steps) == EPOCHS, key
 
 
@@ -142,7 +143,7 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
     assert run.data.tags["resumed_from_epoch"] == str(STOPPED_AFTER)
     assert run.data.tags["optuna.retry_of"] == "0"
     assert_whole_history(client, run.info.run_id)
-    assert run.data.metrics["epochs_run"] == len(EPOCHS)
+    assert run.data.metrics[mlflow_key("epochs_run")] == len(EPOCHS)
     for key in FINAL:
         assert retried.user_attrs[key] == pytest.approx(whole.user_attrs[key], abs=TOLERANCE), key
     if stop == "sigterm":
@@ -180,7 +181,8 @@ def test_a_single_run_stopped_by_sigterm_checkpoints_and_the_same_command_resume
     assert resumed.data.tags["resumed_from_epoch"] == str(saved)
     assert_whole_history(client, resumed.info.run_id)
     for key in FINAL:  # the same training as the sweep's trial
-        assert resumed.data.metrics[key] == pytest.approx(whole.user_attrs[key], abs=TOLERANCE)
+        logged = resumed.data.metrics[mlflow_key(key, per_epoch=True)]
+        assert logged == pytest.approx(whole.user_attrs[key], abs=TOLERANCE)
 
 
 def job_processes(group: int) -> list[int]:

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mnist_sweep.model import checkpoint_store
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import LAUNCHED, assert_two_finished, epochs_saved, run_sweep
 
 EPOCHS = 6
@@ -129,7 +130,8 @@ def test_a_killed_ray_worker_costs_only_the_epochs_since_its_trials_checkpoint(
     # the retry trained epochs killed_at+1..EPOCHS only: the kill cost the epoch in progress
     assert run.data.tags["resumed_from_epoch"] == str(killed_at)
     for key in ("val_accuracy", "loss"):
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id,
+                                                           mlflow_key(key, per_epoch=True))]
         assert sorted(steps) == list(range(1, EPOCHS + 1)), key
     assert not _saved(tmp_path)  # finished trials leave no checkpoint
     # Ray ran the killed task again: a third worker joined the study

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from mnist_sweep.config.registry import sweep_names
 from mnist_sweep.data import mnist
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import (
     LAUNCHED,
     SMALL,
@@ -68,7 +69,7 @@ def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
     for child, trial in zip(children, trials, strict=True):
         assert child.info.status == "FINISHED"
         accuracy = trial.user_attrs["test_accuracy"]
-        assert child.data.metrics["test_accuracy"] == pytest.approx(accuracy)
+        assert child.data.metrics[mlflow_key("test_accuracy")] == pytest.approx(accuracy)
         assert child.data.params["model.family"] == "dense"
         assert child.data.tags["optuna.state"] == "COMPLETE"
         # The sampled width reached the model: the child's config says what the trial tried,
@@ -132,7 +133,7 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
     for child in pruned:
         assert child.info.status == "KILLED"
         assert "pruned at step" in child.data.tags["pruned_reason"]
-    assert parent.data.metrics["n_pruned"] == len(pruned)
+    assert parent.data.metrics["sweep/n_pruned"] == len(pruned)
 
 
 @pytest.mark.slow
@@ -244,7 +245,8 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
     assert parent.info.status == "FINISHED" and len(children) == 3
     for run in children:
         assert run.info.status == "FINISHED"
-        assert {"test_accuracy", "test_accuracy_noise_1"} <= set(run.data.metrics)
+        assert {mlflow_key("test_accuracy"), mlflow_key("test_accuracy_noise_1")} <= set(
+            run.data.metrics)
         assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
     models = client.search_logged_models(experiment_ids=[parent.info.experiment_id])

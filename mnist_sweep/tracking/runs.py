@@ -41,7 +41,7 @@ from hydra_plugins.optuna_mlflow_sweeper.tracking import (
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from mnist_sweep.tracking import delivery
+from mnist_sweep.tracking import delivery, keys
 
 __all__ = ["resolve_tracking_uri", "ui_links"]  # re-exported for experiment.py
 
@@ -123,13 +123,14 @@ def log_epoch(step: int, metrics: Mapping[str, float]) -> None:
     if run is None:
         return
     # queued, sent beside training: a slow or absent server never stalls (or times) an epoch
-    delivery.log_epoch(mlflow.get_tracking_uri(), run.info.run_id, step, metrics)
+    delivery.log_epoch(mlflow.get_tracking_uri(), run.info.run_id, step,
+                       keys.mlflow_metrics(metrics, per_epoch=True))
 
 
 def log_metrics(metrics: Mapping[str, float], model_id: str | None = None) -> None:
     """`model_id`: also shown on that logged model's page (MLflow 3 links metrics to models)."""
-    retry_call(lambda: mlflow.log_metrics({k: float(v) for k, v in metrics.items()},
-                                          model_id=model_id), "logging the run's metrics")
+    retry_call(lambda: mlflow.log_metrics(keys.mlflow_metrics(metrics), model_id=model_id),
+               "logging the run's metrics")
 
 
 def provenance_tags() -> dict[str, str]:
@@ -169,9 +170,11 @@ def _git_state(where: Path) -> tuple[str | None, bool]:
 
 
 # Figures a user compares across trials, by file: logged as MLflow images under a key, which
-# the UI's chart view shows side by side, one per run, in its image grid. The others have their
+# the UI's chart view shows side by side, one per run, in its image grid; under `images/`, their
+# section comes right after the curves (mnist_sweep/tracking/keys.py). The others have their
 # numbers charted already (per-epoch and noise metrics) and stay files under plots/.
-COMPARED_IMAGES = {"confusion_matrix.png": "confusion_matrix", "misclassified.png": "misclassified"}
+COMPARED_IMAGES = {"confusion_matrix.png": "images/confusion_matrix",
+                   "misclassified.png": "images/misclassified"}
 
 
 def log_plot_dir(directory: Path) -> None:

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from mnist_sweep.reports import batch_size, report, studies
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import SMALL, load_study, mlflow_runs, run_sweep
 
 FIGURES = {"batch_size_vs_train_time.png", "batch_size_vs_accuracy.png",
@@ -95,7 +96,7 @@ def test_steady_epochs_are_timed_apart_from_the_first(batch_size_study):
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     for trial in study.trials:
         history = {m.step: m.value for m in client.get_metric_history(
-            by_number[trial.number].info.run_id, "epoch_time_s")}
+            by_number[trial.number].info.run_id, mlflow_key("epoch_time_s", per_epoch=True))}
         assert trial.user_attrs["epoch_time_s_first"] == pytest.approx(history[1])
         assert trial.user_attrs["epoch_time_s_steady"] == pytest.approx(history[2])
     for row in batch_size.summarize(study, 0.93):
@@ -146,7 +147,8 @@ def test_epochs_to_target_agrees_with_each_runs_per_epoch_history(batch_size_stu
     client, _, children = mlflow_runs(tmp_path)
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     for trial in study.trials:
-        history = client.get_metric_history(by_number[trial.number].info.run_id, "val_accuracy")
+        history = client.get_metric_history(by_number[trial.number].info.run_id,
+                                             mlflow_key("val_accuracy", per_epoch=True))
         assert sorted(m.step for m in history) == [1, 2] == sorted(trial.intermediate_values)
         target = max(m.value for m in history)  # reached at a known epoch
         first = min(m.step for m in history if m.value >= target)

@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import mnist as data
+from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import SMALL, load_study, run_sweep
 
 # SMALL with the models logged (what is registered)
@@ -55,7 +56,8 @@ def test_quickstart_registers_its_best_model_as_champion(tmp_path, mnist_cache):
     assert champion.tags["optuna.trial_number"] == str(best.number)
     assert float(champion.tags["objective.val_accuracy"]) == pytest.approx(best.value)
     for key in ("test_accuracy", "test_accuracy_noise_0.5"):
-        assert float(champion.tags[f"metric.{key}"]) == pytest.approx(best.user_attrs[key])
+        tagged = champion.tags[f"metric.{mlflow_key(key)}"]
+        assert float(tagged) == pytest.approx(best.user_attrs[key])
     assert champion.run_id == best.user_attrs["mlflow_run_id"]
     # the logged model says what it is, and the champion predicts at the best trial's accuracy
     model = client.get_logged_model(champion.source.removeprefix("models:/"))

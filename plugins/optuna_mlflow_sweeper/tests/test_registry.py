@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.registry import CHAMPION, register_best
+from hydra_plugins.optuna_mlflow_sweeper._impl.registry import CHAMPION, parent_tags, register_best
 
 
 class Constant(mlflow.pyfunc.PythonModel):
@@ -61,9 +61,16 @@ def test_each_pareto_trial_once_and_the_champion_only_where_picked(store):
     again = register_best(client, experiment, study, "front")
     assert again.versions == done.versions  # found by run id, not registered twice
     assert len(client.search_model_versions("name = 'front'")) == 2
+    # no champion: the parent run lists every registered version, with no single page to link
+    assert parent_tags(done, "http://ui") == {
+        "registered_model.name": "front",
+        "registered_model.version": ",".join(str(done.versions[n]) for n in (0, 1))}
     picked = register_best(client, experiment, study, "front", pick=1)
     assert picked.moved and client.get_model_version_by_alias(
         "front", CHAMPION).version == done.versions[1]
+    # the champion: its version, and its page in the MLflow UI
+    assert parent_tags(picked, "http://ui")["registered_model.link"] == (
+        f"http://ui/#/models/front/versions/{done.versions[1]}")
 
 
 def test_the_alias_moves_only_to_a_better_trial(store):

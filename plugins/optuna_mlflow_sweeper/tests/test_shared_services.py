@@ -135,7 +135,7 @@ def check_records(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str
         assert run.data.tags["optuna.state"] == "COMPLETE"
         assert run.data.metrics["objective"] == pytest.approx(trial.value)
         assert run.data.metrics["f_from_job"] == pytest.approx(trial.value)
-    assert parents[0].data.metrics["n_complete"] == n_trials
+    assert parents[0].data.metrics["sweep/n_complete"] == n_trials
     assert not list(tmp_path.glob("sweep-*/.mlflow_outbox/outbox-*")), "undelivered writes"
 
 

@@ -41,6 +41,8 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
     assert parent.data.params["params.x"] == "interval(-5,5)"
     assert parent.data.params["sampler"] == "TPESampler"
     assert parent.data.params["n_trials"] == "4"
+    # what the sweep used: the registered model's name (the study's), not the setting `True`
+    assert parent.data.params["mlflow.registered_model_name"] == "app"
     assert parent.data.tags["optuna.study_name"] == "app"
     assert parent.data.tags["optuna.storage"].endswith("sweep/optuna.db")
     # the storage the sweep resolved, not the config's null
@@ -50,7 +52,13 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
         assert run.data.tags["mlflow.user"]
         assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.source.type"]
     assert parent.data.tags["best_trial_number"] == str(s.best_trial.number)
-    assert parent.data.metrics["best_value"] == pytest.approx(s.best_value)
+    assert parent.data.metrics["sweep/best_value"] == pytest.approx(s.best_value)
+    # the parent's series in a section of their own in the chart view, apart from the trials'
+    assert all(key.startswith("sweep/") for key in parent.data.metrics)
+    # MLflow's compare page for the four trials, printed at the end
+    compare = next(ln for ln in proc.stdout.splitlines() if ln.startswith("  compare page"))
+    for child in children:
+        assert f"%22{child.info.run_id}%22" in compare
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "plots" not in artifacts  # the report holds the figures: no static copies drawn
     assert "optimization_results.yaml" in artifacts
@@ -116,7 +124,7 @@ def test_failed_and_diverged_trials_are_recorded_and_the_sweep_goes_on(
     assert child[1].data.tags["fail_reason"] == "diverged (non-finite objective)"
     assert child[2].info.status == "FINISHED"
     assert parents[0].info.status == "FINISHED"
-    assert parents[0].data.metrics["n_failed"] == 2
+    assert parents[0].data.metrics["sweep/n_failed"] == 2
 
 
 @pytest.mark.slow
@@ -246,7 +254,7 @@ def test_multi_objective_writes_a_pareto_front(tmp_path: Path, env: dict[str, st
     client, parents, children = runs(tmp_path)
     assert "Pareto front" in (tmp_path / "sweep" / "sweep_report.html").read_text()
     assert {"objective_0", "objective_1"} <= set(children[0].data.metrics)
-    assert parents[0].data.metrics["pareto_size"] == len(results.solutions)
+    assert parents[0].data.metrics["sweep/pareto_size"] == len(results.solutions)
     assert parents[0].data.params["sampler"] == "NSGAIISampler"
     assert parents[0].data.params["params.x"] == "range(0, 5, step=0.5)"
 

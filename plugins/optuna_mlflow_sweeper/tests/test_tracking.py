@@ -51,3 +51,12 @@ def test_a_tracking_server_serves_its_own_ui_without_credentials_in_the_link() -
     assert "secret" not in str(links)
     assert ui_links("http://127.0.0.1:5000", "1", "r")["run"].startswith(
         "http://127.0.0.1:5000/#/experiments/1/runs/r?")
+
+
+def test_the_compare_page_link_is_the_one_mlflows_ui_builds() -> None:
+    """`#/compare-runs?runs=<JSON>&experiments=<JSON>` (MLflow 3's getCompareRunPageRoute),
+    quotes escaped so that a terminal keeps the link whole; none for a single run."""
+    links = ui_links("http://u:pw@mlflow:5000", "4", "parent", compared=["r1", "r2"])
+    assert links["compare"] == ("http://mlflow:5000/#/compare-runs?runs=[%22r1%22,%22r2%22]"
+                                "&experiments=[%224%22]")
+    assert ui_links("http://mlflow:5000", "4", "parent", compared=["r1"])["compare"] is None

@@ -4,7 +4,9 @@ The order is the reader's: the numbers, the objectives, the search space and wha
 the sampler and pruner, then one trial's overrides composed into the app config and handed to
 the app's own `validate` (a misspelled objective is named here, not after the study and its
 parent run exist). Each error names its `hydra.sweeper.*` key (or the app's key). Nothing here
-touches a storage or a tracking store.
+touches a storage or a tracking store. Settings that run but cannot do what they say (a sampler
+whose start-up outlasts the budget, a pruner that cannot rank its first rung, importances from a
+handful of trials) are warned of here, one line each, by the command the user typed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError, config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.preflight import started_by_a_sweep
 from hydra_plugins.optuna_mlflow_sweeper._impl.resume import check_enqueue
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, build_search_space
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import optuna_quiet
@@ -62,10 +65,13 @@ def check_settings(
     pruner, pruner_config = check.make_pruner(s.pruner)
     check_composes(config, loader, space, custom, s.custom_search_space, app_check,
                    s.validate)
+    n_trials = budget(s.n_trials, grid_size, s.timeout)
+    if not started_by_a_sweep():  # once, by the command the user typed, not by each worker
+        for line in check.setting_warnings(s.sampler, s.pruner, n_trials):
+            log.warning("warning: %s", line)  # Hydra's log format shows no level
     return Checked(directions=directions, metric_names=metric_names, enqueue=enqueue,
                    custom=custom, space=space, sampler=sampler, pruner=pruner,
-                   pruner_config=pruner_config,
-                   n_trials=budget(s.n_trials, grid_size, s.timeout))
+                   pruner_config=pruner_config, n_trials=n_trials)
 
 
 def budget(n_trials: int | None, grid_size: int | None, timeout: float | None) -> float:

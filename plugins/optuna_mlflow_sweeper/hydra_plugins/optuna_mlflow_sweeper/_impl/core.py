@@ -23,6 +23,7 @@ from hydra.core.singleton import Singleton
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import (
     html_report,
@@ -47,6 +48,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     mask_url,
     resolve_tracking_uri,
+    ui_base,
     ui_links,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import (
@@ -186,6 +188,9 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 if report_path is not None:
                     p.tracker.log_artifact(report_path)
                 registered = self._register(p)
+                if registered is not None:
+                    p.tracker.update_parent({}, registry.parent_tags(
+                        registered, ui_base(p.tracker.tracking_uri)[1]), step=counts.finished)
                 if status == "FINISHED" and counts.running:
                     log.info("%d trials still run in other processes: parent run stays RUNNING",
                              counts.running)
@@ -194,7 +199,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
             # the answer, even with progress off
             print(f"{results.best_line(p.study, counts)}\n  all results     {path}", flush=True)
             if p.tracker is not None:
-                say(p.progress, _where(p.tracker.summary()))
+                say(p.progress, _where(p.tracker.summary(), trial_runs(p.study)))
                 if registered is not None and registry.where_line(registered):
                     print(registry.where_line(registered), flush=True)
         except Exception as e:  # never mask the sweep's own outcome
@@ -307,12 +312,22 @@ def resume_command() -> str:
     return shlex.join(program + args)
 
 
-def _where(summary: dict[str, Any]) -> str:
-    """Where to look next: the parent run, and its trials side by side, in the MLflow UI."""
+def _where(summary: dict[str, Any], trials: list[str]) -> str:
+    """Where to look next: the parent run, its trials side by side in the runs table and on
+    MLflow's compare page (parallel coordinates, scatter, contour), in the MLflow UI."""
     links = ui_links(summary["tracking_uri"], summary["experiment_id"],
-                     summary["parent_run_id"])
+                     summary["parent_run_id"], compared=trials)
     lines = [f"sweep recorded in MLflow as parent run {summary['parent_run_id']}"]
     if links["command"]:  # a local store: the UI has to be started first
         lines.append(f"  open the UI     {links['command']}")
-    lines += [f"  compare trials  {links['experiment']}", f"  sweep summary   {links['run']}"]
+    lines.append(f"  compare trials  {links['experiment']}")
+    if links["compare"]:
+        lines.append(f"  compare page    {links['compare']}")
+    lines.append(f"  sweep summary   {links['run']}")
     return "\n".join(lines)
+
+
+def trial_runs(study: Any) -> list[str]:
+    """The MLflow runs of the study's finished trials (complete or pruned), by trial number."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return [t.user_attrs["mlflow_run_id"] for t in finished if t.user_attrs.get("mlflow_run_id")]

@@ -22,9 +22,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.validation import IMPORTANCE_MIN_TRIALS
+
 log = logging.getLogger(__name__)
 
 FILE = "sweep_report.html"
+IMPORTANCES = "Parameter importances"
 
 
 def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
@@ -40,14 +43,14 @@ def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
             plots.append((f"History of {name}",
                           lambda i=i, name=name: vis.plot_optimization_history(
                               study, target=lambda t: t.values[i], target_name=name)))
-            plots.append((f"Parameter importances for {name}",
+            plots.append((f"{IMPORTANCES} for {name}",
                           lambda i=i, name=name: vis.plot_param_importances(
                               study, target=lambda t: t.values[i], target_name=name)))
         return plots
     name = names[0] if study.metric_names else "value"
     return [
         ("Optimization history", lambda: vis.plot_optimization_history(study, target_name=name)),
-        ("Parameter importances", lambda: vis.plot_param_importances(study, target_name=name)),
+        (IMPORTANCES, lambda: vis.plot_param_importances(study, target_name=name)),
         ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, target_name=name)),
         ("Slices", lambda: vis.plot_slice(study, target_name=name)),
     ]
@@ -66,6 +69,7 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
         return None
     parts, inlined = [], False
     drawn = [*figures(study), *((title, lambda f=f: f) for title, f in extra)]
+    note = importance_note(study)
     for title, draw in drawn:
         try:
             with warnings.catch_warnings():
@@ -74,7 +78,8 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
         except Exception as e:
             log.info("report figure %r skipped: %s: %s", title, type(e).__name__, e)
             continue
-        parts.append(_section(title, figure, with_plotlyjs=not inlined))
+        parts.append(_section(title, figure, with_plotlyjs=not inlined,
+                              note=note if title.startswith(IMPORTANCES) else None))
         inlined = True
     if not parts:
         return None
@@ -84,9 +89,22 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
             + "".join(parts) + "</body></html>")
 
 
-def _section(title: str, figure: Any, with_plotlyjs: bool) -> str:
+def importance_note(study: optuna.Study) -> str | None:
+    """The caveat beside the importances when too few trials finished for them to mean much
+    (the sweeper warned of it before the trials, too)."""
+    n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n >= IMPORTANCE_MIN_TRIALS:
+        return None
+    return (f"Computed from {n} finished trial(s): importances need about "
+            f"{IMPORTANCE_MIN_TRIALS} to mean much; read them as noise.")
+
+
+def _section(title: str, figure: Any, with_plotlyjs: bool, note: str | None = None) -> str:
     figure.update_layout(title=title)
-    return f"<section>{figure.to_html(full_html=False, include_plotlyjs=with_plotlyjs)}</section>"
+    caveat = (f"<p class='caveat' style='color:#a15c00'><b>Few trials.</b> {html.escape(note)}</p>"
+              if note else "")
+    return (f"<section>{caveat}"
+            f"{figure.to_html(full_html=False, include_plotlyjs=with_plotlyjs)}</section>")
 
 
 def write(study: optuna.Study, path: str, extra: Sequence[tuple[str, Any]] = ()) -> str | None:

@@ -123,7 +123,10 @@ def prepare(
         if tracking_uri:
             # the storage the sweep resolved (the config's null means a default path)
             params = {k: redact(v, secrets) for k, v in {
-                **parent_params(config, checked.space, checked.n_trials),
+                **parent_params(config, checked.space, checked.n_trials, {
+                    "mlflow.tracking_uri": mask_url(tracking_uri),
+                    "mlflow.registered_model_name": check.registered_name(
+                        s.mlflow.registered_model_name, study_name)}),
                 "storage": storage_masked}.items()}
             tracker = open_parent_run(s, tracking_uri, study, storage_masked, sweep_dir,
                                       checked.directions, params)
@@ -239,10 +242,18 @@ def open_parent_run(
     return tracker
 
 
-def parent_params(config: DictConfig, space: SearchSpace, n_trials: float) -> dict[str, str]:
-    """The sweeper config, flattened, with the effective search space (params + command line)."""
+def parent_params(
+    config: DictConfig, space: SearchSpace, n_trials: float,
+    used: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The sweeper config, flattened, with the effective search space (params + command line).
+
+    `used`: what a setting resolved to, logged instead of the setting (the tracking URI the
+    sweep writes to, the registered model's name rather than `true`); None leaves the key out.
+    """
     sweeper = check.plain(config.hydra.sweeper) or {}
-    flat: dict[str, str] = {}
+    used = used or {}
+    flat: dict[str, str] = {k: str(v) for k, v in used.items()}  # first: _flatten keeps them
     for key, value in sweeper.items():
         if key.startswith("_") or key == "params":
             continue
@@ -250,6 +261,7 @@ def parent_params(config: DictConfig, space: SearchSpace, n_trials: float) -> di
             flat[key] = str(value.get("_target_", "")).rpartition(".")[2]
             value = {k: v for k, v in value.items() if not k.startswith("_")}
         _flatten(flat, key, value)
+    flat = {k: v for k, v in flat.items() if k not in used or used[k] is not None}
     flat["n_trials"] = str(n_trials)  # effective: capped to the grid
     for key, expr in space.exprs.items():
         flat[f"params.{key}"] = expr

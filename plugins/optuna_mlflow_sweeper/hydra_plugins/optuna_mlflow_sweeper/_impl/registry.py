@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hydra_plugins.optuna_mlflow_sweeper._impl import results
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import model_version_link
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,20 @@ def _by_alias(client: Any, name: str) -> Any:
         if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
         return None
+
+
+def parent_tags(done: Registered, ui_base: str) -> dict[str, str]:
+    """Tags that link the sweep's parent run to what it registered: the name, the version (the
+    champion's, else every registered one) and the version's page in the MLflow UI (the run
+    page's own "Registered models" lists only versions made from that run, a trial's)."""
+    version = (str(done.champion) if done.champion is not None
+               else ",".join(str(done.versions[n]) for n in sorted(done.versions)))
+    if not version:
+        return {}
+    tags = {"registered_model.name": done.name, "registered_model.version": version}
+    if "," not in version:
+        tags["registered_model.link"] = model_version_link(ui_base, done.name, version)
+    return tags
 
 
 def where_line(done: Registered) -> str | None:

@@ -38,6 +38,9 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
 log = logging.getLogger(__name__)
 
 STUDY_KEY_TAG = "optuna_mlflow.study_key"
+# the parent's series (best_value, n_complete...) in a chart-view section of their own, apart
+# from the trials' curves (MLflow's chart view groups metrics by the prefix before `/`)
+PARENT_METRIC_PREFIX = "sweep/"
 
 class MlflowTracker:
     def __init__(self, tracking_uri: str | None, experiment: str,
@@ -101,7 +104,8 @@ class MlflowTracker:
         assert self.parent_id is not None
         now = _now_ms()
         self.outbox.put("log_batch", self.parent_id, [
-            [mlflow_key(k), float(v), now, int(step)] for k, v in metrics.items()
+            [mlflow_key(PARENT_METRIC_PREFIX + k), float(v), now, int(step)]
+            for k, v in metrics.items()
             if v is not None and _finite(v)
         ], {mlflow_key(k): _clip(v, 8000) for k, v in tags.items()})
 

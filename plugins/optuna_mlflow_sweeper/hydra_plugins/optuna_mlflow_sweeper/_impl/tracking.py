@@ -5,12 +5,14 @@ The public face is `hydra_plugins.optuna_mlflow_sweeper.tracking`.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import parsed_url, redact, url_password
 
@@ -60,25 +62,47 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
 
 
 def ui_links(
-    uri: str, experiment_id: str, run_id: str, port: int = 5000
+    uri: str, experiment_id: str, run_id: str, port: int = 5000,
+    compared: Sequence[str] = (),
 ) -> dict[str, str | None]:
-    """Links to a run and its experiment in the MLflow UI, landing on the runs table.
+    """Links to a run and its experiment in the MLflow UI, landing on the runs table, and to
+    MLflow's compare page (parallel coordinates, scatter, contour) for the `compared` runs (a
+    sweep's trials; None when there are fewer than two).
 
     A tracking server (`http(s)://`) serves its own UI: the links point at it (credentials
     dropped) and `command` is None. A local store (sqlite, file, a database) needs
     `mlflow ui` started first: `command` says how, and the links are on 127.0.0.1:`port`.
     """
-    if uri.startswith(("http://", "https://")):
-        command, base = None, without_credentials(uri)
-    else:
-        command = f"{_mlflow_command()} ui --backend-store-uri {shlex.quote(uri)} --port {port}"
-        base = f"http://127.0.0.1:{port}"
+    command, base = ui_base(uri, port)
     experiment = f"{base}/#/experiments/{experiment_id}"
     return {
         "command": command,
         "run": f"{experiment}/runs/{run_id}?{TRAINING_VIEW}",
         "experiment": f"{experiment}?{TRAINING_VIEW}",
+        "compare": compare_link(base, experiment_id, compared) if len(compared) > 1 else None,
     }
+
+
+def ui_base(uri: str, port: int = 5000) -> tuple[str | None, str]:
+    """(the command that starts the UI, or None for a tracking server; the UI's address)."""
+    if uri.startswith(("http://", "https://")):
+        return None, without_credentials(uri)
+    command = f"{_mlflow_command()} ui --backend-store-uri {shlex.quote(uri)} --port {port}"
+    return command, f"http://127.0.0.1:{port}"
+
+
+def compare_link(base: str, experiment_id: str, run_ids: Sequence[str]) -> str:
+    """MLflow's compare page for `run_ids`, as its UI builds it
+    (`#/compare-runs?runs=<JSON list>&experiments=<JSON list>`); quotes escaped, so a
+    terminal keeps the whole link clickable."""
+    runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe="[],")
+    experiments = quote(json.dumps([str(experiment_id)]), safe="[],")
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def model_version_link(base: str, name: str, version: str) -> str:
+    """A registered model version's page in the MLflow UI."""
+    return f"{base}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
 def ensure_experiment(client: Any, name: str) -> str:
