@@ -43,6 +43,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     redact,
     redact_logs,
     scrub_config,
+    urls_in,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     default_storage_url,
@@ -94,7 +95,7 @@ def prepare(
 ) -> Prepared:
     """Check everything, then join the study, then open the parent run (see the module doc)."""
     # before anything is saved, logged or composed for a job: passwords masked in the config
-    secrets = known_secrets([s.storage, s.mlflow.tracking_uri])
+    secrets = known_secrets(urls_in(s))
     scrub_config(config, secrets)
     redact_logs(secrets)
     checked = check_settings(s, config, loader, arguments)
