@@ -31,11 +31,24 @@ def started_by_a_sweep() -> bool:
     return bool(os.environ.get(JOB_ENV)) or os.environ.get(WORKER_ENV) == "1"
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///path` URL (None: another database, or in memory)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return url[len("sqlite:///"):].split("?")[0]
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist (opening it would create it)."""
+    path = sqlite_path(url)
+    return path is not None and not os.path.exists(path)
+
+
 def sqlite_folder_exists(url: str, key: str) -> None:
     """`sqlite:////no/such/dir/x.db`: a config error naming `key`, not a folder made."""
-    if not url.startswith("sqlite:///") or ":memory:" in url:
+    path = sqlite_path(url)
+    if path is None:
         return
-    path = url[len("sqlite:///"):].split("?")[0]
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):
         raise config_error(key, mask_url(url), f"a SQLite file in an existing folder "

@@ -106,12 +106,12 @@ def prepare(
         preflight.check_storage(storage_url, STORAGE_KEY)
     if tracking_uri:
         preflight.check_tracking(tracking_uri, tracking_key())
-
-    save_sweep_config(config, sweep_dir)
     storage_url = storage_url or default_storage_url(sweep_dir)
-    storage_masked = mask_url(storage_url)
     study_name = s.study_name or str(config.hydra.job.name)
     earlier = warm_start_source(s, storage_url, study_name)
+
+    save_sweep_config(config, sweep_dir)
+    storage_masked = mask_url(storage_url)
     # Workers started together on fresh stores: one at a time through everything that creates
     # or records something once (tables, the study, enqueued configs, the parent run).
     with setup_lock(storage_url):
@@ -157,7 +157,8 @@ def earlier_url(s: SweeperSettings, storage_url: str) -> str:
 def warm_start_source(s: SweeperSettings, storage_url: str, study_name: str
                       ) -> optuna.Study | None:
     """The earlier study `hydra.sweeper.warm_start` names, read before anything is created
-    (None: no warm start); one line naming the key when it is not there."""
+    (None: no warm start); one line naming the key when it is not there. A SQLite file that
+    does not exist holds no study: it is not opened (opening would create it)."""
     cfg = s.warm_start
     if not cfg.study_name:
         return None
@@ -166,8 +167,10 @@ def warm_start_source(s: SweeperSettings, storage_url: str, study_name: str
     url = earlier_url(s, storage_url)
     if url != storage_url:
         preflight.check_storage(url, "hydra.sweeper.warm_start.storage")
-    storage = make_storage(url, None, None, s.max_retry)
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    storage = None if preflight.missing_sqlite_file(url) else make_storage(url, None, None,
+                                                                            s.max_retry)
+    names = ([summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+             if storage is not None else [])
     if cfg.study_name not in names or (cfg.study_name == study_name and url == storage_url):
         raise config_error("hydra.sweeper.warm_start.study_name", cfg.study_name,
                            f"an earlier study in {mask_url(url)}: one of {sorted(names)}")

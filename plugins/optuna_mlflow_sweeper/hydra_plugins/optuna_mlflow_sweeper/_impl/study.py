@@ -37,7 +37,7 @@ TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from i
 
 
 def default_storage_url(sweep_dir: str) -> str:
-    os.makedirs(sweep_dir, exist_ok=True)
+    """The study in the sweep folder (made by whoever first writes there, not here)."""
     return "sqlite:///" + os.path.join(os.path.abspath(sweep_dir), "optuna.db")
 
 
