@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -133,6 +134,20 @@ def test_resuming_with_other_fixed_overrides_is_refused_unless_allowed(
     sweep(tmp_path, env, "x=interval(-5,5)", "y=2.0", "hydra.sweeper.n_trials=4",
           "hydra.sweeper.allow_changed_overrides=[y]")
     assert len(study(tmp_path).trials) == 4
+
+
+def test_a_range_written_otherwise_is_the_same_and_a_changed_one_is_recorded(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Ranges are compared by value, not text; an allowed change is what search_space.json
+    says afterwards."""
+    sweep(tmp_path, env, "x=tag(log,interval(1e-4,3e-2))", "hydra.sweeper.n_trials=1")
+    sweep(tmp_path, env, "x=tag(log, interval(0.0001, 0.03))", "hydra.sweeper.n_trials=2")
+    assert len(study(tmp_path).trials) == 2
+    sweep(tmp_path, env, "x=tag(log,interval(1e-4,5e-2))", "hydra.sweeper.n_trials=3",
+          "hydra.sweeper.allow_changed_overrides=true")
+    space = json.loads((tmp_path / "sweep" / "search_space.json").read_text())
+    assert space["x"]["attributes"]["high"] == 0.05
 
 
 @pytest.mark.slow
