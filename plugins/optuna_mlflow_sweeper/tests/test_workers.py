@@ -151,6 +151,26 @@ def test_a_range_written_otherwise_is_the_same_and_a_changed_one_is_recorded(
 
 
 @pytest.mark.slow
+def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The killed trial holds the budget's last place: the rerun waits out its heartbeat with a
+    line every ~10 s naming the trial (the grace period outlasts the rerun's start-up here)."""
+    args = ["x=interval(-5,5)", "sleep=60", "hydra.sweeper.n_trials=1",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=30"]
+    first = start(tmp_path, env, *args)
+    wait_for(lambda: running_trials(tmp_path), what="a running trial", proc=first)
+    os.killpg(first.pid, signal.SIGKILL)
+    finish(first, timeout=60)
+    proc = sweep(tmp_path, env, *args[:1], *args[2:], "sleep=0",
+                 "hydra.sweeper.allow_changed_overrides=[sleep]")
+    lines = [line for line in proc.stdout.splitlines() if "for the heartbeat of trial(s) 0" in line]
+    assert lines, proc.stdout
+    assert "none yet; without one they are failed and run again here" in lines[0]
+    assert [t.state for t in study(tmp_path).trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+@pytest.mark.slow
 def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

@@ -77,7 +77,8 @@ def budget_left_after_settling(p: Prepared) -> bool:
         return False
     say(p.progress, f"{PREFIX} {counts.running} trial(s) of the budget are RUNNING: waiting "
         "(up to the grace period) to see whether their processes still beat")
-    failed = wait_for_stale(p.study, lambda t: end_stale_run(p, t))
+    failed = wait_for_stale(p.study, lambda t: end_stale_run(p, t),
+                            on_progress=lambda line: say(p.progress, f"{PREFIX} {line}"))
     if failed:
         return not budget_spent(p)
     say(p.progress, f"{PREFIX} {counts.running} trial(s) still run in other processes")
