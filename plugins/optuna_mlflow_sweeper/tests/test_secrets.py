@@ -18,7 +18,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     url_password,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import has_password, mask_url
-from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import AUTH_ADMIN, MlflowServer, Postgres
 
 URL = "postgresql://sweeper:s3cr%40t-pw@db:5432/optuna"
 
@@ -105,3 +105,19 @@ def test_a_warm_start_storage_password_is_masked_in_every_file_and_line(
     assert any(k.endswith(".hydra/hydra.yaml") for k in texts)
     assert [where for where, text in texts.items() if postgres.password in text] == []
     assert "sweeper:***@127.0.0.1" in texts[str(tmp_path / "sweep" / "multirun.yaml")]
+
+
+def test_mlflows_own_run_links_never_show_the_tracking_password(
+    tmp_path: Path, env: dict[str, str], mlflow_auth_server: MlflowServer
+) -> None:
+    """MLflow prints "View run NAME at: URL" as each run ends, the URL with the password of a
+    `http://user:PW@host` tracking URI: off, for the sweeper's runs and the app's (the toy job
+    logs into its child run), which print their own links, without credentials."""
+    password = mlflow_auth_server.admin_password  # type: ignore[attr-defined]
+    uri = mlflow_auth_server.url.replace("http://", f"http://{AUTH_ADMIN}:{password}@")
+    proc = sweep(tmp_path, {**env, "MLFLOW_TRACKING_URI": uri}, "x=interval(-5,5)",
+                 "hydra.sweeper.n_trials=2", "log_mlflow=true",
+                 "hydra.sweeper.study_name=links")
+    assert password not in proc.stdout + proc.stderr
+    assert "View run" not in proc.stdout + proc.stderr
+    assert f"{mlflow_auth_server.url}/#/experiments/" in proc.stdout  # the sweeper's own link

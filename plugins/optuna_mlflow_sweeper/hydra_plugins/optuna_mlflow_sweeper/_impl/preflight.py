@@ -19,6 +19,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import with_driver
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import Unreachable, unreachable_cause
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import JOB_ENV, WORKER_ENV
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import hide_mlflow_run_links
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,9 @@ def check_storage(url: str, key: str) -> None:
 
 
 def check_tracking(uri: str, key: str) -> None:
-    """The MLflow tracking URI answers: a server accepts our credentials, a database opens."""
+    """The MLflow tracking URI answers: a server accepts our credentials, a database opens.
+    Called by the sweeper and the app before they record: MLflow's run links go off here."""
+    hide_mlflow_run_links()
     sqlite_folder_exists(uri, key)
     if started_by_a_sweep() or uri.startswith("sqlite") or "://" not in uri:
         return

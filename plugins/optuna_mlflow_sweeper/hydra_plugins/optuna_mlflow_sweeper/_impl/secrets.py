@@ -161,3 +161,11 @@ def redact_logs(secrets: Iterable[str]) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(secrets))
+
+
+def hide_mlflow_run_links() -> None:
+    """Off: MLflow's own "View run NAME at: URL" lines, written to stdout as each run on a
+    tracking server ends, the URL with the password of a `http://user:PW@host` tracking URI
+    (no log record a filter could mask). The sweeper and the app print their own links, masked.
+    Set in the environment, so every job and worker this process starts inherits it."""
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
