@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     DEFAULT_URI,
     TRAINING_VIEW,
+    create_store,
     ensure_experiment,
     mask_url,
     resolve_tracking_uri,
@@ -63,6 +64,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["DEFAULT_URI", "TRAINING_VIEW", "LocalFault", "Outbox", "Unreachable",
-           "check_tracking", "ensure_experiment", "known_secrets", "mask_url", "mlflow_outbox",
-           "one_line_faults", "patience", "redact", "resolve_tracking_uri", "retry_call",
-           "ui_links"]
+           "check_tracking", "create_store", "ensure_experiment", "known_secrets", "mask_url",
+           "mlflow_outbox", "one_line_faults", "patience", "redact", "resolve_tracking_uri",
+           "retry_call", "ui_links"]

@@ -9,8 +9,8 @@ that makes the first process create everything and the others find it made.
 `budget_lock`: checking the shared n_trials budget and asking a trial are one step, so that two
 workers seeing the last free trial do not both run it.
 
-SQLite: an advisory lock on a file beside the database (`fcntl.flock`, released by the OS when
-a process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a session-level
+SQLite: `filelock`'s lock on a file beside the database (`flock`, released by the OS when a
+process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a session-level
 advisory lock (`pg_try_advisory_lock`), released when its connection closes. Other databases get
 no lock.
 """
@@ -18,16 +18,16 @@ no lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, poll
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import redact
 
 LOCK_TIMEOUT_S = 300.0  # a holder longer than this is broken, not slow
 
@@ -67,22 +67,16 @@ def _lock(storage_url: str, name: str, timeout: float, wait: float | None) -> It
 @contextlib.contextmanager
 def _file_lock(path: Path, name: str, timeout: float) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def take() -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
+    lock = FileLock(path)
     try:
-        if not poll(take, timeout, 0.05):
-            raise TimeoutError(f"another sweep process held the {name} lock {path} for "
-                               f"{timeout:g} s")
+        lock.acquire(timeout=timeout, poll_interval=0.05)
+    except Timeout:
+        raise TimeoutError(f"another sweep process held the {name} lock {path} for "
+                           f"{timeout:g} s") from None
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -122,8 +116,9 @@ def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | N
         try:
             query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
             if not poll(lambda: bool(conn.execute(query, {"key": key}).scalar()), timeout, 0.2):
-                raise TimeoutError(f"another sweep process held the {name} lock of "
-                                   f"{mask_url(str(engine.url))} for {timeout:g} s")
+                where = redact(engine.url.render_as_string(hide_password=False))
+                raise TimeoutError(f"another sweep process held the {name} lock of {where} "
+                                   f"for {timeout:g} s")
             return conn
         except BaseException:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):

@@ -231,9 +231,8 @@ def open_parent_run(
     from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
 
     name = study.study_name
-    with setup_lock(tracking_uri, name="mlflow"):  # MLflow's own schema migrations race too
-        tracker = MlflowTracker(s.mlflow.tracking_uri, s.mlflow.experiment or name,
-                                spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
+    tracker = MlflowTracker(s.mlflow.tracking_uri, s.mlflow.experiment or name,
+                            spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
     # a worker may start while the server is away: wait for it, as for every write
     # (a retry after a lost answer converges: the earliest parent is kept)
     retry_call(lambda: tracker.open_parent(study, f"{storage_masked}|{name}", params, {

@@ -30,6 +30,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR, STUDY_UID_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
+    create_store,
     ensure_experiment,
     mask_url,
     resolve_tracking_uri,
@@ -47,6 +48,7 @@ class MlflowTracker:
         key = ("MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
                else "hydra.sweeper.mlflow.tracking_uri")
         self.tracking_uri = checked_db_url(resolve_tracking_uri(tracking_uri), key)
+        create_store(self.tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.experiment_id = retry_call(lambda: ensure_experiment(self.client, experiment),
                                         "MLflow experiment")
