@@ -171,13 +171,6 @@ def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:
     return grid
 
 
-def representative_value(dist: BaseDistribution) -> Any:
-    """A value inside the distribution, used to check that a param key composes."""
-    if isinstance(dist, CategoricalDistribution):
-        return dist.choices[0]
-    return dist.low  # type: ignore[attr-defined]
-
-
 def _hashable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool, type(None))):
         return type(value).__name__, value
