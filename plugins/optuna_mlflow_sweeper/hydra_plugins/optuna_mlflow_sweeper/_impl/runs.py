@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     RUN_STATUS,
@@ -30,7 +31,6 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR, STUDY_UID_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
-    create_store,
     ensure_experiment,
     mask_url,
     resolve_tracking_uri,

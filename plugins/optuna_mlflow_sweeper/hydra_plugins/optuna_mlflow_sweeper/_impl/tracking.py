@@ -12,12 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
-from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import parsed_url, redact, url_password
-
-STORE_RETRY_S = 10.0  # MLflow's creation of a store, raced by a program outside the lock
 
 
 def absolute_sqlite_url(url: str) -> str:
@@ -108,28 +103,6 @@ def ensure_experiment(client: Any, name: str) -> str:
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
     return exp.experiment_id
-
-
-def create_store(uri: str) -> None:
-    """A new SQLite store created once, under the project's lock, before any MLflow client
-    (a client creates its store as it is made): MLflow's migrations, run by two processes at
-    once, fail ('table tags already exists'). A program outside the lock (`mlflow ui`) may
-    still race: MLflow's creation is tried again for a few seconds, then fails in one line
-    naming the store (a LocalFault: waiting longer will not fix it)."""
-    if not uri.startswith("sqlite:///"):
-        return  # servers and databases are created by whoever runs them
-    from mlflow.tracking import MlflowClient  # MLflow only where a sweep or run records
-
-    with setup_lock(uri, name="mlflow"):
-        try:
-            retry_call(lambda: MlflowClient(uri), "creating the store", wait=STORE_RETRY_S,
-                       retry_if=lambda e: not local_fault(e), on_retry=lambda *_: None)
-        except Exception as e:
-            if local_fault(e):  # a full disk: named by one_line_faults
-                raise
-            cause = (str(e).strip().splitlines() or [""])[0][:200]
-            raise LocalFault(f"cannot create the MLflow store {mask_url(uri)}: MLflow's own "
-                             f"creation failed ({type(e).__name__}: {cause})") from None
 
 
 def artifact_location(tracking_uri: str) -> str | None:
