@@ -136,6 +136,7 @@ def test_resuming_with_other_fixed_overrides_is_refused_unless_allowed(
     assert len(study(tmp_path).trials) == 4
 
 
+@pytest.mark.slow
 def test_a_range_written_otherwise_is_the_same_and_a_changed_one_is_recorded(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
