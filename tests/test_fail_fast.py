@@ -154,3 +154,18 @@ def test_a_checkpoint_folder_whose_disk_fills_while_training_is_named(
     line = assert_one_line(done, f"cannot write the checkpoint folder at {full_disk}/ckpt/run-",
                            "no space left on device")
     assert "MLflow" not in line
+
+
+@pytest.mark.parametrize("search", [
+    "train.learning_rate=tag(log,interval(0.001,50))",  # the sampled trial's rate is fine
+    "hydra.sweeper.params={train.learning_rate:'interval(0.001,50)'}",
+])
+def test_a_search_range_partly_outside_the_apps_limits_is_refused_before_anything_exists(
+    tmp_path: Path, search: str
+) -> None:
+    env = environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+    done, _ = mnist_sweep(tmp_path, env, "sweep=quickstart", search, "hydra.sweeper.n_trials=1",
+                          *RUN)
+    line = assert_one_line(done, "'train.learning_rate", "a float in (0, 10)")
+    assert "interval(0.001,50)" in line and "at train.learning_rate=50.0" in line
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "multirun").exists()

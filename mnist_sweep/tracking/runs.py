@@ -30,6 +30,7 @@ from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 
 # One rule for runs and sweeps ($MLFLOW_TRACKING_URI wins), and the UI links both print.
 from hydra_plugins.optuna_mlflow_sweeper.tracking import (
+    create_store,
     ensure_experiment,
     known_secrets,
     patience,
@@ -54,6 +55,7 @@ PACKAGES = ("tensorflow", "keras", "jax", "numpy", "optuna", "hydra-core", "mlfl
 def start_run(uri: str, experiment: str, run_name: str | None = None) -> Iterator[Any]:
     """A run that always ends: FINISHED, KILLED (pruned, or stopped: Ctrl-C, SIGTERM) or
     FAILED with the error as a tag."""
+    create_store(uri)  # once, under the sweeper's lock: MLflow's migrations race
     mlflow.set_tracking_uri(uri)
     outer = _mlflow_run_default_run()
     if os.environ.get("MLFLOW_RUN_ID") and outer is None:

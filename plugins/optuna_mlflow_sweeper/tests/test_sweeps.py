@@ -20,6 +20,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from toyapp import APP, XY, by_number, command, runs, study, sweep  # noqa: F401
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.worker import too_many_failures
+
 
 @pytest.mark.slow
 def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]) -> None:
@@ -136,6 +138,33 @@ def test_too_many_failures_abort_the_sweep(tmp_path: Path, env: dict[str, str]) 
     assert len(study(tmp_path).trials) == 1
     _, parents, _ = runs(tmp_path)
     assert parents[0].info.status == "FAILED"
+
+
+def test_a_first_trial_that_fails_does_not_stop_the_sweep(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """1 of 1 is not a rate: max_failure_rate (0.5 here) is judged over min(n_trials, 5)."""
+    proc = sweep(tmp_path, env, *XY, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
+                 "hydra.sweeper.enqueue=[{fail:true}]", "hydra.sweeper.progress=false")
+    states = [t.state for t in study(tmp_path).trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE], proc.stderr
+
+
+@pytest.mark.parametrize(("failed", "done", "rate", "n_trials", "stop"), [
+    (1, 1, 0.5, 20, False),  # one diverged first trial
+    (2, 2, 0.5, 20, False),  # 2 of 5 may still fail
+    (3, 3, 0.5, 20, True),  # 3 of the first 5 failed, whatever comes next
+    (3, 6, 0.5, 20, False),
+    (4, 7, 0.5, 20, True),
+    (1, 1, 0.0, 20, True),  # 0.0: the first failure stops it
+    (2, 2, 0.5, 2, True),  # a budget of 2: both failed
+    (1, 1, 0.5, 1, True),
+    (1, 1, 0.5, float("inf"), False),  # no budget but the timeout
+])
+def test_the_failure_rate_is_judged_over_enough_trials(
+    failed: int, done: int, rate: float, n_trials: float, stop: bool
+) -> None:
+    assert too_many_failures(failed, done, rate, n_trials) is stop
 
 
 @pytest.mark.slow

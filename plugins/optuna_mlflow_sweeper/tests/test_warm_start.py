@@ -14,6 +14,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.warm_start import (
     best_trials,
     fitting_params,
 )
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import free_port
 
 OLD_SPACE = {"units": IntDistribution(8, 256, log=True), "lr": FloatDistribution(1e-4, 1e-1),
              "act": CategoricalDistribution(["relu", "tanh"])}
@@ -101,13 +102,23 @@ def test_a_warm_started_study_first_runs_the_earlier_best_that_fit(
     assert len(xs) == 5 and all(xs.count(t.params["x"]) == 1 for t in fit)
 
 
-def test_a_warm_start_from_a_study_that_is_not_there_is_one_line(
-    tmp_path: Path, env: dict[str, str]
+@pytest.mark.parametrize(("storage", "key"), [
+    (None, "hydra.sweeper.warm_start.study_name"),  # this sweep's own (new) storage
+    ("sqlite:///{tmp}/nosuch.db", "hydra.sweeper.warm_start.study_name"),  # no such file
+    ("postgresql://u:pw-1234@127.0.0.1:{port}/optuna", "cannot reach the Optuna storage"),
+])
+def test_a_warm_start_from_a_study_that_is_not_there_is_one_line_and_creates_nothing(
+    tmp_path: Path, env: dict[str, str], storage: str | None, key: str
 ) -> None:
+    given = ([f"hydra.sweeper.warm_start.storage="
+              f"{storage.format(tmp=tmp_path, port=free_port())}"] if storage else [])
+    before = sorted(p.name for p in tmp_path.iterdir())
     proc = sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
-                 "hydra.sweeper.warm_start.study_name=nosuch", ok=False)
+                 "hydra.sweeper.warm_start.study_name=nosuch", *given, ok=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "hydra.sweeper.warm_start.study_name" in proc.stderr and "nosuch" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert key in proc.stderr and "pw-1234" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no sweep folder, no store
 
 
 def _logs(tmp_path: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -133,6 +134,41 @@ def test_resuming_with_other_fixed_overrides_is_refused_unless_allowed(
     sweep(tmp_path, env, "x=interval(-5,5)", "y=2.0", "hydra.sweeper.n_trials=4",
           "hydra.sweeper.allow_changed_overrides=[y]")
     assert len(study(tmp_path).trials) == 4
+
+
+@pytest.mark.slow
+def test_a_range_written_otherwise_is_the_same_and_a_changed_one_is_recorded(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Ranges are compared by value, not text; an allowed change is what search_space.json
+    says afterwards."""
+    sweep(tmp_path, env, "x=tag(log,interval(1e-4,3e-2))", "hydra.sweeper.n_trials=1")
+    sweep(tmp_path, env, "x=tag(log, interval(0.0001, 0.03))", "hydra.sweeper.n_trials=2")
+    assert len(study(tmp_path).trials) == 2
+    sweep(tmp_path, env, "x=tag(log,interval(1e-4,5e-2))", "hydra.sweeper.n_trials=3",
+          "hydra.sweeper.allow_changed_overrides=true")
+    space = json.loads((tmp_path / "sweep" / "search_space.json").read_text())
+    assert space["x"]["attributes"]["high"] == 0.05
+
+
+@pytest.mark.slow
+def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The killed trial holds the budget's last place: the rerun waits out its heartbeat with a
+    line every ~10 s naming the trial (the grace period outlasts the rerun's start-up here)."""
+    args = ["x=interval(-5,5)", "sleep=60", "hydra.sweeper.n_trials=1",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=30"]
+    first = start(tmp_path, env, *args)
+    wait_for(lambda: running_trials(tmp_path), what="a running trial", proc=first)
+    os.killpg(first.pid, signal.SIGKILL)
+    finish(first, timeout=60)
+    proc = sweep(tmp_path, env, *args[:1], *args[2:], "sleep=0",
+                 "hydra.sweeper.allow_changed_overrides=[sleep]")
+    lines = [line for line in proc.stdout.splitlines() if "for the heartbeat of trial(s) 0" in line]
+    assert lines, proc.stdout
+    assert "none yet; without one they are failed and run again here" in lines[0]
+    assert [t.state for t in study(tmp_path).trials] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
 @pytest.mark.slow

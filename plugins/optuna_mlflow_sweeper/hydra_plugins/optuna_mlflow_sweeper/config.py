@@ -189,8 +189,10 @@ class SweeperSettings:
     `hydra/launcher=ray` each worker task asks Ray for its share of the cluster's GPUs instead
     (`hydra.launcher.ray.remote.num_gpus` overrides it); on SLURM the scheduler's settings
     decide."""
-    # abort when failed/finished trials of this sweep exceeds it
     max_failure_rate: float = 0.5
+    """Stop the sweep when more than this share of its trials failed, counted over at least
+    min(n_trials, 5) trials: a first trial that diverges does not stop it, three failures in the
+    first five do (more than 0.5 of 5, whatever the next two do); 0.0 stops at the first."""
     # override key -> override grammar: interval(a,b), int(interval(a,b)), range(a,b,step=s),
     # choice(...), tag(log, interval(a,b)); a plain value is a fixed override
     params: dict[str, Any] | None = field(default_factory=dict)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         Unreachable,
         one_line_faults,
     )
+    from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store
     from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
     from hydra_plugins.optuna_mlflow_sweeper._impl.preflight import check_tracking
     from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, retry_call
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 _LAZY = {"Outbox": "outbox", "mlflow_outbox": "run_writes", "patience": "retry",
          "retry_call": "retry", "known_secrets": "secrets", "redact": "secrets",
          "check_tracking": "preflight", "LocalFault": "faults", "Unreachable": "faults",
-         "one_line_faults": "faults"}
+         "one_line_faults": "faults", "create_store": "locks"}
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +64,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["DEFAULT_URI", "TRAINING_VIEW", "LocalFault", "Outbox", "Unreachable",
-           "check_tracking", "ensure_experiment", "known_secrets", "mask_url", "mlflow_outbox",
-           "one_line_faults", "patience", "redact", "resolve_tracking_uri", "retry_call",
-           "ui_links"]
+           "check_tracking", "create_store", "ensure_experiment", "known_secrets", "mask_url",
+           "mlflow_outbox", "one_line_faults", "patience", "redact", "resolve_tracking_uri",
+           "retry_call", "ui_links"]

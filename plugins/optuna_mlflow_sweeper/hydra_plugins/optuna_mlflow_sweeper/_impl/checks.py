@@ -11,6 +11,7 @@ handful of trials) are warned of here, one line each, by the command the user ty
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import CategoricalDistribution
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError, config_error
@@ -106,6 +110,7 @@ def check_composes(
     composed, error = _compose(config, loader, lines)
     if composed is not None:
         _check_added_keys(config, loader, space)
+        check_ends(config, loader, space, custom, trial, lines, composed, app_check)
         _app_check(composed, app_check, app_check_path)
         return
     fixed = list(space.fixed.values())
@@ -125,6 +130,68 @@ def check_composes(
             )
     raise config_error("hydra.sweeper.custom_search_space", custom_path,
                        "overrides of keys in the composed app config", error)
+
+
+def check_ends(
+    config: DictConfig, loader: Any, space: SearchSpace, custom: Any, sampled: optuna.Trial,
+    lines: list[str], composed: DictConfig, app_check: Callable[[DictConfig], Any] | None,
+) -> None:
+    """Each param of the sampled trial (the custom search space's too) at each end of its range,
+    and at each of its choices, the others as sampled: checked by the app, so that
+    `interval(0.001,50)` for a rate the app takes below 10 is named now, not when half the
+    trials fail. Each end alone, so that an error other than the sampled trial's own is that
+    value's doing; applied to the sampled trial's composed config (a config group's choice is
+    composed anew)."""
+    groups = set(OmegaConf.select(composed, "hydra.runtime.choices", default=None) or {})
+    sampled_error = _app_error(composed, app_check)
+    for name, dist in sampled.distributions.items():
+        ends = dist.choices if isinstance(dist, CategoricalDistribution) else (dist.low, dist.high)
+        for end in ends:
+            if end == sampled.params.get(name):
+                continue
+            with optuna_quiet():
+                sampled.study.sampler = _Pinned({**sampled.params, name: end})
+                trial = sampled.study.ask(space.distributions)
+            now = trial_overrides(trial, space, custom, config)
+            changed = OverridesParser.create().parse_overrides(
+                [line for line in now if line not in lines])
+            if any(o.key_or_group.lstrip("+~") in groups for o in changed):
+                cfg, error = _compose(config, loader, now)
+            else:
+                cfg, error = copy.deepcopy(composed), None
+                try:
+                    ConfigLoaderImpl._apply_overrides_to_config(changed, cfg)
+                except Exception as e:
+                    error = f"{type(e).__name__}: {e}"
+            if error is None:
+                error = _app_error(cfg, app_check)
+            if error is not None and error != sampled_error:
+                source = space.sources.get(name, "hydra.sweeper.custom_search_space")
+                raise config_error(source, space.exprs.get(name, f"{name}: {dist}"),
+                                   f"a range the app accepts at every end and choice (at "
+                                   f"{name}={end!r}: {' '.join(error.split())})")
+
+
+def _app_error(cfg: DictConfig, app_check: Callable[[DictConfig], Any] | None) -> str | None:
+    try:
+        if app_check is not None:
+            app_check(cfg)
+        return None
+    except Exception as e:
+        return str(e) if isinstance(e, SweeperConfigError) else f"{type(e).__name__}: {e}"
+
+
+class _Pinned(optuna.samplers.RandomSampler):
+    """RandomSampler(seed=0), except for the params in `values` their distribution holds."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__(seed=0)
+        self.values = values
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        if name in self.values and dist._contains(dist.to_internal_repr(self.values[name])):
+            return self.values[name]
+        return super().sample_independent(study, trial, name, dist)
 
 
 def _app_check(composed: DictConfig, app_check: Any, path: str | None) -> None:

@@ -6,11 +6,13 @@ twice), MLflow's schema migrations (`UNIQUE constraint failed: alembic_version`)
 one-time records (enqueued configs, the parent run, worker numbers). Holding it through all of
 that makes the first process create everything and the others find it made.
 
+`create_store`: a new SQLite MLflow store made once, under the "mlflow" setup lock.
+
 `budget_lock`: checking the shared n_trials budget and asking a trial are one step, so that two
 workers seeing the last free trial do not both run it.
 
-SQLite: an advisory lock on a file beside the database (`fcntl.flock`, released by the OS when
-a process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a session-level
+SQLite: `filelock`'s lock on a file beside the database (`flock`, released by the OS when a
+process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a session-level
 advisory lock (`pg_try_advisory_lock`), released when its connection closes. Other databases get
 no lock.
 """
@@ -18,18 +20,20 @@ no lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect
-from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, poll
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, poll, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import redact
 
 LOCK_TIMEOUT_S = 300.0  # a holder longer than this is broken, not slow
+STORE_RETRY_S = 10.0  # MLflow's creation of a store, raced by a program outside the lock
 
 
 def setup_lock(storage_url: str, timeout: float = LOCK_TIMEOUT_S, name: str = "setup",
@@ -67,22 +71,16 @@ def _lock(storage_url: str, name: str, timeout: float, wait: float | None) -> It
 @contextlib.contextmanager
 def _file_lock(path: Path, name: str, timeout: float) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def take() -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
+    lock = FileLock(path)
     try:
-        if not poll(take, timeout, 0.05):
-            raise TimeoutError(f"another sweep process held the {name} lock {path} for "
-                               f"{timeout:g} s")
+        lock.acquire(timeout=timeout, poll_interval=0.05)
+    except Timeout:
+        raise TimeoutError(f"another sweep process held the {name} lock {path} for "
+                           f"{timeout:g} s") from None
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        lock.release()
 
 
 @contextlib.contextmanager
@@ -122,8 +120,9 @@ def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | N
         try:
             query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
             if not poll(lambda: bool(conn.execute(query, {"key": key}).scalar()), timeout, 0.2):
-                raise TimeoutError(f"another sweep process held the {name} lock of "
-                                   f"{mask_url(str(engine.url))} for {timeout:g} s")
+                where = redact(engine.url.render_as_string(hide_password=False))
+                raise TimeoutError(f"another sweep process held the {name} lock of {where} "
+                                   f"for {timeout:g} s")
             return conn
         except BaseException:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
@@ -131,3 +130,25 @@ def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | N
             raise
 
     return connect(lock, f"the {name} lock", wait)
+
+
+def create_store(uri: str) -> None:
+    """A new SQLite store created once, under the project's lock, before any MLflow client
+    (a client creates its store as it is made): MLflow's migrations, run by two processes at
+    once, fail ('table tags already exists'). A program outside the lock (`mlflow ui`) may
+    still race: MLflow's creation is tried again for a few seconds, then fails in one line
+    naming the store (a LocalFault: waiting longer will not fix it)."""
+    if not uri.startswith("sqlite:///"):
+        return  # servers and databases are created by whoever runs them
+    from mlflow.tracking import MlflowClient  # MLflow only where a sweep or run records
+
+    with setup_lock(uri, name="mlflow"):
+        try:
+            retry_call(lambda: MlflowClient(uri), "creating the store", wait=STORE_RETRY_S,
+                       retry_if=lambda e: not local_fault(e), on_retry=lambda *_: None)
+        except Exception as e:
+            if local_fault(e):  # a full disk: named by one_line_faults
+                raise
+            cause = (str(e).strip().splitlines() or [""])[0][:200]
+            raise LocalFault(f"cannot create the MLflow store {redact(uri)}: MLflow's own "
+                             f"creation failed ({type(e).__name__}: {cause})") from None

@@ -19,6 +19,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import with_driver
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import Unreachable, unreachable_cause
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import JOB_ENV, WORKER_ENV
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import hide_mlflow_run_links
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,24 @@ def started_by_a_sweep() -> bool:
     return bool(os.environ.get(JOB_ENV)) or os.environ.get(WORKER_ENV) == "1"
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///path` URL (None: another database, or in memory)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return url[len("sqlite:///"):].split("?")[0]
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist (opening it would create it)."""
+    path = sqlite_path(url)
+    return path is not None and not os.path.exists(path)
+
+
 def sqlite_folder_exists(url: str, key: str) -> None:
     """`sqlite:////no/such/dir/x.db`: a config error naming `key`, not a folder made."""
-    if not url.startswith("sqlite:///") or ":memory:" in url:
+    path = sqlite_path(url)
+    if path is None:
         return
-    path = url[len("sqlite:///"):].split("?")[0]
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):
         raise config_error(key, mask_url(url), f"a SQLite file in an existing folder "
@@ -51,7 +65,9 @@ def check_storage(url: str, key: str) -> None:
 
 
 def check_tracking(uri: str, key: str) -> None:
-    """The MLflow tracking URI answers: a server accepts our credentials, a database opens."""
+    """The MLflow tracking URI answers: a server accepts our credentials, a database opens.
+    Called by the sweeper and the app before they record: MLflow's run links go off here."""
+    hide_mlflow_run_links()
     sqlite_folder_exists(uri, key)
     if started_by_a_sweep() or uri.startswith("sqlite") or "://" not in uri:
         return

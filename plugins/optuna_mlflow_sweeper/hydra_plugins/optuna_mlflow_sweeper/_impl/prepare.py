@@ -43,6 +43,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     redact,
     redact_logs,
     scrub_config,
+    urls_in,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     default_storage_url,
@@ -94,7 +95,7 @@ def prepare(
 ) -> Prepared:
     """Check everything, then join the study, then open the parent run (see the module doc)."""
     # before anything is saved, logged or composed for a job: passwords masked in the config
-    secrets = known_secrets([s.storage, s.mlflow.tracking_uri])
+    secrets = known_secrets(urls_in(s))
     scrub_config(config, secrets)
     redact_logs(secrets)
     checked = check_settings(s, config, loader, arguments)
@@ -105,12 +106,12 @@ def prepare(
         preflight.check_storage(storage_url, STORAGE_KEY)
     if tracking_uri:
         preflight.check_tracking(tracking_uri, tracking_key())
-
-    save_sweep_config(config, sweep_dir)
     storage_url = storage_url or default_storage_url(sweep_dir)
-    storage_masked = mask_url(storage_url)
     study_name = s.study_name or str(config.hydra.job.name)
     earlier = warm_start_source(s, storage_url, study_name)
+
+    save_sweep_config(config, sweep_dir)
+    storage_masked = mask_url(storage_url)
     # Workers started together on fresh stores: one at a time through everything that creates
     # or records something once (tables, the study, enqueued configs, the parent run).
     with setup_lock(storage_url):
@@ -159,7 +160,8 @@ def earlier_url(s: SweeperSettings, storage_url: str) -> str:
 def warm_start_source(s: SweeperSettings, storage_url: str, study_name: str
                       ) -> optuna.Study | None:
     """The earlier study `hydra.sweeper.warm_start` names, read before anything is created
-    (None: no warm start); one line naming the key when it is not there."""
+    (None: no warm start); one line naming the key when it is not there. A SQLite file that
+    does not exist holds no study: it is not opened (opening would create it)."""
     cfg = s.warm_start
     if not cfg.study_name:
         return None
@@ -168,8 +170,10 @@ def warm_start_source(s: SweeperSettings, storage_url: str, study_name: str
     url = earlier_url(s, storage_url)
     if url != storage_url:
         preflight.check_storage(url, "hydra.sweeper.warm_start.storage")
-    storage = make_storage(url, None, None, s.max_retry)
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    storage = None if preflight.missing_sqlite_file(url) else make_storage(url, None, None,
+                                                                            s.max_retry)
+    names = ([summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+             if storage is not None else [])
     if cfg.study_name not in names or (cfg.study_name == study_name and url == storage_url):
         raise config_error("hydra.sweeper.warm_start.study_name", cfg.study_name,
                            f"an earlier study in {mask_url(url)}: one of {sorted(names)}")
@@ -230,9 +234,8 @@ def open_parent_run(
     from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
 
     name = study.study_name
-    with setup_lock(tracking_uri, name="mlflow"):  # MLflow's own schema migrations race too
-        tracker = MlflowTracker(s.mlflow.tracking_uri, s.mlflow.experiment or name,
-                                spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
+    tracker = MlflowTracker(s.mlflow.tracking_uri, s.mlflow.experiment or name,
+                            spool_dir=os.path.join(sweep_dir, ".mlflow_outbox"))
     # a worker may start while the server is away: wait for it, as for every write
     # (a retry after a lost answer converges: the earliest parent is kept)
     retry_call(lambda: tracker.open_parent(study, f"{storage_masked}|{name}", params, {

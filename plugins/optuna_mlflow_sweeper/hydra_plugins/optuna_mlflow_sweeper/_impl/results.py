@@ -100,11 +100,12 @@ def results_dict(
 
 def search_space(study: optuna.Study) -> dict[str, Any]:
     """Every param the study's trials were sampled from (a custom search space's too), as
-    Optuna's JSON of its distribution: {name: {"name": "IntDistribution", "attributes": ...}}."""
+    Optuna's JSON of its distribution: {name: {"name": "IntDistribution", "attributes": ...}};
+    the latest trial's where a resumed study's range changed."""
     space: dict[str, Any] = {}
     for trial in study.get_trials(deepcopy=False):
         for name, distribution in trial.distributions.items():
-            space.setdefault(name, json.loads(distribution_to_json(distribution)))
+            space[name] = json.loads(distribution_to_json(distribution))
     return dict(sorted(space.items()))
 
 

@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from hydra_plugins.optuna_mlflow_sweeper._impl import validation as check
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
-from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, same_override
 
 WORKERS_ATTR = "optuna_mlflow:workers"
 CONDITIONS_ATTR = "optuna_mlflow:conditions"
@@ -65,7 +65,8 @@ def check_resume(study: optuna.Study, conditions: Mapping[str, str], allowed: An
         return
     differ = sorted(
         key for key in set(recorded) | set(conditions)
-        if recorded.get(key) != conditions.get(key) and key.lstrip("+~") not in may_change
+        if not same_override(key, recorded.get(key), conditions.get(key))
+        and key.lstrip("+~") not in may_change
     )
     if not differ:
         return

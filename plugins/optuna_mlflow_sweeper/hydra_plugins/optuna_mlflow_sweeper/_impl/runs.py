@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     RUN_STATUS,
@@ -50,6 +51,7 @@ class MlflowTracker:
         key = ("MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
                else "hydra.sweeper.mlflow.tracking_uri")
         self.tracking_uri = checked_db_url(resolve_tracking_uri(tracking_uri), key)
+        create_store(self.tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.experiment_id = retry_call(lambda: ensure_experiment(self.client, experiment),
                                         "MLflow experiment")

@@ -133,6 +133,24 @@ def build_search_space(params: Mapping[str, Any] | None, arguments: list[str]) -
     return space
 
 
+def same_override(key: str, a: str | None, b: str | None) -> bool:
+    """Whether `key=a` and `key=b` give every trial the same: the same distribution or the
+    same value, however written (`interval(1e-4,3e-2)` is `interval(0.0001, 0.03)`)."""
+    if a is None or b is None or a == b:
+        return a == b
+    return _meaning(key, a) == _meaning(key, b)
+
+
+def _meaning(key: str, text: str) -> Any:
+    try:
+        override = OverridesParser.create().parse_override(f"{key}={text}")
+        if override.is_sweep_override():
+            return distribution_from_override(override)[0]
+        return override.value()
+    except Exception:  # not the grammar (recorded by another version): the text itself
+        return text
+
+
 def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:
     """The GridSampler's search space: every param must be a choice or a stepped range."""
     grid: dict[str, list[Any]] = {}
@@ -151,13 +169,6 @@ def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:
                 "choice(...) or range(a,b,step=s) with the grid sampler",
             )
     return grid
-
-
-def representative_value(dist: BaseDistribution) -> Any:
-    """A value inside the distribution, used to check that a param key composes."""
-    if isinstance(dist, CategoricalDistribution):
-        return dist.choices[0]
-    return dist.low  # type: ignore[attr-defined]
 
 
 def _hashable(value: Any) -> Any:

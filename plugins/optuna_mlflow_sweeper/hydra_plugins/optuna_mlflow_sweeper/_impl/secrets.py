@@ -10,14 +10,15 @@ the real URLs to jobs through environment variables only (`Prepared.secret_env`)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
 
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 MASK = "***"
 # `scheme://user:password@` -> the password; the user may be empty (`://:pw@host`); up to the
@@ -70,13 +71,31 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def urls_in(value: Any) -> list[str]:
+    """Every string holding a URL in `value` (settings, configs, dicts, lists, nested): the URLs
+    a sweep was given, wherever in its settings they are (storage, warm start, tracking...)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        try:
+            value = OmegaConf.to_container(value, resolve=True)
+        except Exception:  # an interpolation this config cannot resolve: the text as written
+            value = OmegaConf.to_container(value, resolve=False)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = vars(value)
+    if isinstance(value, dict):
+        return [url for item in value.values() for url in urls_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [url for item in value for url in urls_in(item)]
+    return [value] if isinstance(value, str) and "://" in value else []
+
+
 def scrub_config(config: DictConfig, secrets: Iterable[str]) -> None:
     """Mask secrets in the sweep's config in place (before it is saved or jobs compose from it).
 
     Overrides (`hydra.overrides.hydra`/`.task`) are masked as text, so jobs recompose with the
-    masked URL. A URL with a password written in a config file (not an override) is masked by
-    an added `++key=...` override. Interpolations such as `${oc.env:OPTUNA_STORAGE}` are kept:
-    unresolved, they record where the value comes from, not the value.
+    masked URL. A URL with a password written in a config file (not an override), under any
+    key of `hydra.sweeper`, is masked by an added `++key=...` override. Interpolations such as
+    `${oc.env:OPTUNA_STORAGE}` are kept: unresolved, they record where the value comes from,
+    not the value.
     """
     secrets = set(secrets)
     if not secrets:
@@ -86,9 +105,8 @@ def scrub_config(config: DictConfig, secrets: Iterable[str]) -> None:
         for group in ("hydra", "task"):
             lines = [str(x) for x in hydra.overrides[group]]
             hydra.overrides[group] = [redact(x, secrets) for x in lines]
-        for key in ("storage", "mlflow.tracking_uri"):
-            raw = _raw(hydra.sweeper, key)
-            if raw is None or _is_interpolation(raw) or redact(raw, secrets) == raw:
+        for key, raw in _strings(hydra.sweeper):
+            if _is_interpolation(raw) or redact(raw, secrets) == raw:
                 continue
             masked = redact(raw, secrets)
             OmegaConf.update(hydra.sweeper, key, masked, merge=False)
@@ -97,17 +115,14 @@ def scrub_config(config: DictConfig, secrets: Iterable[str]) -> None:
                 hydra.overrides.hydra.append(f"++hydra.sweeper.{key}={_quoted(masked)}")
 
 
-def _raw(node: DictConfig, dotted: str) -> str | None:
-    """The value as written (an interpolation stays `${...}`), without resolving it."""
-    *parents, last = dotted.split(".")
-    for part in parents:
-        if part not in node or not isinstance(node[part], DictConfig):
-            return None
-        node = node[part]
-    if last not in node:
-        return None
-    value = node._get_node(last)._value()  # type: ignore[union-attr]
-    return value if isinstance(value, str) else None
+def _strings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, value as written) of every string under `node` (interpolations unresolved)."""
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            yield from _strings(child, f"{prefix}{key}.")
+        elif child is not None and isinstance(child._value(), str):  # type: ignore[union-attr]
+            yield f"{prefix}{key}", child._value()  # type: ignore[union-attr]
 
 
 def _is_interpolation(value: str) -> bool:
@@ -146,3 +161,11 @@ def redact_logs(secrets: Iterable[str]) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(secrets))
+
+
+def hide_mlflow_run_links() -> None:
+    """Off: MLflow's own "View run NAME at: URL" lines, written to stdout as each run on a
+    tracking server ends, the URL with the password of a `http://user:PW@host` tracking URI
+    (no log record a filter could mask). The sweeper and the app print their own links, masked.
+    Set in the environment, so every job and worker this process starts inherits it."""
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"

@@ -7,6 +7,7 @@ import datetime
 import json
 import logging
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 10.0  # a line while waiting for a killed sweep's trials
 
 ENQUEUED_ATTR = "optuna_mlflow:enqueued"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -37,7 +39,7 @@ TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from i
 
 
 def default_storage_url(sweep_dir: str) -> str:
-    os.makedirs(sweep_dir, exist_ok=True)
+    """The study in the sweep folder (made by whoever first writes there, not here)."""
     return "sqlite:///" + os.path.join(os.path.abspath(sweep_dir), "optuna.db")
 
 
@@ -223,10 +225,12 @@ def requeue_stopped(study: optuna.Study, max_retry: int | None = None) -> list[i
 
 def wait_for_stale(
     study: optuna.Study, on_failed: Callable[[FrozenTrial], None], interval: float = 1.0,
+    on_progress: Callable[[str], None] | None = None,
 ) -> int:
     """Wait until every RUNNING trial has beaten again (a live process runs it) or gone stale
     (failed here, queued again by the storage's stale-trial callback, and handed to
-    `on_failed`); the number failed. At most the grace period plus a beat.
+    `on_failed`); the number failed. At most the grace period plus a beat; every ~10 s (a
+    third of a shorter grace period) `on_progress` gets a line saying what it waits for.
 
     Why: right after a sweep was killed as a whole, its last trials are RUNNING with fresh
     heartbeats. They count against the budget, so a rerun that did not wait would find
@@ -239,16 +243,26 @@ def wait_for_stale(
     grace = backend.grace_period or 2 * beat
     first = backend.heartbeat_times()
     failed = 0
+    every = min(PROGRESS_EVERY_S, max(1.0, grace / 3))
+    started = time.monotonic()
+    next_line = started + every
 
     def settled() -> bool:
-        nonlocal failed
+        nonlocal failed, next_line
         for trial in fail_stale_trials(study):
             on_failed(trial)
             failed += 1
         failed += len(fail_orphans(study, "its process ended before it started (no heartbeat)",
                                    older_than=grace))
         beats = backend.heartbeat_times()
-        return all(beats.get(i) != first.get(i) for i in _running_ids(study))
+        silent = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                  if beats.get(t._trial_id) == first.get(t._trial_id)]
+        if silent and on_progress is not None and time.monotonic() >= next_line:
+            next_line = time.monotonic() + every
+            on_progress(f"waited {time.monotonic() - started:.0f} of up to {grace:g} s for the "
+                        f"heartbeat of trial(s) {', '.join(map(str, silent))}: none yet; without "
+                        "one they are failed and run again here")
+        return not silent
 
     poll(settled, timeout=grace + beat + 5 * interval, interval=interval)
     return failed

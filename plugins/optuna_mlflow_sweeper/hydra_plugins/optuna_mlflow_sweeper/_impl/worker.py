@@ -77,7 +77,8 @@ def budget_left_after_settling(p: Prepared) -> bool:
         return False
     say(p.progress, f"{PREFIX} {counts.running} trial(s) of the budget are RUNNING: waiting "
         "(up to the grace period) to see whether their processes still beat")
-    failed = wait_for_stale(p.study, lambda t: end_stale_run(p, t))
+    failed = wait_for_stale(p.study, lambda t: end_stale_run(p, t),
+                            on_progress=lambda line: say(p.progress, f"{PREFIX} {line}"))
     if failed:
         return not budget_spent(p)
     say(p.progress, f"{PREFIX} {counts.running} trial(s) still run in other processes")
@@ -91,6 +92,16 @@ def end_stale_run(p: Prepared, trial: FrozenTrial) -> None:
     run_id = trial.user_attrs.get("mlflow_run_id")
     if p.tracker is not None and run_id:
         p.tracker.finish_child(run_id, "FAIL", None, "heartbeat lost (process died)")
+
+
+JUDGED_OVER = 5  # trials (or the whole budget, if smaller) a failure rate is judged over
+
+
+def too_many_failures(failed: int, done: int, rate: float, n_trials: float) -> bool:
+    """Whether `failed` of `done` trials exceed `rate`, counted over at least
+    min(n_trials, JUDGED_OVER) trials: 1 of 1 is not a rate. Stops as soon as the rate is
+    exceeded whatever the rest of those trials do (so a rate of 0 stops at the first failure)."""
+    return failed > rate * max(done, min(n_trials, JUDGED_OVER))
 
 
 class Worker:
@@ -142,7 +153,7 @@ class Worker:
             self.done += 1
             self.failed += plan.state == TrialState.FAIL
             self.report()
-            if self.failed / self.done > p.max_failure_rate:
+            if too_many_failures(self.failed, self.done, p.max_failure_rate, p.n_trials):
                 raise SweepAborted(
                     f"{self.failed} of {self.done} trials failed, more than "
                     f"hydra.sweeper.max_failure_rate={p.max_failure_rate}; last failure: "
