@@ -16,13 +16,15 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402
     mlflow_server,
     postgres,
 )
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: E402, F401
 
 from tests.helpers import compose_config  # noqa: E402
 
 # The fixtures shared with the sweeper's own tests (hydra_plugins.optuna_mlflow_sweeper._testing,
-# in the checkout, out of Hydra's plugin scan): the real servers and Ray cluster, made once per
-# test process and only when a test asks; `isolated` (autouse): MLflow's process state, the
-# environment and the working folder are restored around every test.
+# in the checkout, out of Hydra's plugin scan and of the wheel): the real servers and Ray cluster,
+# made once per test process and only when a test asks; the built wheels, once per session;
+# `isolated` (autouse): MLflow's process state, the environment and the working folder are
+# restored around every test.
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@ for the shared-services tests, a real PostgreSQL and a real MLflow server; for t
 launcher's, a real local Ray cluster.
 
 The shared fixtures live in hydra_plugins.optuna_mlflow_sweeper._testing (the app's tests use them
-too): the servers and the cluster start on first use only
+too; in the checkout, not in the wheel): the servers and the cluster start on first use only
 (the quick tests never pay for them), once per test process, and are stopped by pid at the end;
-`isolated` restores MLflow's process state, the environment and the working folder around
-every test.
+the wheels are built once per session; `isolated` restores MLflow's process state, the
+environment and the working folder around every test.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401
     mlflow_server,
     postgres,
 )
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: F401
 
 
 @pytest.fixture(scope="session")

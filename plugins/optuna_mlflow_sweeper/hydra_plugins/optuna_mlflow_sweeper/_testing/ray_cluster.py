@@ -6,8 +6,8 @@ left. Ray rewrites 127.0.0.1 into the machine's outward address (eth0) unless to
 single-node cluster: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the mode Ray uses on macOS and
 Windows, keeps every address on the loopback. A driver (the sweep) needs it too: `cluster.env`.
 
-Shipped in the plugin's distribution beside servers.py, so the sweeper's tests and the app's
-import the fixture by name; it skips where Ray is not installed (the `ray` extra).
+In the plugin's checkout beside servers.py (not in its wheel), so the sweeper's tests and the
+app's import the fixture by name; it skips where Ray is not installed (the `ray` extra).
 """
 
 from __future__ import annotations
