@@ -8,6 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: E402, F401 (a hook)
+    pytest_collection_modifyitems,
+)
 from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import isolated  # noqa: E402, F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: E402, F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402, F401 (fixtures)

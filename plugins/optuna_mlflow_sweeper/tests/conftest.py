@@ -17,6 +17,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from toyapp import store_env
 
+from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: F401 (a hook)
+    pytest_collection_modifyitems,
+)
 from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import isolated  # noqa: F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401 (fixtures)

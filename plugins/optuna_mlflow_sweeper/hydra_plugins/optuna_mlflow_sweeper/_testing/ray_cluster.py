@@ -134,9 +134,11 @@ class RayCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
-    """A local Ray cluster with 2 CPUs for a test file (skipped where Ray is not installed)."""
+    """A local Ray cluster with 2 CPUs for the test process, started when a test first asks for
+    it (skipped where Ray is not installed). Tests share it: each runs its own sweep (its own
+    folder and store), and what a test kills is a worker of its own sweep."""
     if shutil.which("ray", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("Ray is not installed (pip install 'mnist-sweep[ray]'; .ci/run does)")
     cluster = RayCluster()
