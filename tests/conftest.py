@@ -8,6 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: E402, F401 (a hook)
+    pytest_collection_modifyitems,
+)
+from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import isolated  # noqa: E402, F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: E402, F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402, F401 (fixtures)
     full_disk,
@@ -17,11 +21,15 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402
     read_only_disk,
     s3_server,
 )
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: E402, F401
 
 from tests.helpers import compose_config  # noqa: E402
 
-# mlflow_server and postgres: the real servers' fixtures, shared with the sweeper's own tests
-# (hydra_plugins.optuna_mlflow_sweeper._testing, out of Hydra's plugin scan).
+# The fixtures shared with the sweeper's own tests (hydra_plugins.optuna_mlflow_sweeper._testing,
+# in the checkout, out of Hydra's plugin scan and of the wheel): the real servers and Ray cluster,
+# made once per test process and only when a test asks; the built wheels, once per session;
+# `isolated` (autouse): MLflow's process state, the environment and the working folder are
+# restored around every test.
 
 
 @pytest.fixture

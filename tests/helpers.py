@@ -72,12 +72,12 @@ def load_study(tmp_path: Path, name: str) -> optuna.Study:
     )
 
 
-def mlflow_runs(tmp_path: Path, tracking_uri: str | None = None
-                ) -> tuple[MlflowClient, Any, list[Any]]:
+def mlflow_runs(tmp_path: Path, tracking_uri: str | None = None,
+                experiment_name: str = "mnist-sweep") -> tuple[MlflowClient, Any, list[Any]]:
     """(client, the parent run, its child runs by trial number); the sweep's own SQLite store
-    unless `tracking_uri` names another."""
+    unless `tracking_uri` names another (a shared server: name the test's own experiment)."""
     client = MlflowClient(tracking_uri or f"sqlite:///{tmp_path}/store.db")
-    experiment = client.get_experiment_by_name("mnist-sweep")
+    experiment = client.get_experiment_by_name(experiment_name)
     every = client.search_runs([experiment.experiment_id], max_results=1000)
     [parent] = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

@@ -50,8 +50,14 @@ def assert_one_line(done: Any, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", ["dead server", "unknown host", "wrong password (server)",
-                                  "wrong password (database)", "missing database"])
+# the cases on a real server: slow, in the servers' worker (the fixtures are asked for inside)
+ON_A_SERVER = [pytest.mark.slow, pytest.mark.xdist_group("services")]
+
+
+@pytest.mark.parametrize("case", ["dead server", "unknown host",
+                                  *(pytest.param(case, marks=ON_A_SERVER) for case in (
+                                      "wrong password (server)", "wrong password (database)",
+                                      "missing database"))])
 def test_a_wrong_tracking_address_ends_a_run_in_one_line(
     case: str, tmp_path: Path, request: pytest.FixtureRequest, mnist_cache: Path
 ) -> None:

@@ -9,43 +9,16 @@ checkout.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import clean_env, fresh_venv, run
 from mlflow.tracking import MlflowClient
-
-from tests.helpers import ROOT
-
-PLUGIN = ROOT / "plugins" / "optuna_mlflow_sweeper"
-
-
-def run(args: list, timeout: float, **kwargs) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> list[Path]:
-    out = tmp_path_factory.mktemp("dist")
-    # setuptools builds in the source tree (build/, *.egg-info): the sweeper's own tests build
-    # its wheel too, maybe at this moment in the other test process, so this builds a copy
-    plugin = shutil.copytree(PLUGIN, out / "plugin-src", ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", "tests"))
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", out, ROOT, plugin], timeout=300)
-    return sorted(out.glob("*.whl"))
 
 
 @pytest.mark.slow
 def test_the_wheel_carries_its_configs_and_no_benchmarks(wheels):
-    [app] = [w for w in wheels if w.name.startswith("mnist_sweep-")]
-    names = zipfile.ZipFile(app).namelist()
+    names = zipfile.ZipFile(wheels["mnist_sweep"]).namelist()
     assert "mnist_sweep/conf/config.yaml" in names
     assert "mnist_sweep/conf/model/cnn.yaml" in names
     assert "mnist_sweep/sweeps/quickstart.yaml" in names
@@ -58,22 +31,17 @@ def test_installed_wheels_run_a_sweep_and_its_report_from_an_empty_folder(
     wheels, tmp_path, mnist_cache
 ):
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", venv], timeout=120)
-    # --no-compile: .pyc files are made on first import instead (pip: 38 s instead of 78 s here)
-    run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile", *wheels],
-        timeout=900)
+    fresh_venv(venv, *wheels.values())
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "OPTUNA_", "PYTHON", "VIRTUAL_ENV"))}
-    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env = clean_env(XDG_STATE_HOME=str(tmp_path / "state"))
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     # the README's first command, made small; no MLFLOW_TRACKING_URI: the embedded default
     sweep = run(["mnist-sweep", "sweep=quickstart", "hydra.sweeper.n_trials=2",
                  "data.limit_train=500", "train.epochs=1", "tracking.log_plots=false"],
                 timeout=600, cwd=empty, env=env)
-    assert "best trial" in sweep.stdout
+    assert "best trial" in sweep
     client = MlflowClient(f"sqlite:///{empty}/mlflow.db")
     experiment = client.get_experiment_by_name("mnist-sweep")
     runs = client.search_runs([experiment.experiment_id])
@@ -86,7 +54,7 @@ def test_installed_wheels_run_a_sweep_and_its_report_from_an_empty_folder(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     report = run(["mnist-sweep-report", "quickstart"], timeout=300, cwd=elsewhere, env=env)
-    assert report.stdout.count("COMPLETE") == 2
+    assert report.count("COMPLETE") == 2
     where = run([venv / "bin" / "python", "-c", "import mnist_sweep; print(mnist_sweep.__file__)"],
                 timeout=60, cwd=elsewhere, env=env)
-    assert str(venv) in where.stdout
+    assert str(venv) in where

@@ -4,14 +4,16 @@ recording to the default ./mlflow.db (no MLFLOW_TRACKING_URI)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import clean_env, fresh_venv, run
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example"
 
@@ -71,33 +73,23 @@ def test_custom_search_space_adds_conditional_params(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_wheel_works_in_a_fresh_venv_without_tensorflow(tmp_path: Path) -> None:
-    """Build the wheel, install it (and hydra-core, optuna, mlflow from the package index) into
-    a new venv, and sweep an example there from an empty folder. Slow the first time (the
-    dependencies download); pip's cache makes it about a minute after."""
-    # setuptools builds in the source tree (build/, *.egg-info), and the app's wheel test may
-    # build this one at the same moment in another test process: build a copy
-    plugin = shutil.copytree(EXAMPLES.parent, tmp_path / "src", ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", "tests"))
+def test_the_wheel_ships_no_test_support(wheels: dict[str, Path]) -> None:
+    """`_testing` (fixtures that import pytest) stays in the checkout, out of users' installs."""
+    names = zipfile.ZipFile(wheels["optuna_mlflow_sweeper"]).namelist()
+    assert "hydra_plugins/optuna_mlflow_sweeper/_impl/core.py" in names
+    assert not [n for n in names if "/_testing/" in n or n.startswith("tests/")]
 
-    def run(*command: str | Path, timeout: int = 600) -> str:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        proc = subprocess.run([str(c) for c in command], env=env, capture_output=True,
-                              text=True, timeout=timeout)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return proc.stdout
 
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-        tmp_path / "dist", plugin)
-    [wheel] = (tmp_path / "dist").glob("optuna_mlflow_sweeper-0.1.0-*.whl")
-    run(sys.executable, "-m", "venv", tmp_path / "venv", timeout=120)
-    python = str(tmp_path / "venv" / "bin" / "python")
-    # --no-compile: .pyc files are made on first import instead (pip installing both wheels:
-    # 38 s instead of 78 s)
-    run(python, "-m", "pip", "install", "-q", "--no-compile", wheel, timeout=900)
-
-    where = run(python, "-c", "import hydra_plugins.optuna_mlflow_sweeper as m; print(m.__file__)\n"
-                "import importlib.util as u; print(u.find_spec('tensorflow'))")
+@pytest.mark.slow
+def test_the_wheel_works_in_a_fresh_venv_without_tensorflow(
+    tmp_path: Path, wheels: dict[str, Path]
+) -> None:
+    """Install the wheel (and hydra-core, optuna, mlflow from the package index) into a new venv,
+    and sweep an example there from an empty folder."""
+    python = str(fresh_venv(tmp_path / "venv", wheels["optuna_mlflow_sweeper"]))
+    where = run([python, "-c", "import hydra_plugins.optuna_mlflow_sweeper as m\n"
+                 "print(m.__file__)\nimport importlib.util as u; print(u.find_spec('tensorflow'))"],
+                timeout=120, env=clean_env())
     assert str(tmp_path / "venv") in where.splitlines()[0]  # the wheel's copy, not this checkout's
     assert where.splitlines()[1] == "None"  # no TensorFlow there
 

@@ -379,7 +379,7 @@ def test_a_preempted_submitit_worker_is_requeued_and_runs_its_stopped_trial_agai
     """submitit's preemption signal (USR2, as SLURM sends it) to a worker job mid-trial: the
     trial stops at its epoch's end and is recorded to run again; submitit requeues the job, and
     a worker runs the retry: the sweep reaches its budget."""
-    args = ["x=interval(-5,5)", "sleep=20", "epochs=20", "obey_stop=true",
+    args = ["x=interval(-5,5)", "sleep=8", "epochs=16", "obey_stop=true",  # 8 s a trial
             "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
             "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
     proc = start(tmp_path, env, *args)

@@ -7,8 +7,8 @@ single-node cluster: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the mode Ray uses on
 Windows, keeps every address on the loopback. A driver needs it too (`cluster.env`); the
 sweeper sets it itself for an address on 127.0.0.1.
 
-Shipped in the plugin's distribution beside servers.py, so the sweeper's tests and the app's
-import the fixture by name; it skips where Ray is not installed (the `ray` extra).
+In the plugin's checkout beside servers.py (not in its wheel), so the sweeper's tests and the
+app's import the fixture by name; it skips where Ray is not installed (the `ray` extra).
 """
 
 from __future__ import annotations
@@ -135,10 +135,11 @@ class RayCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
-    """A local Ray cluster with 2 CPUs and 2 declared GPUs for a test file (skipped where Ray is
-    not installed)."""
+    """A local Ray cluster with 2 CPUs and 2 declared GPUs for the test process, started when a
+    test first asks for it (skipped where Ray is not installed). Tests share it: each runs its own
+    sweep (its own folder and store), and what a test kills is a worker of its own sweep."""
     if shutil.which("ray", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("Ray is not installed (pip install 'mnist-sweep[ray]'; .ci/run does)")
     cluster = RayCluster()

@@ -6,9 +6,13 @@ readiness with a bound, and are stopped by the pid they were started with. Postg
 to run as root, so its cluster belongs to `nobody` (tests run as root here and in CI).
 
 Test support shared by the sweeper's tests and the app's (their conftests import the fixtures
-from here): shipped in the plugin's distribution so both import it by name. `_testing` is a
-namespace folder like `_impl`: Hydra's plugin scan neither imports it nor walks into it, so
-pytest is needed only by whoever imports this module.
+from here): in the plugin's checkout, importable by name from an editable install, and left out
+of its wheel (pyproject's `exclude`). `_testing` is a namespace folder like `_impl`: Hydra's
+plugin scan neither imports it nor walks into it.
+
+One server of each kind per test process (session scope), started on first use: outage tests
+stop and restart them, which another process's test in the middle of a sweep would not survive,
+so xdist workers do not share them. Each test uses its own study, experiment or model name.
 """
 
 from __future__ import annotations
