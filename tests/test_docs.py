@@ -1,14 +1,20 @@
-"""The documentation: the configuration reference documents every key a user composes.
+"""The documentation: the configuration reference documents every key a user composes, and the
+docs site builds strictly with it.
 
-The reference is generated from the schemas' attribute docstrings (mnist_sweep/config/reference.py),
-so a key added anywhere without a meaning fails here.
+The reference is generated from the schemas' attribute docstrings (mnist_sweep/config/reference.py)
+when the site is built, so a key added anywhere without a meaning fails here.
 """
 
 from __future__ import annotations
 
+import html
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from mnist_sweep.config import reference
+from tests.helpers import ROOT
 
 
 @dataclass
@@ -38,3 +44,17 @@ def test_a_key_without_a_meaning_is_named():
                                                     ("x.bare", "")]
     assert reference.missing(["x.documented", "x.bare", "x.other"], rows) == [
         "x.other", "x.bare (no meaning)"]
+
+
+def test_site_builds_strictly_with_the_whole_reference(tmp_path):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
+         str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (tmp_path / "site" / "reference" / "index.html").read_text()
+    absent = [row.path for row in reference.all_rows()
+              if f"<code>{html.escape(row.path)}</code>" not in page]
+    assert absent == []
+    assert (tmp_path / "site" / "tutorial" / "index.html").is_file()
