@@ -1,5 +1,5 @@
-"""The documentation: the configuration reference documents every key a user composes, and the
-docs site builds strictly with it.
+"""The documentation: the configuration reference documents every key a user composes, the docs
+site builds strictly with it, and the README stays short and opens with the commands CI runs.
 
 The reference is generated from the schemas' attribute docstrings (mnist_sweep/config/reference.py)
 when the site is built, so a key added anywhere without a meaning fails here.
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from mnist_sweep.config import reference
 from tests.helpers import ROOT
+
+INSTALL = ("python3 -m venv .venv && .venv/bin/pip install -e plugins/optuna_mlflow_sweeper "
+           "-e '.[dev]' && .venv/bin/mnist-sweep -m sweep=quickstart")
+TESTS = ".venv/bin/python -m pytest -n 2"
 
 
 @dataclass
@@ -58,3 +63,15 @@ def test_site_builds_strictly_with_the_whole_reference(tmp_path):
               if f"<code>{html.escape(row.path)}</code>" not in page]
     assert absent == []
     assert (tmp_path / "site" / "tutorial" / "index.html").is_file()
+
+
+def test_readme_is_short_and_opens_with_the_commands_ci_runs():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    assert [b.strip() for b in blocks[:2]] == [INSTALL, TESTS]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[-1] == TESTS  # CI's last command is the README's test command
+    assert "'.[dev" in next(line for line in ci if "pip install" in line and "-e" in line)
+    for target in re.findall(r"\]\(((?:docs|plugins)/[^)#]+)", text):  # its links lead somewhere
+        assert (ROOT / target).exists(), target
