@@ -88,7 +88,7 @@ def sections() -> list[tuple[str, str, list[Row]]]:
     out.append(("`hydra.sweeper`", "The `optuna_mlflow` sweeper's keys with its own defaults "
                 f"(`hydra/sweeper=optuna_mlflow`). `hydra/sweeper=mnist`, which every ready-made "
                 f"sweep uses, sets {sets}.",
-                list(rows(sweeper.OptunaMlflowSweeperConf, SWEEPER))))
+                list(rows(sweeper.OptunaMlflowSweeperConf, SWEEPER, _group_defaults()))))
     for group, options in (("sampler", sweeper.SAMPLERS), ("pruner", sweeper.PRUNERS)):
         for name, cls in options.items():
             out.append((f"`hydra/sweeper/{group}={name}`", f"`hydra.sweeper.{group}.*` with the "
@@ -161,6 +161,12 @@ def _flat(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _group_defaults() -> dict[str, Any]:
+    """`{"sampler": "tpe", "pruner": "none"}`: the options the sweeper's defaults list picks."""
+    return {key: value for entry in sweeper.OptunaMlflowSweeperConf().defaults
+            for key, value in entry.items()}
+
+
 def _options(group: str) -> list[str]:
     folder = resources.files(registry.CONF_PACKAGE) / group
     return sorted(f.name.removesuffix(".yaml") for f in folder.iterdir()
@@ -209,8 +215,6 @@ def _type(hint: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    if value == "???":
-        return "(the group's default)"
     if isinstance(value, str):
         return value
     return json.dumps(value)
