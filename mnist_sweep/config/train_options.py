@@ -27,26 +27,40 @@ class AugmentConfig:
     degrees, `shift` and `zoom` fractions of the 28-pixel side."""
 
     rotation: float = 0.0
+    """The largest random turn of a training digit, in degrees (0-180; 0 = off)."""
     shift: float = 0.0
+    """The largest random shift, as a fraction of the 28-pixel side (0-0.5; 0 = off)."""
     zoom: float = 0.0
+    """The largest random zoom in or out, as a fraction of the side (0-0.5; 0 = off)."""
 
 
 @dataclass
 class LRScheduleConfig:
     """How the learning rate moves from `train.learning_rate` while training."""
 
-    name: str = "constant"  # constant | cosine | exponential | reduce_on_plateau
-    final_fraction: float = 0.0  # cosine: the rate it ends at, as a fraction of learning_rate
-    factor: float = 0.5  # exponential: multiplies the rate each epoch; reduce_on_plateau: a cut
-    patience: int = 1  # reduce_on_plateau: epochs without val_accuracy gain before a cut
+    name: str = "constant"
+    """`constant`; `cosine` (down to `learning_rate * final_fraction` over `train.epochs`);
+    `exponential` (times `factor` each epoch); `reduce_on_plateau` (times `factor` after `patience`
+    epochs without `val_accuracy` gain). The rate is logged per epoch as `learning_rate`."""
+    final_fraction: float = 0.0
+    """`cosine`: the rate it ends at, as a fraction of `train.learning_rate` (0-1)."""
+    factor: float = 0.5
+    """`exponential`: multiplies the rate each epoch; `reduce_on_plateau`: each cut (0-1,
+    exclusive)."""
+    patience: int = 1
+    """`reduce_on_plateau`: epochs without `val_accuracy` gain before a cut (less than
+    `train.early_stopping_patience`)."""
 
 
 @dataclass
 class CheckpointConfig:
     """Per-epoch training state a retried trial resumes from (mnist_sweep/model/checkpoints.py)."""
 
-    enabled: Optional[bool] = None  # null: on in a sweep's trials, off in single runs
-    every: int = 1  # epochs between checkpoints
+    enabled: Optional[bool] = None
+    """Save the training state at epochs' ends so a retried trial or rerun resumes after them; null
+    = on in a sweep's trials, off in single runs."""
+    every: int = 1
+    """Epochs between checkpoints (1 = every epoch)."""
     dir: Optional[str] = None
     """Where checkpoints go: a path or an fsspec URL (`s3://bucket/prefix`, `gs://...`,
     `file://...`; credentials from the environment). null: `<hydra.sweep.dir>/checkpoints`
