@@ -15,7 +15,7 @@ from hydra_plugins.optuna_mlflow_sweeper import current_trial, report, stop_now,
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, float]:
     trial = current_trial()
-    if trial is not None:
+    if trial is not None and cfg.record_pid:
         trial.set_user_attr("pid", os.getpid())
     f = (cfg.x - 2.0) ** 2 + (cfg.y + 1.0) ** 2
     f += sum(layer.units for layer in cfg.model.hidden) / 1000.0
