@@ -110,10 +110,9 @@ class ResilientRDBStorage(RDBStorage):
 
     def __init__(self, url: str, engine_kwargs: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
-        engine_kwargs = dict(engine_kwargs or {})
-        if not url.startswith("sqlite"):
-            # a pooled connection from before a server restart is tested, not used and failed
-            engine_kwargs.setdefault("pool_pre_ping", True)
+        # No pool_pre_ping: it is a transaction of its own before every call (half of a
+        # trial's). A connection pooled from before a server restart fails its call once;
+        # SQLAlchemy then drops the pool and the retry (below) runs on a new connection.
         connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
                                   **kwargs), "Optuna storage")
 
