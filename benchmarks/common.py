@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent  # `python -m benchmarks` runs fro
 RESULT = "BENCH_RESULT "  # marks a worker's result line among whatever libraries print
 PACKAGES = ("mnist-sweep", "tensorflow", "keras", "jax", "jaxlib", "numpy", "mlflow", "optuna",
             "hydra-core", "hydra-joblib-launcher", "matplotlib")
-MEASUREMENTS = ("fit", "overhead", "parallel", "pruning", "throughput", "sweeper_cost")
+MEASUREMENTS = ("fit", "overhead", "parallel", "pruning", "throughput", "sweeper_cost",
+                "transactions")
 
 
 @dataclass(frozen=True)

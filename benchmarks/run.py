@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fixed_costs, sweeps, workers
+from benchmarks import fixed_costs, sweeps, transactions, workers
 from benchmarks.common import (
     MEASUREMENTS,
     MODES,
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pruning": lambda: sweeps.measure_pruning(settings),
         "throughput": lambda: sweeps.measure_throughput(settings),
         "sweeper_cost": lambda: fixed_costs.measure_sweeper_cost(settings),
+        "transactions": lambda: transactions.measure_transactions(settings),
     }
     failed = False
     lines: list[dict[str, Any]] = []
@@ -135,11 +136,14 @@ def goals(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cost = find("sweeper_cost", mlflow=True)
     cold = find("trial_overhead", process="cold")
     throughput = find("sweep_throughput", n_jobs=1)
+    txn = find("storage_transactions")
     figures = {
         "trial_cost_vs_hydra_basic": (cost and cost["ratio"], "<=", 1.2),
         "fixed_cost_minus_hydra_basic_s": (cost and cost["fixed_diff_s"], "<=", 2.0),
         "first_trial_over_training": (cold and round(cold["ratio"] - 1, 3), "<=", 0.25),
         "throughput_vs_plain_optuna_1_worker": (throughput and throughput["ratio"], ">=", 2.5),
+        "storage_transactions_per_trial": (txn and txn.get("ours", {}).get("per_trial"), "<=",
+                                           transactions.GOAL),
     }
     return {"measurement": "goals", **{
         name: {"value": value, "goal": f"{op} {goal}",

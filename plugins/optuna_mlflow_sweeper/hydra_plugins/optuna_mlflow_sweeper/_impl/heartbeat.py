@@ -43,17 +43,18 @@ class NullHeartbeat(BaseHeartbeat):
 
 
 class Heartbeat(BaseHeartbeat):
-    """`beat()` on start, then every `interval` s from a thread, until stopped (or a beat
-    returns False). A failed beat is logged and the next one tried: a missed heartbeat must never
-    break the trial or the sweep."""
+    """`beat()` on start (unless `first` is False: the caller makes it), then every `interval` s
+    from a thread, until stopped (or a beat returns False). A failed beat is logged and the next
+    one tried: a missed heartbeat must never break the trial or the sweep."""
 
-    def __init__(self, beat: Beat, interval: float, name: str = "heartbeat") -> None:
-        self._beat, self._interval, self._name = beat, interval, name
+    def __init__(self, beat: Beat, interval: float, name: str = "heartbeat",
+                 first: bool = True) -> None:
+        self._beat, self._interval, self._name, self._first = beat, interval, name, first
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> Heartbeat:
-        if self._once():
+        if not self._first or self._once():
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
         return self
@@ -76,10 +77,11 @@ class Heartbeat(BaseHeartbeat):
 
 
 def beating(storage: Any, trial_ids: Iterable[int], interval: float | None = None,
-            alive: Callable[[], bool] | None = None) -> BaseHeartbeat:
+            alive: Callable[[], bool] | None = None, first: bool = True) -> BaseHeartbeat:
     """Heartbeats of `trial_ids` in an Optuna `storage`, every `interval` s (default: the
     storage's own); a `NullHeartbeat` where there is none. `alive()`, checked before each beat:
-    False ends the heartbeat (this process no longer runs the trial)."""
+    False ends the heartbeat (this process no longer runs the trial). `first=False`: the first
+    beat is the caller's (the worker's comes with the trial's attrs, one transaction)."""
     ids = list(trial_ids)
     interval = interval or getattr(storage, "get_heartbeat_interval", lambda: None)()
     if not interval or not ids or not hasattr(storage, "record_heartbeat"):
@@ -92,4 +94,4 @@ def beating(storage: Any, trial_ids: Iterable[int], interval: float | None = Non
             storage.record_heartbeat(trial_id)
         return True
 
-    return Heartbeat(beat, interval, name=f"heartbeat-{ids[0]}")
+    return Heartbeat(beat, interval, name=f"heartbeat-{ids[0]}", first=first)

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import env_override, override
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import asked_system_attrs
 from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     ENV_HEARTBEAT,
     ENV_STORAGE,
@@ -99,7 +100,7 @@ def trial_overrides(
                       if n.startswith("+") or has_key(cfg, n)]
             lines += [override(str(k), v) for k, v in plain(returned).items()]
     # enqueued values for keys no distribution covers are passed as plain overrides
-    fixed = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
+    fixed = asked_system_attrs(trial).get("fixed_params", {})
     lines += [override(k, v) for k, v in fixed.items() if k not in trial.params]
     return lines
 

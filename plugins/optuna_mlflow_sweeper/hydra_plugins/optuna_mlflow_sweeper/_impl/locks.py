@@ -12,14 +12,15 @@ that makes the first process create everything and the others find it made.
 workers seeing the last free trial do not both run it.
 
 SQLite: `filelock`'s lock on a file beside the database (`flock`, released by the OS when a
-process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a session-level
-advisory lock (`pg_try_advisory_lock`), released when its connection closes. Other databases get
-no lock.
+process dies, so a SIGKILLed worker cannot wedge the next start). PostgreSQL: a
+transaction-level advisory lock (`pg_try_advisory_xact_lock`), released when its transaction ends
+or its connection closes. Other databases get no lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,36 +90,46 @@ def _pg_lock(storage_url: str, timeout: float, name: str,
     import sqlalchemy
 
     key = int.from_bytes(hashlib.sha1(f"optuna_mlflow:{name}".encode()).digest()[:7], "big")
-    engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
     setup_done = False
     try:
-        with _pg_locked(engine, key, name, timeout, wait) as conn:
+        with _pg_locked(_engine(storage_url), key, name, timeout, wait) as conn:
             try:
                 yield
                 setup_done = True
             finally:
-                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
-                                 {"key": key})
+                try:
+                    conn.commit()  # ends the transaction: releases the lock
+                finally:
+                    conn.close()
     except sqlalchemy.exc.OperationalError:
         # Releasing failed (closing the connection included): a database restarted meanwhile
         # took the lock with the connection, and the setup it guarded went on regardless.
         if not setup_done:
             raise
-    finally:
-        engine.dispose()
+
+
+@functools.cache
+def _engine(storage_url: str) -> Any:
+    """One engine per database and process, its connection kept between locks: a new engine
+    pays the driver's start-up queries (transactions, on a shared server) on every lock."""
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(storage_url, pool_size=1, max_overflow=2)
 
 
 def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | None) -> Any:
-    """A connection holding the advisory lock `key`, polled for like the file lock (the same on
-    every driver, no transaction left open). A worker that starts during a database outage waits
-    for the database (`connect`); another holder past `timeout` is a TimeoutError."""
+    """A connection whose open transaction holds the advisory lock `key`
+    (`pg_try_advisory_xact_lock`, polled for like the file lock): taking, holding and releasing
+    it is one transaction; a process that dies releases it with its connection. A worker that
+    starts during a database outage waits for the database (`connect`; a connection pooled from
+    before a restart fails once, and the retry takes a new one); another holder past `timeout`
+    is a TimeoutError."""
     import sqlalchemy
 
     def lock() -> Any:
-        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        conn = engine.connect()
         try:
-            query = sqlalchemy.text("SELECT pg_try_advisory_lock(:key)")
+            query = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)")
             if not poll(lambda: bool(conn.execute(query, {"key": key}).scalar()), timeout, 0.2):
                 where = redact(engine.url.render_as_string(hide_password=False))
                 raise TimeoutError(f"another sweep process held the {name} lock of {where} "

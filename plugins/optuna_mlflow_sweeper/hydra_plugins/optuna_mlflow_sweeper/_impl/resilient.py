@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
@@ -110,12 +111,31 @@ class ResilientRDBStorage(RDBStorage):
 
     def __init__(self, url: str, engine_kwargs: dict[str, Any] | None = None,
                  **kwargs: Any) -> None:
-        engine_kwargs = dict(engine_kwargs or {})
-        if not url.startswith("sqlite"):
-            # a pooled connection from before a server restart is tested, not used and failed
-            engine_kwargs.setdefault("pool_pre_ping", True)
+        # No pool_pre_ping: it is a transaction of its own before every call (half of a
+        # trial's). A connection pooled from before a server restart fails its call once;
+        # SQLAlchemy then drops the pool and the retry (below) runs on a new connection.
         connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
                                   **kwargs), "Optuna storage")
+
+    @functools.partial(_retrying, "write_trial")
+    def write_trial(self, trial_id: int, user_attrs: dict[str, Any],
+                    system_attrs: dict[str, Any], heartbeat: bool = False) -> None:
+        """A running trial's attrs (and a heartbeat), in one transaction: Optuna writes each
+        attr in one of its own (`set_trial_user_attr`), and every one is a round trip."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for model, attrs in ((models.TrialUserAttributeModel, user_attrs),
+                                 (models.TrialSystemAttributeModel, system_attrs)):
+                for key, value in attrs.items():
+                    self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            if heartbeat:  # as `record_heartbeat`
+                beat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
+                if beat is None:
+                    session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+                else:
+                    beat.heartbeat = session.execute(sqlalchemy.func.now()).scalar_one()
 
     @functools.partial(_retrying, "heartbeat_times")
     def heartbeat_times(self) -> dict[int, Any]:

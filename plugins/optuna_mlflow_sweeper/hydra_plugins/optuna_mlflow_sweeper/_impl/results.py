@@ -23,10 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def best_single(study: optuna.Study) -> FrozenTrial | None:
+    """`study.best_trial` (the first, if several tie), from the study's trials: Optuna's
+    `best_trial` asks the database again, `best_trials` reads what `one_read` already has."""
     try:
-        return study.best_trial
+        best = study.best_trials
     except ValueError:  # no complete trial yet
         return None
+    return min(best, key=lambda t: t.number) if best else None
 
 
 def pareto(study: optuna.Study) -> list[FrozenTrial]:
@@ -36,7 +39,9 @@ def pareto(study: optuna.Study) -> list[FrozenTrial]:
         return []
 
 
-def progress_line(study: optuna.Study, counts: Counts, n_trials: float) -> str:
+def progress_line(study: optuna.Study, counts: Counts, n_trials: float,
+                  objective: str | None = None) -> str:
+    """The sweep's progress in one line; `objective`: its name, if known (else read)."""
     budget = "inf" if n_trials == float("inf") else int(n_trials)
     line = (f"{PREFIX} trials {counts.finished}/{budget} "
             f"(pruned {counts.pruned}, failed {counts.failed}")
@@ -47,7 +52,8 @@ def progress_line(study: optuna.Study, counts: Counts, n_trials: float) -> str:
         return line + f" pareto set {len(pareto(study))}"
     best = best_single(study)
     if best is not None:
-        line += f" best {objective_name(study)}={best.value:.6g} (trial {best.number})"
+        line += (f" best {objective or objective_name(study)}={best.value:.6g} "
+                 f"(trial {best.number})")
     return line
 
 

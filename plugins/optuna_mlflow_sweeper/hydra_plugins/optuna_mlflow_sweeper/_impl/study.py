@@ -16,7 +16,8 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
@@ -67,9 +68,67 @@ def optuna_quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
+class OneReadStorage(_CachedStorage):
+    """Optuna's own cache of a study's trials (what `create_study` wraps an RDB storage in),
+    read from the database once per decision.
+
+    Optuna refreshes its cache on every look at the trials: the budget, `study.ask` (its waiting
+    trials), a sampler, the best trial each read again, one transaction each. Within
+    `one_read()` the first look reads and the others see that read; writes go through as ever.
+    """
+
+    def __init__(self, backend: RDBStorage) -> None:
+        super().__init__(backend)
+        self._held = self._read = False
+
+    @contextlib.contextmanager
+    def one_read(self) -> Iterator[None]:
+        self._held, self._read = True, False
+        try:
+            yield
+        finally:
+            self._held = False
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        if self._held and self._read:
+            return
+        super()._read_trials_from_remote_storage(study_id)
+        self._read = self._held
+
+
+def one_read(study: optuna.Study) -> contextlib.AbstractContextManager[None]:
+    """The study's trials read once while the block runs (`OneReadStorage`)."""
+    storage = study._storage
+    return storage.one_read() if isinstance(storage, OneReadStorage) else contextlib.nullcontext()
+
+
+def asked_system_attrs(trial: optuna.Trial) -> dict[str, Any]:
+    """The system attrs a trial was asked with (an enqueued trial's `fixed_params`, a retry's
+    `failed_trial`), as `study.ask` read them: Optuna keeps no public copy, and they do not
+    change while it runs."""
+    return trial._cached_frozen_trial.system_attrs
+
+
+def write_trial(study: optuna.Study, trial_id: int, user_attrs: dict[str, Any],
+                system_attrs: dict[str, Any]) -> None:
+    """A running trial's attrs, and its heartbeat where the storage keeps them, in one
+    transaction (`ResilientRDBStorage.write_trial`)."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, ResilientRDBStorage):
+        backend.write_trial(trial_id, user_attrs, system_attrs,
+                            heartbeat=bool(backend.get_heartbeat_interval()))
+        return
+    for key, value in user_attrs.items():
+        study._storage.set_trial_user_attr(trial_id, key, value)
+    for key, value in system_attrs.items():
+        study._storage.set_trial_system_attr(trial_id, key, value)
+
+
 def open_study(
     name: str, storage: BaseStorage, sampler: Any, pruner: Any, directions: list[str]
 ) -> optuna.Study:
+    if isinstance(storage, RDBStorage):
+        storage = OneReadStorage(storage)
     with optuna_quiet():
         study = optuna.create_study(
             study_name=name, storage=storage, sampler=sampler, pruner=pruner,

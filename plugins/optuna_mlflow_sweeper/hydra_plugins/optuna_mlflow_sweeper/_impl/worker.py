@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
@@ -30,13 +31,17 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     INTERRUPTED,
     TERMINATED,
+    Counts,
+    asked_system_attrs,
     count_trials,
     fail_orphans,
     fail_stale_trials,
+    one_read,
     retry_later,
     wait_for_stale,
+    write_trial,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR
+from hydra_plugins.optuna_mlflow_sweeper._impl.trial import PRUNER_ATTR, lent
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +57,10 @@ class Plan:
     state: TrialState | None = None
 
 
-def budget_spent(p: Prepared, say_so: bool = False) -> bool:
-    """Whether the study's trials (finished, or running anywhere) use up its budget."""
-    counts = count_trials(p.study.get_trials(deepcopy=False))
+def budget_spent(p: Prepared, say_so: bool = False, counts: Counts | None = None) -> bool:
+    """Whether the study's trials (finished, or running anywhere; `counts` if read already)
+    use up its budget."""
+    counts = counts or count_trials(p.study.get_trials(deepcopy=False))
     if p.n_trials - counts.used > 0:
         return False
     if say_so and not counts.running:
@@ -112,29 +118,37 @@ class Worker:
         self.done = self.failed = 0
         self.last_failure: str | None = None  # named when too many trials failed
         self.current: Plan | None = None  # the trial asked and not yet told
+        self.reported = 0  # trials done whose progress was reported
+        self.others_running = True  # trials of other processes may be running (stale ones?)
+        self._objective: str | None = None  # the objective's name, read once
 
     def run(self) -> None:
         """Trials until the study's budget (or the timeout) is used up; Ctrl-C records and
-        re-raises KeyboardInterrupt, too many failures raise SweepAborted."""
+        re-raises KeyboardInterrupt, too many failures raise SweepAborted.
+
+        Each trial: ask, one heartbeat, run, tell. Its storage round trips are Optuna's own
+        (ask: waiting trials, create, read, params; tell: read, state) plus the lock, one read
+        of the trials per decision, and one write of the trial's attrs with its first beat.
+        """
         p = self.p
         deadline = time.monotonic() + p.timeout if p.timeout else None
         while True:
-            for trial in fail_stale_trials(p.study):
-                end_stale_run(p, trial)
-            if budget_spent(p, say_so=not self.done) and not budget_left_after_settling(p):
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                log.info("timeout of %ss reached: no new trials", p.timeout)
-                return
+            if self.others_running:  # their trials may be stale (a process died): fail them
+                for trial in fail_stale_trials(p.study):
+                    end_stale_run(p, trial)
             self.current = None
             try:
-                trial = self._ask()
-                if trial is None:  # another worker asked the budget's last trial meanwhile
-                    return
+                trial, counts = self._ask(deadline)
+                if trial is None:
+                    if counts is None or not budget_left_after_settling(p):
+                        return
+                    continue
                 plan = self.current = Plan(trial, [])
-                # from the first beat on, a dead worker leaves a stale, retryable trial; the
-                # beats go on while its MLflow run is created (which waits out a server outage)
-                with beating(p.study._storage, [trial._trial_id]):
+                # from the first beat on (with its attrs), a dead worker leaves a stale,
+                # retryable trial; the beats go on while its MLflow run is created (which
+                # waits out a server outage)
+                with beating(p.study._storage, [trial._trial_id], first=False), \
+                        lent(p.storage_url, p.study_name, trial):
                     self._plan(plan)
                     result = ((TrialState.FAIL, None, plan.error) if plan.error
                               else outcome(self._launch(plan), len(p.directions)))
@@ -152,8 +166,8 @@ class Worker:
                 raise lost
             self.done += 1
             self.failed += plan.state == TrialState.FAIL
-            self.report()
             if too_many_failures(self.failed, self.done, p.max_failure_rate, p.n_trials):
+                self.report()
                 raise SweepAborted(
                     f"{self.failed} of {self.done} trials failed, more than "
                     f"hydra.sweeper.max_failure_rate={p.max_failure_rate}; last failure: "
@@ -161,23 +175,22 @@ class Worker:
                 )
 
     def _plan(self, plan: Plan) -> None:
-        """Make an asked trial runnable; whatever goes wrong is its FAIL reason (`plan.error`)."""
+        """Make an asked trial runnable; whatever goes wrong is its FAIL reason (`plan.error`).
+        Its attrs (overrides, MLflow run, pruner) are written together, with its first beat."""
         p, trial = self.p, plan.trial
-        storage = p.study._storage
         try:
-            if p.pruner_config:
-                storage.set_trial_system_attr(trial._trial_id, PRUNER_ATTR, p.pruner_config)
             plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
         except Exception as e:
             plan.error = f"invalid overrides: {type(e).__name__}: {e}"
-        trial.set_user_attr("overrides", plan.overrides)
-        plan.retry_of = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        user_attrs: dict[str, Any] = {"overrides": plan.overrides}
+        plan.retry_of = asked_system_attrs(trial).get("failed_trial")
         if p.tracker is not None:
-            plan.run_id = p.tracker.start_child(
+            plan.run_id = user_attrs["mlflow_run_id"] = p.tracker.start_child(
                 trial.number, p.study_name, trial.params, plan.overrides,
                 {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
             )
-            trial.set_user_attr("mlflow_run_id", plan.run_id)
+        system_attrs = {PRUNER_ATTR: p.pruner_config} if p.pruner_config else {}
+        write_trial(p.study, trial._trial_id, user_attrs, system_attrs)
         plan.job = plan.overrides + env_overrides(
             p.storage_url, p.study_name, trial, p.heartbeat_interval,
             p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
@@ -189,23 +202,36 @@ class Worker:
             except Exception as e:
                 plan.error = f"invalid overrides: {type(e).__name__}: {e}"
 
-    def _ask(self) -> optuna.Trial | None:
-        """`study.ask` if the budget has room (else None), failing (not orphaning) the trial it
-        created when sampling raises. The check and the ask hold a lock on the study: two workers
-        that saw the last free trial at once both ran it (n_trials + 1, seen in CI)."""
+    def _ask(self, deadline: float | None) -> tuple[optuna.Trial | None, Counts | None]:
+        """One decision on one read of the study's trials: the progress of the trial just told,
+        then `study.ask` if the budget and the timeout leave room. (trial, counts); (None,
+        counts): the budget is spent; (None, None): the timeout is reached. A trial whose
+        sampling raises is failed (not orphaned). The check and the ask hold a lock on the
+        study: two workers that saw the last free trial at once both ran it (n_trials + 1)."""
         p = self.p
         with budget_lock(p.storage_url):
-            if budget_spent(p):
-                return None
-            before = {t._trial_id for t in p.study.get_trials(deepcopy=False)}
-            with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with optimize"
-                warnings.simplefilter("ignore", UserWarning)
-                try:
-                    return p.study.ask(p.space.distributions)
-                except Exception as e:
-                    reason = f"could not be sampled: {type(e).__name__}: {e}"
-                    fail_orphans(p.study, exclude=before, reason=reason)
-                    raise
+            with one_read(p.study):
+                trials = p.study.get_trials(deepcopy=False)
+                counts = count_trials(trials)
+                self.others_running = bool(counts.running)
+                if self.done > self.reported:
+                    self.report(counts=counts)
+                    self.reported = self.done
+                if budget_spent(p, say_so=not self.done, counts=counts):
+                    return None, counts
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.info("timeout of %ss reached: no new trials", p.timeout)
+                    return None, None
+                before = {t._trial_id for t in trials}
+                with warnings.catch_warnings():  # "Heartbeat ... to be used with optimize"
+                    warnings.simplefilter("ignore", UserWarning)
+                    try:
+                        return p.study.ask(p.space.distributions), counts
+                    except Exception as e:
+                        error = e
+            reason = f"could not be sampled: {type(error).__name__}: {error}"
+            fail_orphans(p.study, exclude=before, reason=reason)
+            raise error
 
     def _launch(self, plan: Plan) -> Any:
         """The trial as a Hydra job here; its JobReturn."""
@@ -230,7 +256,8 @@ class Worker:
             except Exception:  # finished meanwhile (e.g. failed as stale by another process)
                 pass
         try:
-            p.study.tell(plan.trial, values=values, state=state, skip_if_finished=True)
+            # as `study.optimize` tells: `study.tell` reads the trial back once more to return it
+            _tell_with_warning(p.study, plan.trial, values, state, skip_if_finished=True)
         except RuntimeError as e:  # GridSampler calls study.stop() once the grid is exhausted
             if "Study.stop" not in str(e):
                 raise
@@ -239,11 +266,15 @@ class Worker:
         if p.tracker is not None and plan.run_id:
             p.tracker.finish_child(plan.run_id, state.name, values, reason, mlflow_status)
 
-    def report(self, quiet: bool = False) -> None:
-        """The progress line, and the study's state on the parent run."""
+    def report(self, quiet: bool = False, counts: Counts | None = None) -> None:
+        """The progress line, and the study's state on the parent run (from `counts` and the
+        trials `one_read` holds, if read already)."""
         p = self.p
-        counts = count_trials(p.study.get_trials(deepcopy=False))
-        say(p.progress and not quiet, results.progress_line(p.study, counts, p.n_trials))
+        counts = counts or count_trials(p.study.get_trials(deepcopy=False))
+        if p.progress and not quiet:
+            if self._objective is None and len(p.directions) == 1:
+                self._objective = results.objective_name(p.study)  # set once, at the start
+            say(True, results.progress_line(p.study, counts, p.n_trials, self._objective))
         if p.tracker is None:
             return
         metrics: dict[str, Any] = {"n_complete": counts.complete, "n_pruned": counts.pruned,

@@ -92,16 +92,47 @@ class Postgres:
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.dir}'\nfsync = off\n"
-                    "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n")
+                    "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 100\n"
+                    # the transactions counted in a database are its clients' only
+                    "autovacuum = off\n")
         self.start()
         for sql in (f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{self.password}'",
                     f"CREATE DATABASE optuna OWNER {PG_USER}",
                     f"CREATE DATABASE mlflow OWNER {PG_USER}"):
-            self._as_owner([str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port),
-                            "-U", "postgres", "-d", "postgres", "-q", "-c", sql], timeout=30)
+            self.psql(sql)
 
     def url(self, database: str, driver: str = "postgresql") -> str:
         return f"{driver}://{PG_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, sql: str) -> str:
+        """`sql` run as the superuser, in the `postgres` database; its output, unaligned."""
+        return self._as_owner([str(self.bin / "psql"), "-h", str(self.dir), "-p", str(self.port),
+                               "-U", "postgres", "-d", "postgres", "-q", "-A", "-t", "-c", sql],
+                              timeout=30)
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database owned by the sweeper's role; its URL."""
+        self.psql(f"CREATE DATABASE {name} OWNER {PG_USER}")
+        return self.url(name)
+
+    def transactions(self, database: str, timeout: float = 30) -> int:
+        """The transactions the server counted in `database` (committed + rolled back).
+
+        A backend reports its counts up to a second late (PostgreSQL >= 15) or when it exits:
+        read until two reads a second apart agree. Each read is a new `psql` in another
+        database, so it neither counts here nor sees a cached snapshot.
+        """
+        sql = ("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+               f"WHERE datname = '{database}'")
+        last = int(self.psql(sql))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(1.1)
+            now = int(self.psql(sql))
+            if now == last:
+                return now
+            last = now
+        raise TimeoutError(f"transaction counts of {database} still changing after {timeout} s")
 
     def _as_owner(self, args: list[str], timeout: float) -> str:
         out = subprocess.run(["runuser", "-u", self.owner.pw_name, "--", *args], cwd=self.dir,

@@ -15,7 +15,7 @@ from hydra_plugins.optuna_mlflow_sweeper import current_trial, report, stop_now,
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, float]:
     trial = current_trial()
-    if trial is not None:
+    if trial is not None and cfg.record_pid:
         trial.set_user_attr("pid", os.getpid())
         if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPUs its worker was given
             trial.set_user_attr("gpus", os.environ["CUDA_VISIBLE_DEVICES"])
