@@ -154,7 +154,7 @@ def check_ends(
                 trial = sampled.study.ask(space.distributions)
             now = trial_overrides(trial, space, custom, config)
             changed = OverridesParser.create().parse_overrides(
-                [line for line in now if line not in lines])
+                [_forced(line) for line in now if line not in lines])
             if any(o.key_or_group.lstrip("+~") in groups for o in changed):
                 cfg, error = _compose(config, loader, now)
             else:
@@ -170,6 +170,12 @@ def check_ends(
                 raise config_error(source, space.exprs.get(name, f"{name}: {dist}"),
                                    f"a range the app accepts at every end and choice (at "
                                    f"{name}={end!r}: {' '.join(error.split())})")
+
+
+def _forced(line: str) -> str:
+    """`+key=value` as `++key=value`: applied to a config the sampled trial's `+key` already
+    added, an append would fail (Hydra: 'An item is already at key')."""
+    return "+" + line if line.startswith("+") and not line.startswith("++") else line
 
 
 def _app_error(cfg: DictConfig, app_check: Callable[[DictConfig], Any] | None) -> str | None:
