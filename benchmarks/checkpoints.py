@@ -52,7 +52,7 @@ def measure(name: str, model_cfg: Any, overrides: list[str], folder: Path) -> di
         "epoch_s": round(epoch, 3), "checkpoint_s": round(seconds, 4),
         "checkpoint_pct_of_epoch": round(100 * seconds / epoch, 2),
         "keras_save_s": round(statistics.median(keras_save), 4),
-        "checkpoint_mb": round((store.path / checkpoints.FILE).stat().st_size / 2**20, 2),
+        "checkpoint_mb": round(Path(store.file).stat().st_size / 2**20, 2),
         "keras_mb": round((folder / f"{name}.keras").stat().st_size / 2**20, 2),
     }
 

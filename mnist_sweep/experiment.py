@@ -36,7 +36,8 @@ def run(cfg: DictConfig) -> float | list[float]:
             checkpoints.kept_for_retry(store):
         mlflow.set_tags(runs.provenance_tags())
         runs.log_params(config_mod.flatten(config_mod.to_dict(cfg)))
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_text(runs.redact(OmegaConf.to_yaml(cfg, resolve=True), runs.known_secrets()),
+                        "config.yaml")
         runs.log_dataset(
             splits.x_train, splits.y_train, "mnist-train", "training", splits.source
         )

@@ -14,6 +14,8 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402
     mlflow_auth_server,
     mlflow_server,
     postgres,
+    read_only_disk,
+    s3_server,
 )
 
 from tests.helpers import compose_config  # noqa: E402

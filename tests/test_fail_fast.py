@@ -112,3 +112,45 @@ def test_a_misspelled_objective_stops_the_sweep_before_anything_exists(
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "mlflow.db").exists()  # no parent run, no experiment
     assert not list(tmp_path.glob("multirun/**/optuna.db"))  # no study
+
+
+@pytest.mark.parametrize(("disk", "cause", "sweep"), [
+    ("read_only_disk", "read-only file system", False),
+    ("read_only_disk", "read-only file system", True),
+    ("full_disk", "no space left", False),
+])
+def test_a_checkpoint_folder_that_cannot_be_written_is_named_before_anything_trains(
+    tmp_path: Path, request: pytest.FixtureRequest, mnist_cache: Path, disk: str, cause: str,
+    sweep: bool
+) -> None:
+    """A read-only mount (root writes through chmod, not through that) or a full disk under
+    `train.checkpoint.dir`: one line naming the key, exit 2, no run recorded, no study."""
+    folder = request.getfixturevalue(disk)
+    if disk == "full_disk":
+        fill(folder)
+    args = [*RUN, "train.checkpoint.enabled=true", f"train.checkpoint.dir={folder}/ckpt"]
+    if sweep:
+        args = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.n_trials=1",
+                "train.optimizer=choice(adam)", *args]
+    done, _ = mnist_sweep(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/s.db"),
+                          *args)
+    assert done.returncode == 2
+    assert_one_line(done, "'train.checkpoint.dir'", cause)
+    assert not (tmp_path / "s.db").exists() and not list(tmp_path.rglob("optuna.db"))
+
+
+def test_a_checkpoint_folder_whose_disk_fills_while_training_is_named(
+    tmp_path: Path, full_disk: Path, mnist_cache: Path
+) -> None:
+    """Room when the run starts (2 MiB), not for the first checkpoint (a 512-unit dense net and
+    its Adam moments, ~5 MB): the line names the checkpoint folder, not the MLflow store."""
+    MlflowClient(f"sqlite:///{tmp_path}/s.db").search_experiments()  # made: quiet on first use
+    done, _ = mnist_sweep(
+        tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/s.db"),
+        "data.limit_train=300", "data.val_size=100", "train.epochs=2", "tracking.log_model=false",
+        "model.hidden.0.units=512", "train.checkpoint.enabled=true",
+        f"train.checkpoint.dir={full_disk}/ckpt")
+    assert done.returncode == 1
+    line = assert_one_line(done, f"cannot write the checkpoint folder at {full_disk}/ckpt/run-",
+                           "no space left on device")
+    assert "MLflow" not in line

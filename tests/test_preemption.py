@@ -20,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from mnist_sweep.model import checkpoints
+from mnist_sweep.model import checkpoint_store
 from tests.helpers import TF_NATIVE, epochs_saved
 
 pytestmark = pytest.mark.slow
@@ -85,7 +85,7 @@ def trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def state_file(folder: Path, trial: int = 0) -> Path:
-    return folder / f"multirun/resume/checkpoints/resume/trial-{trial}" / checkpoints.FILE
+    return folder / f"multirun/resume/checkpoints/resume/trial-{trial}" / checkpoint_store.FILE
 
 
 def assert_whole_history(client: MlflowClient, run_id: str) -> None:
@@ -159,7 +159,7 @@ def test_a_single_run_stopped_by_sigterm_checkpoints_and_the_same_command_resume
     deadline = time.monotonic() + 900
     while file is None or epochs_saved(file) < STOPPED_AFTER - 1:  # in the third epoch
         assert proc.poll() is None and time.monotonic() < deadline
-        file = next((tmp_path / "ckpt").glob(f"run-*/{checkpoints.FILE}"), None)
+        file = next((tmp_path / "ckpt").glob(f"run-*/{checkpoint_store.FILE}"), None)
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     err = finish(proc, expect=143)
@@ -204,7 +204,8 @@ def test_a_preempted_submitit_worker_is_requeued_and_its_trial_resumes(tmp_path:
     while not any(epochs >= 2 for epochs in saved.values()):
         assert proc.poll() is None and time.monotonic() < deadline, "no trial saved 2 epochs"
         time.sleep(0.05)
-        saved = {f.parent.name: epochs_saved(f) for f in folder.glob(f"trial-*/{checkpoints.FILE}")}
+        saved = {f.parent.name: epochs_saved(f)
+                 for f in folder.glob(f"trial-*/{checkpoint_store.FILE}")}
     jobs = job_processes(proc.pid)
     assert len(jobs) == 2
     for pid in jobs:

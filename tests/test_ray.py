@@ -22,7 +22,7 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from mnist_sweep.model import checkpoints
+from mnist_sweep.model import checkpoint_store
 from tests.helpers import LAUNCHED, assert_two_finished, epochs_saved, run_sweep
 
 EPOCHS = 6
@@ -40,7 +40,7 @@ TRIAL_LINE = re.compile(r"\[optuna_mlflow\] trial (\d+)")
 def _saved(folder: Path) -> dict[int, int]:
     """Epochs checkpointed, by trial (its retries checkpoint in the first trial's folder)."""
     base = folder / "multirun/ray/checkpoints/ray"
-    return {int(d.name.removeprefix("trial-")): epochs_saved(d / checkpoints.FILE)
+    return {int(d.name.removeprefix("trial-")): epochs_saved(d / checkpoint_store.FILE)
             for d in base.glob("trial-*")}
 
 

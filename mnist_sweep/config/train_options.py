@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from mnist_sweep.errors import ConfigError, is_positive_int
+from mnist_sweep.model.checkpoint_store import unwritable
 
 # OmegaConf 2.3 types fields from annotations at runtime: `Optional[int]` rather than `int | None`.
 # ruff: noqa: UP007, UP045
@@ -46,7 +47,11 @@ class CheckpointConfig:
 
     enabled: Optional[bool] = None  # null: on in a sweep's trials, off in single runs
     every: int = 1  # epochs between checkpoints
-    dir: Optional[str] = None  # null: <hydra.sweep.dir>/checkpoints (single runs: ./checkpoints)
+    dir: Optional[str] = None
+    """Where checkpoints go: a path or an fsspec URL (`s3://bucket/prefix`, `gs://...`,
+    `file://...`; credentials from the environment). null: `<hydra.sweep.dir>/checkpoints`
+    (single runs: `./checkpoints`). A retried trial resumes from where its first try recorded
+    its checkpoint, wherever this points now."""
 
 
 AUGMENT_RANGES = {"rotation": (180.0, "degrees"), "shift": (0.5, "of the side"),
@@ -83,6 +88,13 @@ def check_checkpoint(checkpoint: Mapping[str, Any]) -> None:
     every = checkpoint.get("every", 1)
     if not is_positive_int(every):
         raise ConfigError("train.checkpoint.every", every, "a positive int (epochs)")
+    folder = checkpoint.get("dir")
+    if folder and checkpoint.get("enabled") is not False:
+        # a read-only or full disk: said before anything trains, not at the first epoch's end
+        problem = unwritable(str(folder))
+        if problem:
+            raise ConfigError("train.checkpoint.dir", folder,
+                              f"a folder on a writable disk with room ({problem})")
 
 
 def _number_in(value: Any, low: float, high: float) -> bool:

@@ -9,10 +9,11 @@ metrics (replayed to MLflow and Optuna, so a resumed trial's curves and reports 
 order TensorFlow shuffles the digits in needs nothing: with a seed, `fit` reseeds it and the
 shuffle is drawn from that seed alone, the same in every epoch (measured; Keras 3.15).
 
-One file per run, `state.npz`, written beside itself and renamed over the last one: a kill at
-any moment leaves the previous checkpoint whole. A trial's folder is named after the first trial
-of its retry chain (Optuna's `failed_trial`), so every retry finds it; it is removed when the
-trial ends any way but interrupted (complete, pruned, failed): only a retry needs it.
+One file per run, on a local disk or object storage (checkpoint_store.py: how a kill at any
+moment leaves the previous checkpoint whole). A trial records its checkpoint's location in the
+study before the first one is written, and its retries resume from there, whatever folder or
+machine they run in; it is removed when the trial ends any way but interrupted (complete,
+pruned, failed): only a retry needs it.
 """
 
 from __future__ import annotations
@@ -21,108 +22,37 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import random
-import shutil
 import time
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import to_absolute_path
 from hydra_plugins.optuna_mlflow_sweeper import current_trial
 from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
+from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+
+from mnist_sweep.model.checkpoint_store import Saved, Store, absolute
 
 log = logging.getLogger(__name__)
 
-FILE = "state.npz"
+MASK = "***"  # what mask_url puts for a password
 # the counters of the stateful callbacks `training.fit` may use (their best weights apart)
 CALLBACK_STATE = {
     "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
     "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
 }
 
-@dataclass
-class Saved:
-    """A loaded checkpoint: `meta` (JSON) and the arrays it names."""
-
-    meta: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def epoch(self) -> int:
-        """Epochs done: training resumes with this (0-based) epoch."""
-        return len(self.rows)
-
-    def initial_epoch(self, epochs: int) -> int:
-        """The epoch training resumes with: the next, or none if early stopping had ended it."""
-        return epochs if self.meta.get("stopped") else self.epoch
-
-    @property
-    def rows(self) -> list[dict[str, float]]:
-        """Each epoch's metrics, as `on_epoch` saw them."""
-        return self.meta["rows"]
-
-    def group(self, name: str) -> list[np.ndarray]:
-        return [self.arrays[f"{name}/{i}"] for i in range(self.meta["sizes"].get(name, 0))]
-
-
-@dataclass
-class Store:
-    """One run's checkpoint folder."""
-
-    path: Path
-    every: int = 1
-    fingerprint: str = ""
-
-    def load(self) -> Saved | None:
-        """The last checkpoint, or None (none, unreadable, or made with another config)."""
-        file = self.path / FILE
-        if not file.exists():
-            return None
-        try:
-            with np.load(file, allow_pickle=False) as npz:
-                saved = Saved(json.loads(str(npz["meta"])),
-                              {k: npz[k] for k in npz.files if k != "meta"})
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            log.warning("checkpoint %s is unreadable (%s): training from the first epoch", file, e)
-            return None
-        if saved.meta.get("fingerprint") != self.fingerprint:
-            log.warning("checkpoint %s was made with another config: training from the first "
-                        "epoch", file)
-            return None
-        return saved
-
-    def save(self, meta: Mapping[str, Any], groups: Mapping[str, Sequence[Any]]) -> None:
-        """Write atomically: a temporary file in the folder, synced, renamed over the last."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{name}/{i}": np.asarray(a) for name, items in groups.items()
-                  for i, a in enumerate(items)}
-        sizes = {name: len(items) for name, items in groups.items()}
-        text = json.dumps({**meta, "sizes": sizes, "fingerprint": self.fingerprint})
-        temporary = self.path / f".{FILE}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as f:
-            np.savez(f, meta=np.array(text), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.path / FILE)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 def for_run(cfg: DictConfig) -> Store | None:
     """Where this run checkpoints (None: it does not), by `train.checkpoint`.
 
-    A sweep's trial: `<dir>/<study>/trial-<k>`, k the first trial of its retry chain; a trial
-    that is no retry starts fresh, so whatever is there is stale and removed. A single run:
+    A sweep's trial: `<dir>/<study>/trial-<k>`, k its number, the location recorded with the
+    trial before its first checkpoint; a retry resumes from the location its first try recorded
+    (the study hands it down), whatever folder or machine it runs in. A trial with nothing to
+    resume starts fresh, so whatever is at its location is stale and removed. A single run:
     `<dir>/run-<config hash>`, so running the same command again resumes it.
     """
     settings = cfg.train.checkpoint
@@ -130,18 +60,41 @@ def for_run(cfg: DictConfig) -> Store | None:
     if not (settings.enabled if settings.enabled is not None else trial is not None):
         return None
     digest = fingerprint(cfg)
+    base = base_location(cfg).rstrip("/")
     if trial is None:
-        return Store(_absolute(settings.dir or "checkpoints") / f"run-{digest[:12]}",
-                     settings.every, digest)
-    base = _absolute(settings.dir) if settings.dir else _sweep_dir() / "checkpoints"
-    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    first = next((t.system_attrs.get("failed_trial") for t in running
-                  if t.number == trial.number), None)
-    name = f"trial-{trial.number if first is None else first}"
-    store = Store(base / trial.study.study_name / name, settings.every, digest)
-    if first is None:
-        store.remove()
+        return Store(f"{base}/run-{digest[:12]}", settings.every, digest)
+    recorded = _unmasked(sweep_trial.recorded_checkpoint(), base)
+    if recorded is not None:
+        return Store(recorded, settings.every, digest)
+    store = Store(f"{base}/{trial.study.study_name}/trial-{trial.number}", settings.every,
+                  digest, before_first_save=sweep_trial.record_checkpoint)
+    store.remove()
     return store
+
+
+def base_location(cfg: DictConfig) -> str:
+    """The folder (path or URL) new checkpoints go under: `train.checkpoint.dir`, else a sweep's
+    `<hydra.sweep.dir>/checkpoints`, else `./checkpoints` (plain paths made absolute)."""
+    configured = cfg.train.checkpoint.dir
+    if configured:
+        return absolute(str(configured))
+    if current_trial() is None:
+        return absolute("checkpoints")
+    sweep_dir = HydraConfig.get().sweep.dir if HydraConfig.initialized() else "."
+    return absolute(f"{sweep_dir}/checkpoints")
+
+
+def _unmasked(recorded: str | None, base: str) -> str | None:
+    """The recorded location, with the password recorded as `***` taken back from this run's
+    own `train.checkpoint.dir` when it lies there; None when it cannot be used (another one)."""
+    if recorded is None or MASK not in recorded:
+        return recorded
+    masked_base = mask_url(base)
+    if masked_base != base and recorded.startswith(masked_base):
+        return base + recorded[len(masked_base):]
+    log.warning("the checkpoint recorded for this trial (%s) is at a location whose password "
+                "this run does not have: training from the first epoch", recorded)
+    return None
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -152,15 +105,6 @@ def fingerprint(cfg: DictConfig) -> str:
     text = json.dumps({"model": tree["model"], "data": tree["data"], "train": train},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _sweep_dir() -> Path:
-    return _absolute(HydraConfig.get().sweep.dir if HydraConfig.initialized() else ".")
-
-
-def _absolute(path: str) -> Path:
-    """From where the command ran, as Hydra's paths are (a job may run in its own folder)."""
-    return Path(to_absolute_path(path))
 
 
 @contextlib.contextmanager
@@ -176,7 +120,7 @@ def kept_for_retry(store: Store | None) -> Iterator[None]:
         raise
     except KeyboardInterrupt as stop:  # what was kept, for the line that says the run stopped
         saved = store.load() if store is not None else None
-        stop.add_note(f"epochs 1-{saved.epoch} saved in {store.path}: the same command resumes "
+        stop.add_note(f"epochs 1-{saved.epoch} saved in {store.shown}: the same command resumes "
                       "the run after them" if saved and store else
                       "no checkpoint to resume from (train.checkpoint.enabled=true keeps one)")
         raise
@@ -191,7 +135,12 @@ def restore(model: Any, saved: Saved) -> bool:
     model.optimizer.build(model.trainable_variables)
     pairs = {"model": model.variables, "optimizer": model.optimizer.variables}
     for name, variables in pairs.items():
-        if saved.meta["shapes"].get(name) != _shapes(variables):
+        try:  # what the meta says, and what the arrays are: a file may be edited or mixed up
+            fits = saved.meta["shapes"].get(name) == _shapes(variables) == [
+                list(a.shape) for a in saved.group(name)]
+        except (KeyError, TypeError, AttributeError):
+            fits = False
+        if not fits:
             log.warning("checkpoint does not fit this model (%s variables differ): training "
                         "from the first epoch", name)
             return False

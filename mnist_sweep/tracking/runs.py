@@ -109,7 +109,11 @@ def _without(*names: str) -> Iterator[None]:
 
 
 def log_params(flat: Mapping[str, Any]) -> None:
-    mlflow.log_params({k: ("null" if v is None else v) for k, v in flat.items()})
+    """A password in a value (a URL such as `train.checkpoint.dir=sftp://user:pw@host/...`)
+    is logged as ***."""
+    secrets = known_secrets()
+    mlflow.log_params({k: "null" if v is None else redact(v, secrets) if isinstance(v, str) else v
+                       for k, v in flat.items()})
 
 
 def log_epoch(step: int, metrics: Mapping[str, float]) -> None:

@@ -13,6 +13,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts
 
 from mnist_sweep.data import mnist
 from mnist_sweep.model import checkpoints
+from mnist_sweep.model.checkpoint_store import FILE
 from mnist_sweep.model.models import build_model
 from mnist_sweep.model.training import fit
 
@@ -83,11 +84,11 @@ def test_a_checkpoint_is_replaced_whole_and_ignored_when_made_with_another_confi
     store = checkpoints.Store(tmp_path / "run", fingerprint="a")
     for epoch in (1, 2):
         store.save({"rows": [{"loss": 1.0}] * epoch}, {"model": [np.full(3, epoch)]})
-    assert [p.name for p in store.path.iterdir()] == [checkpoints.FILE]  # no temporary left
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [FILE]  # no temporary left
     saved = store.load()
     assert saved.epoch == 2 and saved.group("model")[0].tolist() == [2, 2, 2]
-    assert checkpoints.Store(store.path, fingerprint="b").load() is None  # another config's
-    (store.path / checkpoints.FILE).write_bytes(b"torn")
+    assert checkpoints.Store(store.location, fingerprint="b").load() is None  # another config's
+    (tmp_path / "run" / FILE).write_bytes(b"torn")
     assert store.load() is None
 
 
@@ -97,18 +98,68 @@ def test_a_checkpoint_is_replaced_whole_and_ignored_when_made_with_another_confi
 ])
 def test_a_checkpoint_outlives_its_run_only_when_interrupted(tmp_path, error, kept):
     store = checkpoints.Store(tmp_path / "run")
-    store.save({"rows": []}, {})
-    with contextlib.suppress(BaseException), checkpoints.kept_for_retry(store):
-        if error is not None:
-            raise error
-    assert store.path.exists() == kept
+    store.save({"rows": [{"loss": 1.0}]}, {})
+    raised = None
+    try:
+        with checkpoints.kept_for_retry(store):
+            if error is not None:
+                raise error
+    except BaseException as e:  # noqa: BLE001 (each kind is the test's parameter)
+        raised = e
+    assert type(raised) is error if error is not None else raised is None
+    assert (tmp_path / "run").exists() == kept
+    if isinstance(raised, KeyboardInterrupt):  # the line that says the run stopped
+        assert f"epochs 1-1 saved in {tmp_path / 'run'}" in raised.__notes__[0]
 
 
 def test_single_runs_checkpoint_only_when_asked_and_per_config(compose, tmp_path):
     assert checkpoints.for_run(compose([])) is None  # off outside a sweep by default
     on = ["train.checkpoint.enabled=true", f"train.checkpoint.dir={tmp_path}"]
     store = checkpoints.for_run(compose(on))
-    assert store.path.parent == tmp_path and store.path.name.startswith("run-")
-    assert checkpoints.for_run(compose(on)).path == store.path  # the same command resumes
-    assert checkpoints.for_run(compose([*on, "train.epochs=9"])).path != store.path
-    assert checkpoints.for_run(compose([*on, "train.checkpoint.every=2"])).path == store.path
+    assert store.location.startswith(f"{tmp_path}/run-")
+    assert checkpoints.for_run(compose(on)).location == store.location  # the same command resumes
+    assert checkpoints.for_run(compose([*on, "train.epochs=9"])).location != store.location
+    assert checkpoints.for_run(compose([*on, "train.checkpoint.every=2"])).location == \
+        store.location
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_one_warning_and_a_fresh_start(
+    compose, tmp_path, caplog
+):
+    """A file that reads, made with this config, but holding a weight of another shape (edited,
+    or mixed up with another run's): one line, then training from the first epoch."""
+    cfg = compose(["data.limit_train=300", "data.val_size=100", "train.epochs=2"])
+    store = checkpoints.Store(tmp_path / "run", fingerprint="f")
+    _fit(cfg, store)
+    saved = store.load()
+    groups = {name: saved.group(name) for name in saved.meta["sizes"]}
+    groups["model"][0] = np.zeros((3, 3), np.float32)  # the first kernel, of another shape
+    store.save({k: v for k, v in saved.meta.items() if k not in ("sizes", "fingerprint")},
+               groups)
+
+    with caplog.at_level("WARNING"):
+        _, again, seen = _fit(cfg, store)
+    assert not again.resumed_from_epoch and again.epochs_run == 2 and len(seen) == 2
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "does not fit this model" in warning and "\n" not in warning
+
+
+def test_checkpoints_on_s3_are_replaced_whole_and_nothing_is_written_locally(
+    s3_server, monkeypatch, tmp_path
+):
+    """A real S3-compatible server (moto's), reached as AWS is, through AWS_ENDPOINT_URL and
+    the AWS_* credentials: the checkpoint is one object, replaced whole, read back, removed."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    store = checkpoints.Store(f"s3://{s3_server.BUCKET}/unit/run", fingerprint="a")
+    assert store.load() is None
+    for epoch in (1, 2):
+        store.save({"rows": [{"loss": 1.0}] * epoch}, {"model": [np.full(3, epoch)]})
+    assert s3_server.keys("unit/") == [f"unit/run/{FILE}"]  # no temporary left
+    saved = store.load()
+    assert saved.epoch == 2 and saved.group("model")[0].tolist() == [2, 2, 2]
+    assert not list(tmp_path.rglob("*"))  # not a local folder named "s3:"
+    with contextlib.suppress(BaseException), checkpoints.kept_for_retry(store):
+        pass
+    assert s3_server.keys("unit/") == []

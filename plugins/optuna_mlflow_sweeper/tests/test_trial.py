@@ -11,6 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import trial as api
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import retry_later
 
 ENV = (api.ENV_STORAGE, api.ENV_STUDY, api.ENV_TRIAL_ID, api.ENV_TRIAL_NUMBER, api.ENV_HEARTBEAT)
 
@@ -96,3 +97,26 @@ def test_heartbeat_runs_while_the_job_runs_and_stops_after(
         monkeypatch.delenv(name)
     time.sleep(3.5)
     assert running._trial_id in storage._get_stale_trial_ids(study._study_id)
+
+
+def test_a_recorded_checkpoint_location_is_handed_to_the_retry_with_its_password_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry is a new trial, possibly in another folder or on another machine: it finds
+    the location in the study (the failed trial's system attrs, which a retry inherits)."""
+    assert api.recorded_checkpoint() is None and api.record_checkpoint("/x") is None  # no-ops
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=url)
+    first = study.ask({"x": FloatDistribution(0, 1)})
+    enter_trial(monkeypatch, url, "s", first)
+    assert api.recorded_checkpoint() is None  # not a retry: nothing recorded
+    api.record_checkpoint("sftp://me:s3cret-pw@host/ckpt/s/trial-0")
+    stored = study._storage.get_trial_system_attrs(first._trial_id)[api.CHECKPOINT_ATTR]
+    assert stored == "sftp://me:***@host/ckpt/s/trial-0"
+
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    retry_later(study, study._storage.get_trial(first._trial_id))
+    retry = study.ask()
+    assert retry.params == first.params
+    enter_trial(monkeypatch, url, "s", retry)
+    assert api.recorded_checkpoint() == "sftp://me:***@host/ckpt/s/trial-0"

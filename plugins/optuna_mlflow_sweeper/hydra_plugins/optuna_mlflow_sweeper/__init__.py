@@ -4,7 +4,7 @@ Select it with `hydra/sweeper=optuna_mlflow`. Public modules:
 
 - trial.py       what task code calls: report(value, step), current_trial(), in_sweep(),
                  trial_heartbeat(), stop_requested(), stop_now(), sigterm_stops_after_epoch()
-                 (re-exported here)
+                 (re-exported here), record_checkpoint(), recorded_checkpoint()
 - tracking.py    resolve_tracking_uri(), ui_links(): where runs are recorded, how to look at them
 - results.py     write_study_plots(): a finished study's report figures as PNG files
 - config.py      the config schema (ConfigStore: hydra/sweeper, .../sampler, .../pruner)

@@ -13,6 +13,10 @@
 - stop_requested()      whether a scheduler asked this process to stop (SIGTERM): checkpoint
                         at the end of the epoch, then call stop_now()
 - stop_now()            stop the trial: it is recorded to run again first (raises)
+- record_checkpoint(location)
+                        record where the trial keeps its checkpoint (before writing the first)
+- recorded_checkpoint() where the trial this one retries kept it (None: not a retry, none): a
+                        retry finds its checkpoint from any folder or machine
 - sigterm_stops_after_epoch(grace_period)
                         the same SIGTERM behaviour for a task run alone (no sweep): a context
                         manager; `Terminated` (a KeyboardInterrupt) leaves it, exit code
@@ -34,9 +38,12 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.interrupts import (
 from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     current_trial,
     in_sweep,
+    record_checkpoint,
+    recorded_checkpoint,
     report,
     trial_heartbeat,
 )
 
-__all__ = ["EXIT_TERMINATED", "Terminated", "current_trial", "in_sweep", "report",
-           "sigterm_stops_after_epoch", "stop_now", "stop_requested", "trial_heartbeat"]
+__all__ = ["EXIT_TERMINATED", "Terminated", "current_trial", "in_sweep", "record_checkpoint",
+           "recorded_checkpoint", "report", "sigterm_stops_after_epoch", "stop_now",
+           "stop_requested", "trial_heartbeat"]

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 
 from hydra.errors import CompactHydraException
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
+
 log = logging.getLogger(__name__)
 
 _LOCAL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
@@ -101,13 +103,14 @@ class _Reraised(logging.Filter):
 
 @contextlib.contextmanager
 def one_line_faults(stores: Sequence[tuple[str, str]]) -> Iterator[None]:
-    """A local fault raised inside becomes a `LocalFault` (one line; the traceback is logged)."""
+    """A local fault raised inside becomes a `LocalFault` (one line; the traceback is logged).
+    A config error stays one, even when its words name a fault (a read-only folder refused)."""
     mlflow_sql = logging.getLogger("mlflow.store.db.utils")
     reraised = _Reraised()
     mlflow_sql.addFilter(reraised)
     try:
         yield
-    except LocalFault:
+    except (LocalFault, SweeperConfigError):
         raise
     except Exception as e:
         line = fault_line(e, stores)

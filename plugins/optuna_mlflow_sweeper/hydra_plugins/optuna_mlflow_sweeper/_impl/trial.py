@@ -28,6 +28,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import (
     NullHeartbeat,
     beating,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
 
 if TYPE_CHECKING:
     import optuna
@@ -41,6 +42,9 @@ ENV_TRIAL_NUMBER = "OPTUNA_MLFLOW_TRIAL_NUMBER"
 ENV_HEARTBEAT = "OPTUNA_MLFLOW_HEARTBEAT_INTERVAL"
 # trial system attr holding the pruner config ({_target_: ..., args}) the sweeper uses
 PRUNER_ATTR = "optuna_mlflow:pruner"
+# trial system attr: where the trial keeps its checkpoint; a retry inherits it (study.retry_later
+# and Optuna's heartbeat retry copy the failed trial's system attrs), wherever it runs
+CHECKPOINT_ATTR = "optuna_mlflow:checkpoint"
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {"key": None, "trial": None}
@@ -101,6 +105,26 @@ def trial_heartbeat(interval: int | None = None) -> Iterator[optuna.Trial | None
     trial = current_trial()
     with NullHeartbeat() if trial is None else _beat(trial, interval, in_sweep):
         yield trial
+
+
+def recorded_checkpoint() -> str | None:
+    """Where the trial this one retries kept its checkpoint (`record_checkpoint`), or None (not
+    a retry, none recorded, outside a sweep). Read from the study, so a retry finds it whatever
+    folder or machine it runs in. A password in it was recorded as `***`."""
+    trial = current_trial()
+    if trial is None:
+        return None
+    location = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(CHECKPOINT_ATTR)
+    return None if location is None else str(location)
+
+
+def record_checkpoint(location: str) -> None:
+    """Record where the running trial keeps its checkpoint, before its first one is written
+    (a password in the location is recorded masked). No-op outside a sweep."""
+    trial = current_trial()
+    if trial is not None:
+        masked = redact(location, known_secrets([location]))
+        trial.study._storage.set_trial_system_attr(trial._trial_id, CHECKPOINT_ATTR, masked)
 
 
 def instantiate(config: Any) -> Any:

@@ -1,6 +1,7 @@
-"""Real, throwaway servers for the shared-services tests: a PostgreSQL cluster, an MLflow server.
+"""Real, throwaway servers for the shared-services tests: a PostgreSQL cluster, an MLflow server,
+an S3-compatible object store (moto's server).
 
-Both listen on 127.0.0.1 at a free port, can be stopped and started again (an outage), wait for
+Each listens on 127.0.0.1 at a free port, can be stopped and started again (an outage), wait for
 readiness with a bound, and are stopped by the pid they were started with. PostgreSQL refuses
 to run as root, so its cluster belongs to `nobody` (tests run as root here and in CI).
 
@@ -12,6 +13,7 @@ pytest is needed only by whoever imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
@@ -205,6 +207,75 @@ class MlflowServer:
         self.proc = None
 
 
+class S3Server:
+    """moto's S3-compatible server (`moto_server`, from `moto[server]`), with one bucket.
+
+    A real HTTP server speaking S3, not a mock of the client: the code under test reaches it as
+    it would AWS, through `AWS_ENDPOINT_URL` and the `AWS_*` credentials in `env`.
+    """
+
+    BUCKET = "checkpoints"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "test-key",
+                    "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
+        log = open(workdir / "moto-server.log", "ab")  # noqa: SIM115 (the child owns it)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p",
+             str(self.port)], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        _wait(self._healthy, "moto server", 60)
+        request = urllib.request.Request(f"{self.url}/{self.BUCKET}", method="PUT")
+        urllib.request.urlopen(request, timeout=10).close()  # create the bucket
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            text = (self.workdir / "moto-server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"moto_server exited: {text}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """The bucket's object keys under `prefix` (S3's ListObjectsV2, as XML)."""
+        with urllib.request.urlopen(f"{self.url}/{self.BUCKET}?list-type=2&prefix={prefix}",
+                                    timeout=10) as r:
+            text = r.read().decode()
+        return [part.split("</Key>")[0] for part in text.split("<Key>")[1:]]
+
+    def stop(self) -> None:
+        """SIGTERM by its pid, SIGKILL after 10 s."""
+        if self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3-compatible server for the session, its bucket `S3Server.BUCKET` (skipped where
+    moto's server is not installed: `pip install moto[server]`, in the dev extra)."""
+    if not (Path(sys.executable).parent / "moto_server").exists():
+        pytest.skip("moto's S3 server is not installed (pip install 'moto[server]')")
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A throwaway PostgreSQL cluster for the session (skipped where PostgreSQL is missing)."""
@@ -262,6 +333,22 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mount)], check=True,
                    timeout=30)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real tmpfs mounted read-only for the test (root only): root writes through a folder's
+    permissions, not through a read-only mount."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", str(mount)],
+                   check=True, timeout=30)
     try:
         yield mount
     finally:
