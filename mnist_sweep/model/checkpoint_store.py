@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,7 @@ class Store:
     location: str
     every: int = 1
     fingerprint: str = ""
-    before_first_save: Any = None
+    before_first_save: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.location = absolute(str(self.location))

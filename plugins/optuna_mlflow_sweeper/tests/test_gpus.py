@@ -65,6 +65,7 @@ def test_only_workers_on_this_machine_are_given_its_gpus() -> None:
         {}, {}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib"]], ids=["local", "joblib"])
 def test_each_worker_process_sees_its_own_gpus(tmp_path: Path, env: dict[str, str],
                                                launcher: list[str]) -> None:
