@@ -58,3 +58,17 @@ def test_two_ray_workers_run_the_budget_on_a_running_cluster(
         tmp_path / "sweep" / "workers" / str(i) for i in range(2)]
     assert not list(ray_cluster.dir.glob("sweep")) and not (ray_cluster.dir / "mlflow.db").exists()
     assert os.listdir(tmp_path / "sweep" / "workers" / "0")  # the job's own folder, its log
+
+
+@pytest.mark.slow
+def test_one_trial_job_at_a_time_joins_a_running_cluster_by_its_address_alone(
+    tmp_path, env: dict[str, str], ray_cluster: RayCluster
+) -> None:
+    """`hydra.sweeper.n_jobs=1`: each trial is a job of the launcher, fitted like the workers'
+    (Ray refused hydra-ray-launcher's object_store_memory when joining: the sweep failed)."""
+    env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
+    sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
+          "hydra.sweeper.n_jobs=1", *ray_cluster.launcher())
+    trials = study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert {t.user_attrs["pid"] for t in trials} <= ray_cluster.worker_pids()

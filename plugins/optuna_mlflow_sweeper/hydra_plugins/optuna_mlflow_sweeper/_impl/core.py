@@ -82,9 +82,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
             self.launcher = BasicLauncher()
             self.launcher.setup(hydra_context=hydra_context, task_function=task_function,
                                 config=config)
-        else:
+        else:  # with n_jobs: 1 it launches each trial: fitted as the workers' one is
             self.launcher = Plugins.instance().instantiate_launcher(
                 config=config, hydra_context=hydra_context, task_function=task_function)
+            if self.settings.n_jobs == 1:
+                launchers.fit_ray(self.launcher, 1)
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None
