@@ -20,7 +20,7 @@ RESULT = "BENCH_RESULT "  # marks a worker's result line among whatever librarie
 PACKAGES = ("mnist-sweep", "tensorflow", "keras", "jax", "jaxlib", "numpy", "mlflow", "optuna",
             "hydra-core", "hydra-joblib-launcher", "matplotlib")
 MEASUREMENTS = ("fit", "overhead", "parallel", "pruning", "throughput", "sweeper_cost",
-                "transactions")
+                "transactions", "cluster")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class Settings:
     throughput_limit: int | None = 3000
     sweeper_trials: tuple[int, int] = (10, 30)  # trivial-objective trials: cost per trial, fixed
     sweeper_rounds: int = 2
+    cluster_trials: int = 6  # CNN trials on a one-node, then a two-node Ray cluster
+    cluster_epochs: int = 2
+    cluster_limit: int | None = 5000
     seed: int = 0
 
 
@@ -58,7 +61,8 @@ MODES = {
                      prune_trials=16, prune_epochs=5, prune_limit=10000, prune_val_size=5000,
                      prune_seeds=(0, 1, 2),
                      throughput_trials=8, throughput_epochs=2, throughput_limit=None,
-                     sweeper_trials=(20, 60), sweeper_rounds=3),
+                     sweeper_trials=(20, 60), sweeper_rounds=3,
+                     cluster_trials=8, cluster_epochs=3, cluster_limit=None),
 }
 
 

@@ -11,7 +11,8 @@ the figures are measured side by side, on the same models, data and seeds, and p
 machine and versions. Keras fixes its backend per process, so each backend's training runs in a
 worker subprocess (`--worker fit`); the whole-trial overhead runs in one too (`--worker overhead`)
 so it starts cold like a real trial (`workers.py`). Sweep measurements (parallel trials, pruning)
-live in `sweeps.py`. Progress goes to stderr; stdout carries only the JSON lines.
+live in `sweeps.py`, scaling out to a two-node Ray cluster in `cluster.py`. Progress goes to
+stderr; stdout carries only the JSON lines.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fixed_costs, sweeps, transactions, workers
+from benchmarks import cluster, fixed_costs, sweeps, transactions, workers
 from benchmarks.common import (
     MEASUREMENTS,
     MODES,
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput": lambda: sweeps.measure_throughput(settings),
         "sweeper_cost": lambda: fixed_costs.measure_sweeper_cost(settings),
         "transactions": lambda: transactions.measure_transactions(settings),
+        "cluster": lambda: cluster.measure_scaling(settings),
     }
     failed = False
     lines: list[dict[str, Any]] = []
@@ -137,6 +139,7 @@ def goals(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cold = find("trial_overhead", process="cold")
     throughput = find("sweep_throughput", n_jobs=1)
     txn = find("storage_transactions")
+    scaling = find("cluster_scaling")
     figures = {
         "trial_cost_vs_hydra_basic": (cost and cost["ratio"], "<=", 1.2),
         "fixed_cost_minus_hydra_basic_s": (cost and cost["fixed_diff_s"], "<=", 2.0),
@@ -144,6 +147,8 @@ def goals(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "throughput_vs_plain_optuna_1_worker": (throughput and throughput["ratio"], ">=", 2.5),
         "storage_transactions_per_trial": (txn and txn.get("ours", {}).get("per_trial"), "<=",
                                            transactions.GOAL),
+        "two_nodes_vs_one_trials_per_hour": (scaling and scaling.get("ratio"), ">=",
+                                             cluster.GOAL),
     }
     return {"measurement": "goals", **{
         name: {"value": value, "goal": f"{op} {goal}",
@@ -154,11 +159,13 @@ def goals(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
     if args.limit_train:
         settings = replace(settings, fit_limit=args.limit_train, overhead_limit=args.limit_train,
-                           parallel_limit=args.limit_train, prune_limit=args.limit_train)
+                           parallel_limit=args.limit_train, prune_limit=args.limit_train,
+                           cluster_limit=args.limit_train)
     if args.epochs:
         settings = replace(settings, fit_epochs=args.epochs)
     if args.trials:
-        settings = replace(settings, parallel_trials=args.trials, prune_trials=args.trials)
+        settings = replace(settings, parallel_trials=args.trials, prune_trials=args.trials,
+                           cluster_trials=args.trials)
     return settings
 
 

@@ -11,10 +11,24 @@ from __future__ import annotations
 import os
 
 import pytest
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 from toyapp import runs, study, sweep
 
+from hydra_plugins.optuna_mlflow_sweeper._impl import launchers
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
+
+
+def test_a_ray_worker_sizes_its_threads_to_the_cpus_its_task_holds() -> None:
+    """A Ray task holds the CPUs it asks its node for (Ray's default: 1), whatever the machine
+    that starts the sweep has: its TensorFlow runs that many threads, not this machine's share."""
+    ray_launcher = pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher")
+    launcher = ray_launcher.RayLauncher(OmegaConf.create({"init": {}, "remote": {}}))
+    assert launchers.cpus_per_worker(launcher, 2) == 1
+    launcher.ray_cfg.remote.num_cpus = 4
+    assert launchers.cpus_per_worker(launcher, 2) == 4
+    assert launchers.cpus_per_worker(BasicLauncher(), 2) == max(1, (os.cpu_count() or 1) // 2)
 
 
 @pytest.mark.slow
@@ -44,3 +58,17 @@ def test_two_ray_workers_run_the_budget_on_a_running_cluster(
         tmp_path / "sweep" / "workers" / str(i) for i in range(2)]
     assert not list(ray_cluster.dir.glob("sweep")) and not (ray_cluster.dir / "mlflow.db").exists()
     assert os.listdir(tmp_path / "sweep" / "workers" / "0")  # the job's own folder, its log
+
+
+@pytest.mark.slow
+def test_one_trial_job_at_a_time_joins_a_running_cluster_by_its_address_alone(
+    tmp_path, env: dict[str, str], ray_cluster: RayCluster
+) -> None:
+    """`hydra.sweeper.n_jobs=1`: each trial is a job of the launcher, fitted like the workers'
+    (Ray refused hydra-ray-launcher's object_store_memory when joining: the sweep failed)."""
+    env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
+    sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
+          "hydra.sweeper.n_jobs=1", *ray_cluster.launcher())
+    trials = study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert {t.user_attrs["pid"] for t in trials} <= ray_cluster.worker_pids()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -53,6 +54,10 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
     for run in [parent, *children]:
         assert run.data.tags["mlflow.user"]
         assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.source.type"]
+    # where each trial ran: the host (a Ray cluster's node id too; not in Ray here)
+    for run in children:
+        assert run.data.tags["host"] == socket.gethostname()
+        assert "ray.node_id" not in run.data.tags
     assert parent.data.tags["best_trial_number"] == str(s.best_trial.number)
     assert parent.data.metrics["sweep/best_value"] == pytest.approx(s.best_value)
     # the parent's series in a section of their own in the chart view, apart from the trials'

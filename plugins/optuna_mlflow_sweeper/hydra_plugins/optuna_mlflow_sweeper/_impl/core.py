@@ -84,9 +84,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
             self.launcher = BasicLauncher()
             self.launcher.setup(hydra_context=hydra_context, task_function=task_function,
                                 config=config)
-        else:
+        else:  # with n_jobs: 1 it launches each trial: fitted as the workers' one is
             self.launcher = Plugins.instance().instantiate_launcher(
                 config=config, hydra_context=hydra_context, task_function=task_function)
+            if self.settings.n_jobs == 1:
+                launchers.fit_ray(self.launcher, 1)
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None
@@ -141,11 +143,12 @@ class OptunaMlflowSweeperImpl(Sweeper):
             singletons=Singleton.get_state(),
         )
         watch = pool.Watcher(p.study, p.n_trials, p.progress)
-        envs = launchers.worker_envs(self.launcher, p.n_jobs, self.settings.gpus, os.environ)
+        cpus = launchers.cpus_per_worker(self.launcher, p.n_jobs)
+        envs = [{pool.CPUS_ENV: str(cpus), **own} for own in launchers.worker_envs(
+            self.launcher, p.n_jobs, self.settings.gpus, os.environ)]
         where = ("local processes" if launchers.is_basic(self.launcher)
                  else f"jobs of {type(self.launcher).__name__}")
-        say(p.progress, f"{PREFIX} {p.n_jobs} workers ({where}), "
-            f"{pool.cpus_per_worker(p.n_jobs)} core(s) each")
+        say(p.progress, f"{PREFIX} {p.n_jobs} workers ({where}), {cpus} core(s) each")
         problems: list[str] = []
 
         def finish(status: str) -> None:

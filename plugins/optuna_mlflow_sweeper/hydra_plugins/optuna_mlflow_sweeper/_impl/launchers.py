@@ -54,6 +54,17 @@ def worker_envs(launcher: Any, n_workers: int, named: Sequence[str] | None,
             for mine in gpus.assign(devices, n_workers)]
 
 
+def cpus_per_worker(launcher: Any, n_workers: int) -> int:
+    """The cores each worker's trials may use (its TensorFlow sizes its thread pools to them).
+
+    A Ray task holds the CPUs it asks for on its node (`hydra.launcher.ray.remote.num_cpus`,
+    Ray's default 1), whatever the machine that starts the sweep has; workers elsewhere share
+    this machine's cores."""
+    if kind(launcher) == RAY:
+        return max(1, int(launcher.ray_cfg.remote.get("num_cpus") or 1))
+    return max(1, (os.cpu_count() or 1) // max(1, n_workers))
+
+
 def fit_ray(launcher: Any, n_workers: int) -> None:
     """A Ray launcher's settings made fit for n workers (see the module); a value the command
     set itself is kept, but for the object store when joining, which Ray refuses."""

@@ -67,10 +67,6 @@ class Payload:
     singletons: dict[Any, Any]
 
 
-def cpus_per_worker(n_workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, n_workers))
-
-
 def carried_env(environ: dict[str, str]) -> dict[str, str]:
     """The variables of `environ` that say where and how the sweep records: MLflow's and Optuna's
     settings and the secrets the stores read."""
@@ -88,13 +84,11 @@ def run_local(payload: Payload, envs: list[dict[str, str]], sweep_dir: str,
     logs = Path(sweep_dir) / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
-    n = len(envs)
     procs = []
     for i, own in enumerate(envs):
         log_path = logs / f"worker-{os.getpid()}-{i}.log"
-        env = {CPUS_ENV: str(cpus_per_worker(n)), **own}
         proc = context.Process(target=_local_worker,
-                               args=(blob, str(log_path), env, os.getpid()),
+                               args=(blob, str(log_path), own, os.getpid()),
                                name=f"optuna-mlflow-worker-{i}")
         proc.start()
         procs.append((proc, log_path))
@@ -126,7 +120,7 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
     import cloudpickle
 
     n = len(envs)
-    common = {**carried_env(dict(os.environ)), CPUS_ENV: str(cpus_per_worker(n))}
+    common = carried_env(dict(os.environ))
     task = functools.partial(_launched_worker, cloudpickle.dumps(payload),
                              [{**common, **own} for own in envs], os.getcwd())
     launcher = launcher_factory(task)

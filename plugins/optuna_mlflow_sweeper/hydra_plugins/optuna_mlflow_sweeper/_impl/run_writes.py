@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import socket
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +31,17 @@ def context_tags() -> dict[str, str]:
     from mlflow.tracking.context.registry import resolve_tags
 
     return {key: str(value) for key, value in resolve_tags().items()}
+
+
+def where_tags() -> dict[str, str]:
+    """Where this process runs, for a trial's run: its host, and on a Ray cluster the node's id
+    (`ray.node_id`), so a lost node's trials can be told apart. Ray is asked only when this
+    process already runs inside it (a Ray worker imported it): never imported here."""
+    tags = {"host": socket.gethostname()}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        tags["ray.node_id"] = ray.get_runtime_context().get_node_id()
+    return tags
 
 
 def mlflow_key(key: str) -> str:

@@ -28,6 +28,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     context_tags,
     mlflow_key,
     mlflow_outbox,
+    where_tags,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR, STUDY_UID_ATTR
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
@@ -144,6 +145,7 @@ class MlflowTracker:
         assert self.parent_id is not None
         tags = {
             **context_tags(),
+            **where_tags(),  # this worker's: the trial runs in this process
             "mlflow.parentRunId": self.parent_id,
             "optuna.trial_number": str(number),
             "optuna.study_name": study_name,

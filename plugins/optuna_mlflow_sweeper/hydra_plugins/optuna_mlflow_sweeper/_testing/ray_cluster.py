@@ -7,6 +7,12 @@ single-node cluster: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the mode Ray uses on
 Windows, keeps every address on the loopback. A driver needs it too (`cluster.env`); the
 sweeper sets it itself for an address on 127.0.0.1.
 
+A cluster of several nodes (`add_node`: `ray start --address=HEAD`, its own processes and
+process group, so a test can kill a node as a whole) needs the head on the machine's outward
+address (`RayCluster(host=outward_address())`): with `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` Ray
+refuses a second node. `own_folder_at` gives each node a folder of its own at one path (a mount
+namespace per node, root only), as machines without a shared disk each have their own.
+
 In the plugin's checkout beside servers.py (not in its wheel), so the sweeper's tests and the
 app's import the fixture by name; it skips where Ray is not installed (the `ray` extra).
 """
@@ -15,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,23 +42,141 @@ STARTED = "Ray runtime started."
 # GPUs the cluster declares (Ray believes what it is told; none is here): each worker task asks
 # for its share, and Ray gives it its devices in CUDA_VISIBLE_DEVICES
 GPUS = 2
+NODE_PORTS = ("node-manager", "object-manager", "dashboard-agent-listen", "dashboard-agent-grpc",
+              "runtime-env-agent", "metrics-export")
+NODE_ID = re.compile(r"--node_id=([0-9a-f]+)")
+
+
+def outward_address() -> str:
+    """This machine's address as other machines reach it (the one a UDP socket routes from)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # nothing is sent: connect() only picks the route
+        return str(s.getsockname()[0])
+
+
+def _ray_start(args: list[str], folder: Path, log: Path, env: dict[str, str],
+               own_folder_at: Path | None) -> subprocess.Popen[bytes]:
+    """`ray start ... --block` in `folder`, in a process group of its own. With `own_folder_at`,
+    in a mount namespace of its own where that path is `folder/disk`: the node's own disk."""
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--block", *args]
+    if own_folder_at is not None:
+        (folder / "disk").mkdir()
+        command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                   'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+                   str(folder / "disk"), str(own_folder_at), *command]
+    # the memory monitor kills the biggest task when the machine is short of memory: on a
+    # machine shared with other work that would be a fault no test asked for
+    env = {**os.environ, **env, "RAY_memory_monitor_refresh_ms": "0"}
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=folder, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+class Node:
+    """A node that joined the cluster: `ray start --address=HEAD`, its processes in one group."""
+
+    def __init__(self, cluster: RayCluster, num_cpus: int, timeout: float) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="ray-node-", dir="/tmp"))
+        self.log = self.dir / "node.log"
+        args = [f"--address={cluster.address}", f"--node-ip-address={cluster.host}",
+                f"--num-cpus={num_cpus}", "--num-gpus=0", "--disable-usage-stats",
+                f"--temp-dir={self.dir}",
+                *(f"--{name}-port={free_port()}" for name in NODE_PORTS)]
+        self.proc = _ray_start(args, self.dir, self.log, cluster.node_env, cluster.own_folder_at)
+        try:
+            _wait(self._started, "ray worker node", timeout)
+        except TimeoutError as e:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            self.close()
+            raise TimeoutError(f"{e}: {tail}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _started(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"ray start exited ({self.proc.returncode}): "
+                               f"{self.log.read_text(errors='replace')[-3000:]}")
+        return STARTED in self.log.read_text(errors="replace") and self.node_id() is not None
+
+    def node_id(self) -> str | None:
+        """Ray's id of this node (as `ray.get_runtime_context().get_node_id()` says it), read
+        from its raylet's command line."""
+        return _node_id(self.proc.pid)
+
+    @property
+    def disk(self) -> Path:
+        """What this node wrote at the cluster's `own_folder_at` (with one)."""
+        return self.dir / "disk"
+
+    def kill(self) -> None:
+        """The node lost as a whole: SIGKILL to every process of its group, at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        _stop(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _retrying(attempts: int) -> tenacity.Retrying:
+    return tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), reraise=True,
+                             retry=tenacity.retry_if_exception_type((RuntimeError, TimeoutError)))
+
+
+def _group(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every process in the process group `pgid` (whole lines: `ps`
+    cuts them to $COLUMNS, which pytest sets)."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "-g", str(pgid)], capture_output=True,
+                         text=True, timeout=30).stdout
+    return [(int(pid), args) for pid, _, args in
+            (line.strip().partition(" ") for line in out.splitlines()) if pid.isdigit()]
+
+
+def _node_id(pgid: int) -> str | None:
+    for _, args in _group(pgid):
+        found = NODE_ID.search(args) if "raylet" in args else None
+        if found:
+            return found.group(1)
+    return None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to `ray start` (it drains, then stops its processes), SIGKILL to the group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(45)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
 
 
 class RayCluster:
-    """A one-node Ray cluster (the head) with `num_cpus` CPUs; `address` is `127.0.0.1:PORT`."""
+    """A Ray cluster: the head with `num_cpus` CPUs, at `address` (`HOST:PORT`), and the nodes
+    `add_node` joins to it. `env`: Ray settings for every node (e.g. short health checks).
+    The head declares `num_gpus` (none is here; Ray believes it): each worker task then asks for
+    its share, so with GPUs on the head alone every task waits for the head's CPUs."""
 
-    def __init__(self, num_cpus: int = 2, timeout: float = 120, attempts: int = 3) -> None:
-        self.env = dict(LOOPBACK_ENV)
+    def __init__(self, num_cpus: int = 2, timeout: float = 120, attempts: int = 3,
+                 host: str = "127.0.0.1", env: dict[str, str] | None = None,
+                 own_folder_at: Path | None = None, num_gpus: int = GPUS) -> None:
+        self.host, self.own_folder_at = host, own_folder_at
+        self.env = dict(LOOPBACK_ENV) if host == "127.0.0.1" else {}
+        self.node_env = {**self.env, **(env or {})}
+        self.nodes: list[Node] = []
         # Ray's sockets live under its temp dir: a short path (a socket path is < 108 bytes)
         self.dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.log = self.dir / "head.log"
         # `ray start` gives its raylet 30 s to register (hard-coded in Ray): on a loaded machine
         # it may not, and exits; a fresh start on fresh ports then usually does
-        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), reraise=True,
-                                     retry=tenacity.retry_if_exception_type(
-                                         (RuntimeError, TimeoutError)))
+        self.attempts, self.num_gpus = attempts, num_gpus
         try:
-            for attempt in retrying:
+            for attempt in _retrying(attempts):
                 with attempt:
                     self._start(num_cpus)
                     try:
@@ -63,28 +189,38 @@ class RayCluster:
             raise
 
     def _start(self, num_cpus: int) -> None:
-        ray = Path(sys.executable).parent / "ray"
         self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        ports = {f"--{name}-port": free_port() for name in (
-            "node-manager", "object-manager", "ray-client-server", "dashboard-agent-listen",
-            "dashboard-agent-grpc", "runtime-env-agent", "metrics-export")}
-        args = [str(ray), "start", "--head", "--block", f"--port={self.port}",
-                "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", f"--num-gpus={GPUS}",
+        self.address = f"{self.host}:{self.port}"
+        shutil.rmtree(self.dir / "disk", ignore_errors=True)  # an earlier attempt's
+        args = ["--head", f"--port={self.port}", f"--node-ip-address={self.host}",
+                f"--num-cpus={num_cpus}", f"--num-gpus={self.num_gpus}",
                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.dir}",
-                *(f"{flag}={port}" for flag, port in ports.items())]
-        # the memory monitor kills the biggest task when the machine is short of memory: on a
-        # machine shared with other work that would be a fault no test asked for
-        env = {**os.environ, **LOOPBACK_ENV, "RAY_memory_monitor_refresh_ms": "0"}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(args, cwd=self.dir, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                f"--ray-client-server-port={free_port()}",
+                *(f"--{name}-port={free_port()}" for name in NODE_PORTS)]
+        self.proc = _ray_start(args, self.dir, self.log, self.node_env, self.own_folder_at)
 
     def _started(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"ray start exited ({self.proc.returncode}): {self.tail()}")
         return STARTED in self.log.read_text(errors="replace")
+
+    def add_node(self, num_cpus: int = 1, timeout: float = 120) -> Node:
+        """A node joined to the head (`ray start --address`), in a folder and process group of
+        its own; stopped with the cluster."""
+        for attempt in _retrying(self.attempts):  # a raylet slow to register: see __init__
+            with attempt:
+                node = Node(self, num_cpus, timeout)
+        self.nodes.append(node)
+        return node
+
+    def node_id(self) -> str | None:
+        """The head node's Ray id."""
+        return _node_id(self.proc.pid)
+
+    @property
+    def disk(self) -> Path:
+        """What the head wrote at `own_folder_at` (with one)."""
+        return self.dir / "disk"
 
     def tail(self, chars: int = 3000) -> str:
         with contextlib.suppress(OSError):
@@ -102,7 +238,7 @@ class RayCluster:
         return self.dir / "session_latest" / "logs"
 
     def worker_pids(self) -> set[int]:
-        """Every process that ran as one of the cluster's workers (Ray logs each by its pid)."""
+        """Every process that ran as one of the head's workers (Ray logs each by its pid)."""
         return {int(p.stem.rpartition("_")[2])
                 for p in self.logs.glob("python-core-worker-*_*.log")}
 
@@ -112,23 +248,16 @@ class RayCluster:
                        for p in sorted(self.logs.glob(f"worker-*-{pid}.*")))
 
     def processes(self, title: str) -> list[int]:
-        """The pids of the cluster's processes whose command line starts with `title` (a task's
+        """The pids of the head's processes whose command line starts with `title` (a task's
         worker is titled `ray::<function>` while it runs it)."""
-        out = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(self.proc.pid)],
-                             capture_output=True, text=True, timeout=30).stdout
-        return [int(line.split(None, 1)[0]) for line in out.splitlines()
-                if line.split(None, 1)[1:] and line.split(None, 1)[1].startswith(title)]
+        return [pid for pid, args in _group(self.proc.pid) if args.startswith(title)]
 
     def stop(self) -> None:
-        """SIGTERM to `ray start` (it drains, then stops its processes), SIGKILL to the group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(45)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        """The nodes, then the head: SIGTERM to `ray start`, SIGKILL to its group."""
+        for node in self.nodes:
+            node.close()
+        self.nodes = []
+        _stop(self.proc)
 
     def close(self) -> None:
         self.stop()
