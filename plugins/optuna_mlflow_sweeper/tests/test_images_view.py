@@ -52,6 +52,9 @@ def test_the_trials_images_get_a_view_of_their_own(mlflow_template: Path, tmp_pa
     assert [c["imageKeys"] for c in cards] == [["images/confusion_matrix"], ["misclassified"]]
     assert all(c["type"] == "IMAGE" and c["showRunParams"] is False
                and c["metricSectionId"] == section["uuid"] for c in cards)
+    # a multi-objective sweep's trials ranked by the first objective's metric
+    assert images_view.view_state(parent, ["k"], True, "objective_0")["orderByKey"] == (
+        "metrics.`objective_0`")
     link = images_view.view_link("http://h:5000/#/experiments/1?workflowType=machine_learning",
                                  view)
     assert link == (f"http://h:5000/#/experiments/1/runs?viewStateShareKey={view}"

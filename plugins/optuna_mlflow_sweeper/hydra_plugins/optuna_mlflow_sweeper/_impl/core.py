@@ -215,7 +215,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
             return images_view.save_images_view(
                 p.tracker.client, str(p.tracker.experiment_id), p.tracker.parent_id,
                 p.study_name, trials,
-                maximize=p.study.directions[0] == StudyDirection.MAXIMIZE)
+                maximize=p.study.directions[0] == StudyDirection.MAXIMIZE,
+                objective="objective" if len(p.study.directions) == 1 else "objective_0")
         except Exception as e:  # a convenience: never fails the sweep
             log.warning("saving the MLflow view of the trials' images failed: %s: %s",
                         type(e).__name__, e)

@@ -61,15 +61,17 @@ def view_state(parent_run_id: str, keys: Sequence[str], maximize: bool,
 
 
 def save_images_view(client: Any, experiment_id: str, parent_run_id: str, name: str,
-                     trial_run_ids: Sequence[str], maximize: bool) -> str | None:
+                     trial_run_ids: Sequence[str], maximize: bool,
+                     objective: str = "objective") -> str | None:
     """Save the view of the sweep's trials' images on the experiment; its id (the link's
-    `viewStateShareKey`), or None when no trial logged an image (nothing to compare)."""
+    `viewStateShareKey`), or None when no trial logged an image (nothing to compare). Trials
+    are ranked by their metric `objective` (a multi-objective sweep's first: `objective_0`)."""
     keys = image_keys(client, trial_run_ids)
     if not keys:
         return None
     view_id = f"sweep-images-{parent_run_id}"
     envelope = {"name": f"{name}: trials' images", "createdAt": int(time.time() * 1000),
-                "state": json.dumps(view_state(parent_run_id, keys, maximize))}
+                "state": json.dumps(view_state(parent_run_id, keys, maximize, objective))}
     client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + view_id, json.dumps(envelope))
     return view_id
 
