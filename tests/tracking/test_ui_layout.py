@@ -9,6 +9,7 @@ MLflow's compare page with the sweep's trials selected.
 
 from __future__ import annotations
 
+import json
 import math
 from urllib.parse import unquote
 
@@ -75,6 +76,19 @@ def test_a_sweep_is_laid_out_for_comparing_its_trials(tmp_path, mnist_cache):
     ids = ",".join(f'"{c.info.run_id}"' for c in children)
     experiment = parent.info.experiment_id
     assert link.endswith(f'/#/compare-runs?runs=[{ids}]&experiments=["{experiment}"]')
+    # the trials' images side by side: a view saved on the experiment (the UI's "Views"), its
+    # trials best first, one full-width card per image key, no param lists; the end links it
+    view = f"sweep-images-{parent.info.run_id}"
+    envelope = json.loads(client.get_experiment(experiment).tags[f"mlflow.sharedViewState.{view}"])
+    state = json.loads(envelope["state"])
+    assert state["searchFilter"] == f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    assert [c["imageKeys"] for c in state["compareRunCharts"]] == [
+        ["images/confusion_matrix"], ["images/misclassified"]]
+    assert not any(c["showRunParams"] for c in state["compareRunCharts"])
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("  trials' images")]
+    assert line.split()[-1].endswith(
+        f"/#/experiments/{experiment}/runs?viewStateShareKey={view}&compareRunsMode=CHART"
+        "&workflowType=machine_learning")
     # warned once, before the trials: quickstart's TPE start-up (3) outlasts 2 trials
     shown = proc.stdout + proc.stderr
     assert shown.count("TPESampler is never used") == 1, shown[-3000:]

@@ -23,10 +23,12 @@ from hydra.core.singleton import Singleton
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import (
     html_report,
+    images_view,
     interrupts,
     launchers,
     pool,
@@ -202,11 +204,26 @@ class OptunaMlflowSweeperImpl(Sweeper):
             # the answer, even with progress off
             print(f"{results.best_line(p.study, counts)}\n  all results     {path}", flush=True)
             if p.tracker is not None:
-                say(p.progress, _where(p.tracker.summary(), trial_runs(p.study)))
+                trials = trial_runs(p.study)
+                say(p.progress, _where(p.tracker.summary(), trials, self._images_view(p, trials)))
                 if registered is not None and registry.where_line(registered):
                     print(registry.where_line(registered), flush=True)
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
+
+    def _images_view(self, p: Prepared, trials: list[str]) -> str | None:
+        """The MLflow UI view of the trials' images side by side, saved on the experiment (its
+        id; None when no trial logged an image, or saving failed: warned, the sweep goes on)."""
+        try:
+            return images_view.save_images_view(
+                p.tracker.client, str(p.tracker.experiment_id), p.tracker.parent_id,
+                p.study_name, trials,
+                maximize=p.study.directions[0] == StudyDirection.MAXIMIZE,
+                objective="objective" if len(p.study.directions) == 1 else "objective_0")
+        except Exception as e:  # a convenience: never fails the sweep
+            log.warning("saving the MLflow view of the trials' images failed: %s: %s",
+                        type(e).__name__, e)
+            return None
 
     def _register(self, p: Prepared) -> registry.Registered | None:
         """The best trial's model in the Model Registry (None: registration is off or failed)."""
@@ -315,9 +332,10 @@ def resume_command() -> str:
     return shlex.join(program + args)
 
 
-def _where(summary: dict[str, Any], trials: list[str]) -> str:
+def _where(summary: dict[str, Any], trials: list[str], images: str | None = None) -> str:
     """Where to look next: the parent run, its trials side by side in the runs table and on
-    MLflow's compare page (parallel coordinates, scatter, contour), in the MLflow UI."""
+    MLflow's compare page (parallel coordinates, scatter, contour), their images side by side
+    (the saved view `images`), in the MLflow UI."""
     links = ui_links(summary["tracking_uri"], summary["experiment_id"],
                      summary["parent_run_id"], compared=trials)
     lines = [f"sweep recorded in MLflow as parent run {summary['parent_run_id']}"]
@@ -326,6 +344,8 @@ def _where(summary: dict[str, Any], trials: list[str]) -> str:
     lines.append(f"  compare trials  {links['experiment']}")
     if links["compare"]:
         lines.append(f"  compare page    {links['compare']}")
+    if images:
+        lines.append(f"  trials' images  {images_view.view_link(links['experiment'], images)}")
     lines.append(f"  sweep summary   {links['run']}")
     return "\n".join(lines)
 
