@@ -72,3 +72,6 @@ def test_one_trial_job_at_a_time_joins_a_running_cluster_by_its_address_alone(
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert {t.user_attrs["pid"] for t in trials} <= ray_cluster.worker_pids()
+    # each trial's job folder where the command said, not in the folder the cluster runs in
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name.isdigit()) == ["0", "1"]
+    assert not list(ray_cluster.dir.glob("sweep"))

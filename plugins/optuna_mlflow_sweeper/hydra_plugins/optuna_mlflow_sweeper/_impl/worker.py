@@ -11,12 +11,14 @@ and on Ctrl-C FAIL in Optuna (queued to run again first) and KILLED in MLflow.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from omegaconf import DictConfig
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
@@ -27,6 +29,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import beating
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import budget_lock
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import override
 from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     INTERRUPTED,
@@ -121,6 +124,10 @@ class Worker:
         self.reported = 0  # trials done whose progress was reported
         self.others_running = True  # trials of other processes may be running (stale ones?)
         self._objective: str | None = None  # the objective's name, read once
+        # another launcher's job may start in another folder (a Ray node's): the trial's job
+        # folder is named absolutely, as the workers' are (pool.worker_jobs)
+        self._where = ([] if launcher is None or isinstance(launcher, BasicLauncher) else
+                       [override("hydra.sweep.dir", os.path.abspath(p.sweep_dir))])
 
     def run(self) -> None:
         """Trials until the study's budget (or the timeout) is used up; Ctrl-C records and
@@ -191,7 +198,7 @@ class Worker:
             )
         system_attrs = {PRUNER_ATTR: p.pruner_config} if p.pruner_config else {}
         write_trial(p.study, trial._trial_id, user_attrs, system_attrs)
-        plan.job = plan.overrides + env_overrides(
+        plan.job = plan.overrides + self._where + env_overrides(
             p.storage_url, p.study_name, trial, p.heartbeat_interval,
             p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
             exclude=p.secret_env,
