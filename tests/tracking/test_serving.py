@@ -19,7 +19,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from hydra_plugins.optuna_mlflow_sweeper._testing.servers import _wait, free_port
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import _wait, free_port, http_ready
 from mlflow.exceptions import MlflowException
 
 from mnist_sweep.data import mnist as data
@@ -83,13 +83,7 @@ class ScoringServer:
             )
 
     def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited: {self.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ready(self.proc, self.log, "mlflow models serve", f"{self.url}/ping")
 
     def predict(self, body: object) -> tuple[int, dict]:
         request = urllib.request.Request(f"{self.url}/invocations", json.dumps(body).encode(),

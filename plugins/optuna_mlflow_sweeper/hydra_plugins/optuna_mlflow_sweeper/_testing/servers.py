@@ -68,6 +68,18 @@ def _wait(check: object, what: str, timeout: float) -> None:
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
 
 
+def http_ready(proc: subprocess.Popen | None, log: Path, what: str, url: str) -> bool:
+    """Whether the server `proc` answers 200 at `url` (a `_wait` check); a server that exited
+    first is a RuntimeError with the end of its `log`, not a wait until the timeout."""
+    if proc is not None and proc.poll() is not None:
+        raise RuntimeError(f"{what} exited: {log.read_text(errors='replace')[-3000:]}")
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class Postgres:
     """A PostgreSQL cluster in a temp folder, owned by an unprivileged user, password auth."""
 
@@ -216,14 +228,8 @@ class MlflowServer:
         _wait(self._healthy, "mlflow server", timeout)
 
     def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            text = (self.workdir / "mlflow-server.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"mlflow server exited: {text}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ready(self.proc, self.workdir / "mlflow-server.log", "mlflow server",
+                          f"{self.url}/health")
 
     def stop(self) -> None:
         """SIGTERM to the server's process group (by its pid), SIGKILL after 15 s."""
@@ -268,14 +274,8 @@ class S3Server:
         urllib.request.urlopen(request, timeout=10).close()  # create the bucket
 
     def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            text = (self.workdir / "moto-server.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"moto_server exited: {text}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ready(self.proc, self.workdir / "moto-server.log", "moto_server",
+                          f"{self.url}/moto-api/")
 
     def keys(self, prefix: str = "") -> list[str]:
         """The bucket's object keys under `prefix` (S3's ListObjectsV2, as XML)."""
