@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from omegaconf import DictConfig
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, results
+from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, launchers, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted
 from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import beating
@@ -126,7 +125,7 @@ class Worker:
         self._objective: str | None = None  # the objective's name, read once
         # another launcher's job may start in another folder (a Ray node's): the trial's job
         # folder is named absolutely, as the workers' are (pool.worker_jobs)
-        self._where = ([] if launcher is None or isinstance(launcher, BasicLauncher) else
+        self._where = ([] if launcher is None or launchers.is_basic(launcher) else
                        [override("hydra.sweep.dir", os.path.abspath(p.sweep_dir))])
 
     def run(self) -> None:
