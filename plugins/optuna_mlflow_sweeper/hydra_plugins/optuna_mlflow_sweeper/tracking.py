@@ -8,7 +8,9 @@
         print("open the UI", links["command"])
     print(links["run"])
 
-`ensure_experiment(client, name)` makes (or restores) the experiment, `mask_url(url)` hides a URL's password.
+`ensure_experiment(client, name)` makes (or restores) an experiment; `mask_url(url)` hides a
+URL's password.
+
 The environment wins over the config so that one variable redirects a whole sweep: the sweeper,
 every trial and any app run it launches record into the same store.
 
