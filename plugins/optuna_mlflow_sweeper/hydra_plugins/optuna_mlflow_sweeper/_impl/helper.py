@@ -76,6 +76,7 @@ class Helper:
         if self._proc is None:
             return None
         fd = self._proc.stdout.fileno()  # type: ignore[union-attr]
+        # reading, not retrying: select's timeout is how a hung helper is told from a slow one
         while b"\n" not in self._pending:
             ready, _, _ = select.select([fd], [], [], timeout)
             chunk = os.read(fd, 65536) if ready else b""

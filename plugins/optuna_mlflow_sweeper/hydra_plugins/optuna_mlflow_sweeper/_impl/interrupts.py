@@ -196,6 +196,7 @@ def _unraisable(unraisable: Any) -> None:
 
 
 def _insist(signum: int) -> None:
+    # not retry.poll: the acknowledgement must end the wait at once, not after a sleep
     while not _acknowledged.wait(0.5):
         _last_resend[0] = time.monotonic()
         _thread.interrupt_main(signum)

@@ -123,6 +123,7 @@ class Outbox:
         return count
 
     def _run(self) -> None:
+        # a consumer (its retries are retry_call's): the Condition wakes it when an item comes
         while True:
             with self._cond:
                 while not self._items:
