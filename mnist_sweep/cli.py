@@ -21,6 +21,12 @@ from hydra.types import RunMode
 from hydra_plugins.optuna_mlflow_sweeper import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper import tracking as sweep_tracking
 from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
+    LocalFault,
+    Unreachable,
+    one_line_faults,
+)
+from hydra_plugins.optuna_mlflow_sweeper._impl.preflight import check_tracking
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -72,12 +78,12 @@ def app(cfg: DictConfig) -> float | list[float]:
         # a wrong address or password: one line now, not minutes of retries (a sweep's trial
         # skips it: the sweep checked)
         uri = sweep_tracking.resolve_tracking_uri(cfg.tracking.uri)
-        sweep_tracking.check_tracking(uri, "MLFLOW_TRACKING_URI" if os.environ.get(
+        check_tracking(uri, "MLFLOW_TRACKING_URI" if os.environ.get(
             "MLFLOW_TRACKING_URI") else "tracking.uri")
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 
-        with sweep_tracking.one_line_faults([("MLflow store", uri)]), _stops_on_sigterm(cfg):
+        with one_line_faults([("MLflow store", uri)]), _stops_on_sigterm(cfg):
             return run(cfg)
     except sweep_trial.Terminated as stop:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -86,8 +92,8 @@ def app(cfg: DictConfig) -> float | list[float]:
         log.info("stopped by SIGTERM: %s", notes)  # the run's log file
         print(f"mnist-sweep: stopped (SIGTERM): {notes}", file=sys.stderr)
         sys.exit(sweep_trial.EXIT_TERMINATED)
-    except (SweeperConfigError, DataUnavailableError, sweep_tracking.Unreachable,
-            sweep_tracking.LocalFault) as exc:
+    except (SweeperConfigError, DataUnavailableError, Unreachable,
+            LocalFault) as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweeper records the trial as failed and goes on
         # stderr, not the logger: Hydra routes log records to stdout and the run's log file

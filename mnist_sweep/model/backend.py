@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra_plugins.optuna_mlflow_sweeper.trial import ENV_CPUS
+
 from mnist_sweep.config.schema import BACKENDS
 from mnist_sweep.errors import ConfigError
 
@@ -127,7 +129,7 @@ def worker_cpus() -> int | None:
     workers on N cores run N*N threads, and two CNN trials side by side were measured slower
     than one after the other that way.
     """
-    value = os.environ.get("OPTUNA_MLFLOW_CPUS_PER_WORKER")
+    value = os.environ.get(ENV_CPUS)
     return int(value) if value and value.isdigit() and int(value) > 0 else None
 
 

@@ -27,7 +27,7 @@ import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from hydra.utils import to_absolute_path
-from hydra_plugins.optuna_mlflow_sweeper import tracking as sweep_tracking
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import one_line_faults
 from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Store:
         if first is not None:
             first(self.location)
         temporary = f"{self.root}/.{FILE}.{os.getpid()}.tmp"
-        with sweep_tracking.one_line_faults([("checkpoint folder", self.root)]):
+        with one_line_faults([("checkpoint folder", self.root)]):
             if isinstance(self.fs, LocalFileSystem):
                 self.fs.makedirs(self.root, exist_ok=True)
             with self.fs.open(temporary, "wb") as f:

@@ -9,9 +9,9 @@ on those 5,000 digits. Measured rather than copied from the README, because the 
 the data setting, the noise levels and the TensorFlow/Keras version, all part of the cache key.
 One seed: the notebook's figures move by about a point at f=0.5 from seed to seed.
 
-Trained in a subprocess (`python -m mnist_sweep.reports.references SETTINGS_JSON`), so the sweep
-process keeps its backend, thread settings and MLflow state; about 25 s on 2 cores with the full
-data. The results go to `notebook_reference.json` in the MNIST cache folder.
+Trained in a helper process (the plugin's `_impl/helper.py`), so the sweep process keeps its
+backend, thread settings and MLflow state; about 25 s on 2 cores with the full data. The results
+go to `notebook_reference.json` in the MNIST cache folder.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.helper import Helper, serve
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,18 @@ def notebook_reference(
         return {f: cached[key][f] for f in FAMILIES if f in cached[key]}  # dense, then cnn
     print("measuring the notebook's dense and CNN models for the robustness summary (once for "
           "this data setting, cached in " f"{path})", flush=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    env.pop("MLFLOW_RUN_ID", None)
+    helper = Helper(__name__, {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")},
+                    drop_env=("MLFLOW_RUN_ID",), quiet=True)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mnist_sweep.reports.references", json.dumps(
-                {"data": dict(data), "eval": dict(ev)})],
-            capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
-        )
-        measured = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        log.warning("could not measure the notebook's models: %s", exc)
+        outcome = helper.reply(TIMEOUT_S) if helper.start() and helper.send(
+            (dict(data), dict(ev))) else None
+    finally:
+        helper.kill()
+    if outcome is None or not outcome[0]:
+        log.warning("could not measure the notebook's models: %s",
+                    "no answer" if outcome is None else outcome[1])
         return None
+    measured = outcome[1]
     cached = _read(path)  # again: another sweep may have written meanwhile
     cached[key] = measured
     _write(path, cached)
@@ -137,5 +138,4 @@ def _train_and_score(cfg: Any) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    settings_json = json.loads(sys.argv[1])
-    print(json.dumps(measure(settings_json["data"], settings_json["eval"])), flush=True)
+    sys.exit(serve(lambda request: measure(*request)))

@@ -26,14 +26,12 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url
+from hydra_plugins.optuna_mlflow_sweeper.trial import ENV_STORAGE, ENV_STUDY
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-# The trial context the optuna_mlflow sweeper gives every trial's job (the real URL, even one
-# with a password: that one comes through the process environment, never the job's config)
-STORAGE_ENV, STUDY_ENV = "OPTUNA_MLFLOW_STORAGE", "OPTUNA_MLFLOW_STUDY"
 # the parent run of a sweep carries both (children carry the name only)
 NAME_TAG, STORAGE_TAG = "optuna.study_name", "optuna.storage"
 
@@ -140,7 +138,9 @@ class RecordStudy(Callback):
     job starts, that is once the sweep has passed its checks and its study exists."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        storage, name = os.environ.get(STORAGE_ENV), os.environ.get(STUDY_ENV)
+        # the real URL, even one with a password: it comes through the environment, never the
+        # job's config
+        storage, name = os.environ.get(ENV_STORAGE), os.environ.get(ENV_STUDY)
         if not (storage and name):
             return  # a single run, or another sweeper's job
         sweep_dir = Path(config.hydra.runtime.cwd) / str(config.hydra.sweep.dir)

@@ -16,7 +16,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from hydra_plugins.optuna_mlflow_sweeper.tracking import Outbox, mlflow_outbox
+from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
+from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import mlflow_outbox
 
 SPOOL_ENV = "MNIST_SWEEP_OUTBOX"
 _boxes: dict[str, Outbox] = {}

@@ -20,14 +20,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import pickle
-import select
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.helper import Helper, serve
 
 REPLY_TIMEOUT_S = 60.0  # a figure takes ~0.1 s: a helper this slow to answer is stuck
 # (png path, claim file, plots function name, its arguments)
@@ -51,82 +50,9 @@ def draw_now(job: Job) -> None:
     getattr(plots, name)(*args).savefig(path, pil_kwargs={"compress_level": 1})
 
 
-class Helper:
-    """The helper process of this worker: started once, fed jobs through a pipe, one reply each.
-
-    Replies are read from the raw pipe with a timeout, so a hung helper is killed, not waited on.
-    """
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pending = b""  # reply bytes read but not yet returned
-
-    def start(self) -> None:
-        """Start it if it is not running (its imports then overlap the run's training)."""
-        if self._proc is not None and self._proc.poll() is None:
-            return
-        self.kill()
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "mnist_sweep.tracking.render"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, start_new_session=True,  # Ctrl-C is the run's alone
-                env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                     "MPLBACKEND": "agg"},
-            )
-        except OSError:
-            self._proc = None  # every figure is then drawn in the run
-
-    def send(self, job: Job) -> bool:
-        """Queue a job; False if the helper is gone (the caller draws it itself)."""
-        if self._proc is None or self._proc.poll() is not None:
-            return False
-        try:
-            message = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)  # whole, or not at all
-            stdin: IO[bytes] = self._proc.stdin  # type: ignore[assignment]
-            stdin.write(message)
-            stdin.flush()
-            return True
-        except (OSError, pickle.PicklingError, TypeError, AttributeError):
-            return False
-
-    def reply(self, timeout: float = REPLY_TIMEOUT_S) -> str | None:
-        """The next job's outcome: "ok", "error ...", or None if the helper died or hung."""
-        if self._proc is None:
-            return None
-        fd = self._proc.stdout.fileno()  # type: ignore[union-attr]
-        while b"\n" not in self._pending:
-            ready, _, _ = select.select([fd], [], [], timeout)
-            chunk = os.read(fd, 4096) if ready else b""
-            if not chunk:
-                return None
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode().strip() or None
-
-    def stop(self) -> None:
-        """End of input: the helper exits; killed if it has not within a few seconds."""
-        if self._proc is not None:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()  # type: ignore[union-attr]
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)
-        self.kill()
-
-    def kill(self) -> None:
-        """Now, whatever it was doing: its unread replies go with it, so none can be taken for
-        the next run's."""
-        if self._proc is not None:
-            with contextlib.suppress(OSError):
-                self._proc.kill()
-            self._proc.wait()
-            for pipe in (self._proc.stdin, self._proc.stdout):
-                with contextlib.suppress(OSError):
-                    pipe.close()  # type: ignore[union-attr]
-        self._proc = None
-        self._pending = b""
-
-
-HELPER = Helper()
+# one per worker process: started once, fed jobs, one reply each
+HELPER = Helper(__name__, {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                           "MPLBACKEND": "agg"})
 atexit.register(HELPER.stop)
 
 
@@ -170,15 +96,15 @@ class Figures:
                     except Exception as exc:
                         error = error or _failed(job, f"{type(exc).__name__}: {exc}")
             for i, job in enumerate(sent):
-                outcome = HELPER.reply()
+                outcome = HELPER.reply(REPLY_TIMEOUT_S)
                 if outcome is None:  # the helper died or hung: draw here what is missing
                     HELPER.kill()
                     for rest in sent[i:] if strict and error is None else []:
                         if rest[0] not in drawn:
                             draw_now(rest)
                     break
-                if outcome != "ok" and error is None:
-                    error = _failed(job, outcome.removeprefix("error "))
+                if not outcome[0] and error is None:
+                    error = _failed(job, outcome[1])
         except BaseException:
             HELPER.kill()
             raise
@@ -215,32 +141,14 @@ def figures(enabled: bool, on_done: Callable[[Path], None]) -> Iterator[Figures]
         on_done(pngs)
 
 
-def _serve() -> int:
-    """The helper's loop: a job from stdin, "ok" or "error <why>" on the reply pipe, until EOF.
+def _take(job: Job) -> None:
+    if claim(job):  # else the run took it
+        draw_now(job)
 
-    The reply pipe is a private copy of stdout; stdout itself goes to stderr, so nothing a
-    library prints can be taken for a reply.
-    """
-    replies = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    jobs = sys.stdin.buffer
+
+def _warm() -> None:
     import mnist_sweep.tracking.plots  # noqa: F401  (imported before the first job arrives)
-
-    while True:
-        try:
-            job: Job = pickle.load(jobs)
-        except EOFError:  # the run's process closed the pipe, or died
-            return 0
-        except Exception:  # a garbled stream: stop; the run draws what this did not
-            return 1
-        try:
-            if claim(job):  # else the run took it
-                draw_now(job)
-            replies.write("ok\n")
-        except Exception as exc:
-            replies.write(f"error {type(exc).__name__}: {exc}".replace("\n", " ") + "\n")
-        replies.flush()
 
 
 if __name__ == "__main__":
-    sys.exit(_serve())
+    sys.exit(serve(_take, _warm))

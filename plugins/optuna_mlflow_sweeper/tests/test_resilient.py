@@ -20,8 +20,9 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_WORKER
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV, ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
 OUTAGE_S = 3.0
@@ -99,7 +100,7 @@ def test_a_worker_started_during_an_outage_waits_for_the_database(
     finally:
         postgres.start()
 
-    monkeypatch.setenv(WORKER_ENV, "1")
+    monkeypatch.setenv(ENV_WORKER, "1")
     caplog.set_level(logging.WARNING)
 
     def take_the_lock() -> bool:

@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault
-from hydra_plugins.optuna_mlflow_sweeper.tracking import (
-    create_store,
-    resolve_tracking_uri,
-    ui_links,
-)
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store
+from hydra_plugins.optuna_mlflow_sweeper.tracking import resolve_tracking_uri, ui_links
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
+from hydra_plugins.optuna_mlflow_sweeper._impl import env
 from hydra_plugins.optuna_mlflow_sweeper._impl import trial as api
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import retry_later
 
-ENV = (api.ENV_STORAGE, api.ENV_STUDY, api.ENV_TRIAL_ID, api.ENV_TRIAL_NUMBER, api.ENV_HEARTBEAT)
+ENV = (env.ENV_STORAGE, env.ENV_STUDY, env.ENV_TRIAL_ID, env.ENV_TRIAL_NUMBER, env.ENV_HEARTBEAT)
 
 
 @pytest.fixture(autouse=True)
@@ -24,12 +25,12 @@ def no_sweep_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def enter_trial(monkeypatch: pytest.MonkeyPatch, url: str, study: str, trial: optuna.Trial,
                 heartbeat: int | None = None) -> None:
-    monkeypatch.setenv(api.ENV_STORAGE, url)
-    monkeypatch.setenv(api.ENV_STUDY, study)
-    monkeypatch.setenv(api.ENV_TRIAL_ID, str(trial._trial_id))
-    monkeypatch.setenv(api.ENV_TRIAL_NUMBER, str(trial.number))
+    monkeypatch.setenv(env.ENV_STORAGE, url)
+    monkeypatch.setenv(env.ENV_STUDY, study)
+    monkeypatch.setenv(env.ENV_TRIAL_ID, str(trial._trial_id))
+    monkeypatch.setenv(env.ENV_TRIAL_NUMBER, str(trial.number))
     if heartbeat:
-        monkeypatch.setenv(api.ENV_HEARTBEAT, str(heartbeat))
+        monkeypatch.setenv(env.ENV_HEARTBEAT, str(heartbeat))
 
 
 def test_outside_a_sweep_everything_is_a_no_op() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
@@ -32,6 +33,12 @@ TRIALS = [trial(0, [0.3]), trial(1, [0.1]), trial(2, None, TrialState.PRUNED),
           trial(3, [0.2]), trial(4, None, TrialState.FAIL)]
 
 
+def in_a_study(trials, directions):
+    kept = optuna.create_study(directions=directions)
+    kept.add_trials(trials)  # numbered 0, 1, ... as they were
+    return kept
+
+
 @pytest.mark.parametrize(("directions", "top_k", "numbers"), [
     (["minimize"], 2, [1, 3]),
     (["maximize"], 2, [0, 3]),
@@ -39,15 +46,16 @@ TRIALS = [trial(0, [0.3]), trial(1, [0.1]), trial(2, None, TrialState.PRUNED),
     (["minimize"], 0, []),
 ])
 def test_best_trials_by_value(directions, top_k, numbers) -> None:
-    assert [t.number for t in best_trials(TRIALS, directions, top_k)] == numbers
+    assert [t.number for t in best_trials(in_a_study(TRIALS, directions), top_k)] == numbers
 
 
 def test_best_trials_of_several_objectives_put_the_pareto_front_first() -> None:
     trials = [trial(0, [1.0, 5.0]), trial(1, [2.0, 6.0]), trial(2, [3.0, 1.0]),
               trial(3, [0.5, 9.0])]
     # front: 0, 2, 3 (1 is dominated by 0); then the rest by the first objective
-    assert [t.number for t in best_trials(trials, ["minimize", "minimize"], 4)] == [0, 2, 3, 1]
-    assert [t.number for t in best_trials(trials, ["minimize", "minimize"], 2)] == [0, 2]
+    both = in_a_study(trials, ["minimize", "minimize"])
+    assert [t.number for t in best_trials(both, 4)] == [0, 2, 3, 1]
+    assert [t.number for t in best_trials(both, 2)] == [0, 2]
 
 
 NEW_SPACE = {"units": IntDistribution(8, 128, log=True), "lr": FloatDistribution(1e-4, 1e-1),
@@ -81,7 +89,7 @@ def test_a_warm_started_study_first_runs_the_earlier_best_that_fit(
     sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=6",
           "hydra.sweeper.study_name=early", "hydra.sweeper.sampler.seed=0")
     early = study(tmp_path, "early")
-    best = best_trials(early.trials, ["minimize"], 3)
+    best = best_trials(early, 3)
     low, high = -5.0, sorted(t.params["x"] for t in best)[1]  # leaves the largest x out
     proc = sweep(tmp_path, env, f"x=interval({low},{high})", "hydra.sweeper.n_trials=4",
                  "hydra.sweeper.study_name=late", "hydra.sweeper.warm_start.study_name=early",

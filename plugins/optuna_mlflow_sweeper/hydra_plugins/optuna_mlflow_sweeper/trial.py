@@ -22,12 +22,16 @@
                         manager; `Terminated` (a KeyboardInterrupt) leaves it, exit code
                         EXIT_TERMINATED (143) is the caller's to use
 
+A trial's job gets the sweep's storage URL and study name in the environment variables named
+ENV_STORAGE and ENV_STUDY; a parallel worker its share of the cores in ENV_CPUS.
+
 Outside a sweep each is a cheap no-op, so the same task code runs alone and in a sweep. Defined
 in `_impl/trial.py` and re-exported here: Hydra's plugin scanner executes this module a second
 time in every Hydra process, and functions defined here would change identity (a task that
 imported them first could then not be pickled to joblib workers).
 """
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_CPUS, ENV_STORAGE, ENV_STUDY
 from hydra_plugins.optuna_mlflow_sweeper._impl.interrupts import (
     EXIT_TERMINATED,
     Terminated,
@@ -44,6 +48,6 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
     trial_heartbeat,
 )
 
-__all__ = ["EXIT_TERMINATED", "Terminated", "current_trial", "in_sweep", "record_checkpoint",
-           "recorded_checkpoint", "report", "sigterm_stops_after_epoch", "stop_now",
-           "stop_requested", "trial_heartbeat"]
+__all__ = ["ENV_CPUS", "ENV_STORAGE", "ENV_STUDY", "EXIT_TERMINATED", "Terminated",
+           "current_trial", "in_sweep", "record_checkpoint", "recorded_checkpoint", "report",
+           "sigterm_stops_after_epoch", "stop_now", "stop_requested", "trial_heartbeat"]

@@ -37,6 +37,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import (
     validation,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_CPUS, ENV_WORKER
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweepAborted, SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
     LocalFault,
@@ -94,7 +95,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.hydra_context is not None
-        is_worker = os.environ.get(pool.WORKER_ENV) == "1"
+        is_worker = os.environ.get(ENV_WORKER) == "1"
         interrupts.install(float(self.settings.stop_grace_period))
         with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
                 one_line_faults(self._stores()):
@@ -146,7 +147,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
         )
         watch = pool.Watcher(p.study, p.n_trials, p.progress)
         cpus = launchers.cpus_per_worker(self.launcher, p.n_jobs)
-        envs = [{pool.CPUS_ENV: str(cpus), **own} for own in launchers.worker_envs(
+        envs = [{ENV_CPUS: str(cpus), **own} for own in launchers.worker_envs(
             self.launcher, p.n_jobs, self.settings.gpus, os.environ)]
         where = ("local processes" if launchers.is_basic(self.launcher)
                  else f"jobs of {type(self.launcher).__name__}")

@@ -65,6 +65,7 @@ class Heartbeat(BaseHeartbeat):
             self._thread.join()
 
     def _run(self) -> None:
+        # not retry.poll: its sleep cannot be cut short, and stop() must not wait an interval
         while not self._stop.wait(self._interval) and self._once():
             pass
 

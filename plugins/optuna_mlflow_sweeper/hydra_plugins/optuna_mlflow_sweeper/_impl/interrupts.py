@@ -142,7 +142,7 @@ def pending() -> KeyboardInterrupt | None:
     return KeyboardInterrupt() if requested.is_set() else None
 
 
-def _term_handler(signum: int, frame: object) -> None:
+def _term_handler(signum: int, _frame: object) -> None:
     if terminating.is_set():
         if _acknowledged.is_set():
             return  # being recorded already: let it finish
@@ -173,7 +173,7 @@ def acknowledge(error: BaseException | None = None) -> None:
         gc.collect()  # cursors held in reference cycles
 
 
-def _handler(signum: int, frame: object) -> None:
+def _handler(signum: int, _frame: object) -> None:
     if _acknowledged.is_set():
         if time.monotonic() - _last_resend[0] < 1.0:
             return  # our own resend, overtaken by the acknowledgement
@@ -196,6 +196,7 @@ def _unraisable(unraisable: Any) -> None:
 
 
 def _insist(signum: int) -> None:
+    # not retry.poll: the acknowledgement must end the wait at once, not after a sleep
     while not _acknowledged.wait(0.5):
         _last_resend[0] = time.monotonic()
         _thread.interrupt_main(signum)

@@ -11,16 +11,16 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import env_override, override
-from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace
-from hydra_plugins.optuna_mlflow_sweeper._impl.study import asked_system_attrs
-from hydra_plugins.optuna_mlflow_sweeper._impl.trial import (
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import (
     ENV_HEARTBEAT,
     ENV_STORAGE,
     ENV_STUDY,
     ENV_TRIAL_ID,
     ENV_TRIAL_NUMBER,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import env_override, override
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import asked_system_attrs
 from hydra_plugins.optuna_mlflow_sweeper._impl.validation import has_key, plain
 
 DIVERGED = "diverged (non-finite objective)"

@@ -45,7 +45,6 @@ class Outbox:
         self._busy = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.failures = 0  # transient failures seen (a test can tell the outage was noticed)
         self._down = False  # the last send failed: say so when one gets through again
         atexit.register(self.close)
 
@@ -124,6 +123,7 @@ class Outbox:
         return count
 
     def _run(self) -> None:
+        # a consumer (its retries are retry_call's): the Condition wakes it when an item comes
         while True:
             with self._cond:
                 while not self._items:
@@ -149,7 +149,6 @@ class Outbox:
                 self._cond.notify_all()
 
     def _unreachable(self, error: BaseException, attempt: int, pause: float) -> None:
-        self.failures += 1
         if not self._down:
             log.warning("%s unreachable (%s); writes are kept and retried", self._name,
                         short(error))

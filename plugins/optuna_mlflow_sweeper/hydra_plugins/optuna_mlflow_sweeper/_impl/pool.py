@@ -38,14 +38,13 @@ from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, preemption, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_WORKER
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import override
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import WORKER_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import SECRET_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 
 log = logging.getLogger(__name__)
 
-CPUS_ENV = "OPTUNA_MLFLOW_CPUS_PER_WORKER"  # the cores each worker may use (apps size threads)
 INTERRUPT_GRACE_S = 60.0  # for workers to record their trials after Ctrl-C
 PR_SET_PDEATHSIG = 1  # prctl(2)
 POLL_S = 1.0
@@ -218,7 +217,7 @@ def _worker(blob: bytes, env: dict[str, str]) -> None:
     from hydra.core.utils import setup_globals
 
     os.environ.update(env)  # first: a library the payload imports may read its devices then
-    os.environ[WORKER_ENV] = "1"
+    os.environ[ENV_WORKER] = "1"
     payload: Payload = cloudpickle.loads(blob)
     Singleton.set_state(payload.singletons)
     setup_globals()

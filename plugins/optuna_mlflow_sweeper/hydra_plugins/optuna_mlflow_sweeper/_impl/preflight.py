@@ -16,20 +16,15 @@ import logging
 import os
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import with_driver
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import started_by_a_sweep
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import Unreachable, unreachable_cause
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import JOB_ENV, WORKER_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import hide_mlflow_run_links
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 5
 SEARCH_EXPERIMENTS = "/api/2.0/mlflow/experiments/search"
-
-
-def started_by_a_sweep() -> bool:
-    """A worker or a trial job: the command that started it already checked every service."""
-    return bool(os.environ.get(JOB_ENV)) or os.environ.get(WORKER_ENV) == "1"
 
 
 def sqlite_path(url: str) -> str | None:

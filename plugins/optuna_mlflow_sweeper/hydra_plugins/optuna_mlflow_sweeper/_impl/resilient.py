@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import started_by_a_sweep
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
     connection_lost,
     patience,
@@ -35,16 +35,13 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _local = threading.local()
-JOB_ENV = "OPTUNA_MLFLOW_TRIAL_ID"  # set in a trial's job only (trial.ENV_TRIAL_ID)
-WORKER_ENV = "OPTUNA_MLFLOW_WORKER"  # set in a worker: run trials here, leave the summary
 
 
 def connect_patience() -> float:
     """Seconds to wait for a database that does not answer when connecting: none in the command
     a user typed (a wrong URL must fail at once), the patience in a worker or a job, which start
     after that command connected and may start during an outage."""
-    started_by_a_sweep = os.environ.get(JOB_ENV) or os.environ.get(WORKER_ENV) == "1"
-    return patience() if started_by_a_sweep else 0.0
+    return patience() if started_by_a_sweep() else 0.0
 
 # every call that reads or writes the database (nested calls are retried by the outermost one),
 # the private ones included: a study wraps its RDBStorage in Optuna's `_CachedStorage`, which

@@ -20,6 +20,8 @@ from urllib.parse import quote, unquote
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_STORAGE
+
 MASK = "***"
 # `scheme://user:password@` -> the password; the user may be empty (`://:pw@host`); up to the
 # last `@` before the path, so that an unencoded `@` in the password is masked too
@@ -27,7 +29,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^/\s
 # variables whose whole value is a secret
 SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
 # variables that hold URLs which may carry a password
-URL_ENV = ("MLFLOW_TRACKING_URI", "OPTUNA_MLFLOW_STORAGE", "OPTUNA_STORAGE",
+URL_ENV = ("MLFLOW_TRACKING_URI", ENV_STORAGE, "OPTUNA_STORAGE",
            "MLFLOW_BACKEND_STORE_URI")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -253,16 +254,13 @@ def fail_orphans(
 
 
 def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None = None) -> None:
-    """Queue a failed trial's params to run again first, as Optuna's heartbeat retry does
+    """Queue a failed trial's params to run again first, by Optuna's heartbeat retry
     (`failed_trial`, `retry_history`), without its user attrs (its failure, its MLflow run)."""
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if max_retry is not None and len(history) > max_retry:
-        return
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        system_attrs={**trial.system_attrs, "failed_trial": history[0],
-                      "retry_history": history},
-    ))
+    trial = copy.deepcopy(trial)  # the callback appends to the trial's own retry_history
+    trial.user_attrs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry)(study, trial)
 
 
 def requeue_stopped(study: optuna.Study, max_retry: int | None = None) -> list[int]:

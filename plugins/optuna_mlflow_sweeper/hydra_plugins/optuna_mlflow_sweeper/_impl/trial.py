@@ -23,6 +23,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import (
+    ENV_HEARTBEAT,
+    ENV_STORAGE,
+    ENV_STUDY,
+    ENV_TRIAL_ID,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import (
     BaseHeartbeat,
     NullHeartbeat,
@@ -35,11 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENV_STORAGE = "OPTUNA_MLFLOW_STORAGE"
-ENV_STUDY = "OPTUNA_MLFLOW_STUDY"
-ENV_TRIAL_ID = "OPTUNA_MLFLOW_TRIAL_ID"
-ENV_TRIAL_NUMBER = "OPTUNA_MLFLOW_TRIAL_NUMBER"
-ENV_HEARTBEAT = "OPTUNA_MLFLOW_HEARTBEAT_INTERVAL"
 # trial system attr holding the pruner config ({_target_: ..., args}) the sweeper uses
 PRUNER_ATTR = "optuna_mlflow:pruner"
 # trial system attr: where the trial keeps its checkpoint; a retry inherits it (study.retry_later

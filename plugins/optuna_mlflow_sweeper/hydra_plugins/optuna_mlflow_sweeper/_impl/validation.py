@@ -7,20 +7,15 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import plain
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace, grid_choices
 
 DIRECTIONS = ("minimize", "maximize")
 # samplers whose optional dependency is only imported when they first sample
 _SAMPLER_NEEDS = {"CmaEsSampler": ("cmaes",), "GPSampler": ("torch", "scipy")}
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def directions(direction: Any) -> list[str]:

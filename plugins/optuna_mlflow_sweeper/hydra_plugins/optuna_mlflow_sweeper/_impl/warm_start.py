@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
@@ -22,27 +23,15 @@ log = logging.getLogger(__name__)
 SEEDED_FROM_ATTR = "optuna_mlflow:warm_start"
 
 
-def best_trials(
-    trials: Sequence[FrozenTrial], directions: Sequence[str], top_k: int
-) -> list[FrozenTrial]:
-    """The best `top_k` COMPLETE trials: by value for one objective; for several, the Pareto
-    front first (by trial number), then the rest by their first objective."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
-
-    def key(t: FrozenTrial) -> tuple[float, ...]:
-        return tuple(s * v for s, v in zip(signs, t.values, strict=True))
-
-    if len(directions) == 1:
-        return sorted(complete, key=lambda t: (key(t), t.number))[:top_k]
-    front = [t for t in complete
-             if not any(_dominates(key(o), key(t)) for o in complete if o is not t)]
-    rest = sorted((t for t in complete if t not in front), key=lambda t: (key(t)[0], t.number))
-    return (sorted(front, key=lambda t: t.number) + rest)[:top_k]
-
-
-def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+def best_trials(study: optuna.Study, top_k: int) -> list[FrozenTrial]:
+    """The best `top_k` COMPLETE trials: Optuna's best (the Pareto front for several objectives)
+    by trial number, then the rest by their first objective."""
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    on_front = {t.number for t in front}
+    sign = 1.0 if study.directions[0] == StudyDirection.MINIMIZE else -1.0
+    rest = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if t.number not in on_front), key=lambda t: (sign * t.values[0], t.number))
+    return (front + rest)[:top_k]
 
 
 def fitting_params(
@@ -80,8 +69,7 @@ def seed(study: optuna.Study, earlier: optuna.Study, top_k: int,
     A study already seeded (a resume) is left as it is, so nothing is enqueued twice."""
     if study.user_attrs.get(SEEDED_FROM_ATTR):
         return 0, []
-    directions = [d.name.lower() for d in earlier.directions]
-    best = best_trials(earlier.get_trials(deepcopy=False), directions, top_k)
+    best = best_trials(earlier, top_k)
     entries, misfits = fitting_params(best, distributions)
     study.set_user_attr(SEEDED_FROM_ATTR, {
         "source": source, "study_name": earlier.study_name, "top_k": top_k,
