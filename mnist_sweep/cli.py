@@ -72,8 +72,7 @@ def app(cfg: DictConfig) -> float | list[float]:
         # a wrong address or password: one line now, not minutes of retries (a sweep's trial
         # skips it: the sweep checked)
         uri = sweep_tracking.resolve_tracking_uri(cfg.tracking.uri)
-        sweep_tracking.check_tracking(uri, "MLFLOW_TRACKING_URI" if os.environ.get(
-            "MLFLOW_TRACKING_URI") else "tracking.uri")
+        sweep_tracking.check_tracking(uri, "tracking.uri")
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 

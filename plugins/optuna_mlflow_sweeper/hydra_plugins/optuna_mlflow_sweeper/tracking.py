@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     )
     from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store
     from hydra_plugins.optuna_mlflow_sweeper._impl.outbox import Outbox
-    from hydra_plugins.optuna_mlflow_sweeper._impl.preflight import check_tracking
+    from hydra_plugins.optuna_mlflow_sweeper._impl.plan import check_tracking
     from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, retry_call
     from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import mlflow_outbox
     from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # imported on first use: Hydra's scanner imports this module in every process
 _LAZY = {"Outbox": "outbox", "mlflow_outbox": "run_writes", "patience": "retry",
          "retry_call": "retry", "known_secrets": "secrets", "redact": "secrets",
-         "check_tracking": "preflight", "LocalFault": "faults", "Unreachable": "faults",
+         "check_tracking": "plan", "LocalFault": "faults", "Unreachable": "faults",
          "one_line_faults": "faults", "create_store": "locks"}
 
 

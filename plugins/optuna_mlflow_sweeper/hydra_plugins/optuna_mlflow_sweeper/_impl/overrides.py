@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 _SAFE_STR = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
 _INTERPOLATION = re.compile(r"(\\*)\$\{")
@@ -82,7 +84,7 @@ def format_value(value: Any, interpolate: bool = False) -> str:
 
 
 def override(key: str, value: Any) -> str:
-    return f"{key}={format_value(_plain(value))}"
+    return f"{key}={format_value(plain(value))}"
 
 
 def env_override(env: Mapping[str, str]) -> str:
@@ -99,12 +101,8 @@ def env_override(env: Mapping[str, str]) -> str:
     return "++hydra.job.env_set={" + ",".join(items) + "}"
 
 
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain Python containers."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - hydra apps always have omegaconf
-        return value
+def plain(value: Any) -> Any:
+    """OmegaConf containers -> plain Python containers (resolved); other values as they are."""
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value

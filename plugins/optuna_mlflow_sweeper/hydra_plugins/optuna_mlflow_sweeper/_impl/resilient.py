@@ -39,12 +39,16 @@ JOB_ENV = "OPTUNA_MLFLOW_TRIAL_ID"  # set in a trial's job only (trial.ENV_TRIAL
 WORKER_ENV = "OPTUNA_MLFLOW_WORKER"  # set in a worker: run trials here, leave the summary
 
 
+def started_by_a_sweep() -> bool:
+    """A worker or a trial job: the command that started it already checked every service."""
+    return bool(os.environ.get(JOB_ENV)) or os.environ.get(WORKER_ENV) == "1"
+
+
 def connect_patience() -> float:
     """Seconds to wait for a database that does not answer when connecting: none in the command
     a user typed (a wrong URL must fail at once), the patience in a worker or a job, which start
     after that command connected and may start during an outage."""
-    started_by_a_sweep = os.environ.get(JOB_ENV) or os.environ.get(WORKER_ENV) == "1"
-    return patience() if started_by_a_sweep else 0.0
+    return patience() if started_by_a_sweep() else 0.0
 
 # every call that reads or writes the database (nested calls are retried by the outermost one),
 # the private ones included: a study wraps its RDBStorage in Optuna's `_CachedStorage`, which
