@@ -44,6 +44,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import ComposedOnce
 from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan, plan
 from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import InProcess, report_drawer
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact_logs, urls_in
 from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session, open_session
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
@@ -91,13 +92,18 @@ class OptunaMlflowSweeperImpl(Sweeper):
             if self.settings.n_jobs == 1:
                 launchers.fit_ray(self.launcher, 1)
 
-    def sweep(self, arguments: list[str]) -> None:
+    def sweep(self, arguments: list[str], planned: SweepPlan | None = None) -> None:
+        """Plan (a worker gets the plan of the command that started it), open the session, run
+        the trials here or in workers."""
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(pool.WORKER_ENV) == "1"
         interrupts.install(float(self.settings.stop_grace_period))
         with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
                 one_line_faults(self._stores()):
-            p = plan(self.settings, self.config, self.hydra_context.config_loader, arguments)
+            if planned is not None:  # its config arrives masked; its own log lines are masked
+                redact_logs(known_secrets(urls_in(self.settings)))
+            p = planned or plan(self.settings, self.config, self.hydra_context.config_loader,
+                                arguments)
             s = open_session(p)
             # the process that sums up draws the report: its helper starts now (see the module)
             with report_drawer(not is_worker and s.tracker is not None, p.storage_url,
@@ -105,7 +111,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 if is_worker or p.n_jobs == 1:
                     self._run_here(p, s, is_worker)
                 else:
-                    self._run_workers(p, s, arguments)
+                    self._run_workers(p, s)
 
     def _stores(self) -> list[tuple[str, str]]:
         """What this sweep writes on this machine: named when a disk there is full."""
@@ -133,17 +139,15 @@ class OptunaMlflowSweeperImpl(Sweeper):
             _interrupted(s, status[1])
 
     # ---- trials in worker processes ----
-    def _run_workers(self, p: SweepPlan, s: Session, arguments: list[str]) -> None:
+    def _run_workers(self, p: SweepPlan, s: Session) -> None:
         report = Worker(p, s, self.config, None, None).report
         if budget_spent(p, s, say_so=True) and not budget_left_after_settling(p, s):
             self._finish(p, s, "FINISHED", report)
             return
         payload = pool.Payload(
             sweeper=type(self), settings=self.settings, config=self.config,
-            hydra_context=self.hydra_context, task_function=self.task_function,
-            arguments=list(arguments), fixed=list(p.space.fixed.values()),
-            singletons=Singleton.get_state(),
-        )
+            hydra_context=self.hydra_context, task_function=self.task_function, plan=p,
+            singletons=Singleton.get_state())
         watch = pool.Watcher(s.study, p.n_trials, p.progress)
         cpus = launchers.cpus_per_worker(self.launcher, p.n_jobs)
         envs = [{pool.CPUS_ENV: str(cpus), **own} for own in launchers.worker_envs(
@@ -158,10 +162,9 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
         with _ending(finish) as status:
             if launchers.is_basic(self.launcher):
-                problems += pool.run_local(payload, envs, p.sweep_dir, watch)
+                problems += pool.run_local(payload, envs, watch)
             else:
-                problems += pool.run_launcher(payload, self._launcher_for, envs, p.sweep_dir,
-                                              watch)
+                problems += pool.run_launcher(payload, self._launcher_for, envs, watch)
         if status[0] == "KILLED":
             _interrupted(s, status[1])
         if problems:
