@@ -26,7 +26,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
     Unreachable,
     one_line_faults,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.preflight import check_tracking
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import check_tracking
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -78,8 +78,7 @@ def app(cfg: DictConfig) -> float | list[float]:
         # a wrong address or password: one line now, not minutes of retries (a sweep's trial
         # skips it: the sweep checked)
         uri = sweep_tracking.resolve_tracking_uri(cfg.tracking.uri)
-        check_tracking(uri, "MLFLOW_TRACKING_URI" if os.environ.get(
-            "MLFLOW_TRACKING_URI") else "tracking.uri")
+        check_tracking(uri, "tracking.uri")
         backend.configure(cfg.train)  # backend and thread pools, before Keras starts
         from mnist_sweep.experiment import run
 

@@ -138,14 +138,14 @@ def test_the_logged_model_predicts_quietly(tmp_path, mnist_cache, capfd):
 @pytest.mark.parametrize(("setting", "expected"), [
     (True, "study"), ("my-model", "my-model"), (False, None), (None, None), ("", None)])
 def test_registered_name(setting, expected):
-    from hydra_plugins.optuna_mlflow_sweeper._impl.validation import registered_name
+    from hydra_plugins.optuna_mlflow_sweeper._impl.plan import registered_name
 
     assert registered_name(setting, "study") == expected
 
 
 def test_registered_name_rejects_other_values():
     from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
-    from hydra_plugins.optuna_mlflow_sweeper._impl.validation import registered_name
+    from hydra_plugins.optuna_mlflow_sweeper._impl.plan import registered_name
 
     with pytest.raises(SweeperConfigError, match="registered_model_name"):
         registered_name(3, "study")

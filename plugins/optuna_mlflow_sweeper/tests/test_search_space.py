@@ -14,17 +14,17 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError as ConfigError
-from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import DIVERGED, outcome
+from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import DIVERGED, has_key, outcome
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import (
     env_override,
     format_value,
     override,
     quote,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import directions
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import build_search_space, grid_choices
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
-from hydra_plugins.optuna_mlflow_sweeper._impl.validation import directions, has_key
 
 
 @pytest.mark.parametrize(

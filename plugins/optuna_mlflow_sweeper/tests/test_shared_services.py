@@ -24,8 +24,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import MlflowServer, Postgres
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"

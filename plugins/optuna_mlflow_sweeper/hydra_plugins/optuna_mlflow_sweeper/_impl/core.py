@@ -23,7 +23,6 @@ from hydra.core.singleton import Singleton
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
-from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import (
@@ -34,7 +33,6 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import (
     pool,
     registry,
     results,
-    validation,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_CPUS, ENV_WORKER
@@ -45,8 +43,10 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
     one_line_faults,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import ComposedOnce
-from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared, prepare
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan, plan
 from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import InProcess, report_drawer
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact_logs, urls_in
+from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session, open_session
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     mask_url,
@@ -93,20 +93,26 @@ class OptunaMlflowSweeperImpl(Sweeper):
             if self.settings.n_jobs == 1:
                 launchers.fit_ray(self.launcher, 1)
 
-    def sweep(self, arguments: list[str]) -> None:
+    def sweep(self, arguments: list[str], planned: SweepPlan | None = None) -> None:
+        """Plan (a worker gets the plan of the command that started it), open the session, run
+        the trials here or in workers."""
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(ENV_WORKER) == "1"
         interrupts.install(float(self.settings.stop_grace_period))
         with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
                 one_line_faults(self._stores()):
-            p = prepare(self.settings, self.config, self.hydra_context.config_loader, arguments)
+            if planned is not None:  # its config arrives masked; its own log lines are masked
+                redact_logs(known_secrets(urls_in(self.settings)))
+            p = planned or plan(self.settings, self.config, self.hydra_context.config_loader,
+                                arguments)
+            s = open_session(p)
             # the process that sums up draws the report: its helper starts now (see the module)
-            with report_drawer(not is_worker and p.tracker is not None, p.storage_url,
+            with report_drawer(not is_worker and s.tracker is not None, p.storage_url,
                                p.study_name) as self._drawer:
                 if is_worker or p.n_jobs == 1:
-                    self._run_here(p, arguments, is_worker)
+                    self._run_here(p, s, is_worker)
                 else:
-                    self._run_workers(p, arguments)
+                    self._run_workers(p, s)
 
     def _stores(self) -> list[tuple[str, str]]:
         """What this sweep writes on this machine: named when a disk there is full."""
@@ -117,35 +123,33 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 ("sweep folder", sweep_dir)]
 
     # ---- trials in this process ----
-    def _run_here(self, p: Prepared, arguments: list[str], is_worker: bool) -> None:
-        worker = Worker(p, self.config, self.hydra_context.config_loader, self.launcher)
+    def _run_here(self, p: SweepPlan, s: Session, is_worker: bool) -> None:
+        worker = Worker(p, s, self.config, self.hydra_context.config_loader, self.launcher)
 
         def finish(status: str) -> None:
             if is_worker:  # the process that started the workers sums up
                 _quietly(worker.report, quiet=True)
             else:
-                self._finish(p, status, worker.report)
+                self._finish(p, s, status, worker.report)
 
         with _ending(finish) as status, _exported(p):
             worker.run()
         if status[0] == "KILLED":
             if is_worker:
                 raise status[1]
-            _interrupted(p, status[1])
+            _interrupted(s, status[1])
 
     # ---- trials in worker processes ----
-    def _run_workers(self, p: Prepared, arguments: list[str]) -> None:
-        report = Worker(p, self.config, None, None).report
-        if budget_spent(p, say_so=True) and not budget_left_after_settling(p):
-            self._finish(p, "FINISHED", report)
+    def _run_workers(self, p: SweepPlan, s: Session) -> None:
+        report = Worker(p, s, self.config, None, None).report
+        if budget_spent(p, s, say_so=True) and not budget_left_after_settling(p, s):
+            self._finish(p, s, "FINISHED", report)
             return
         payload = pool.Payload(
             sweeper=type(self), settings=self.settings, config=self.config,
-            hydra_context=self.hydra_context, task_function=self.task_function,
-            arguments=list(arguments), fixed=list(p.space.fixed.values()),
-            singletons=Singleton.get_state(),
-        )
-        watch = pool.Watcher(p.study, p.n_trials, p.progress)
+            hydra_context=self.hydra_context, task_function=self.task_function, plan=p,
+            singletons=Singleton.get_state())
+        watch = pool.Watcher(s.study, p.n_trials, p.progress)
         cpus = launchers.cpus_per_worker(self.launcher, p.n_jobs)
         envs = [{ENV_CPUS: str(cpus), **own} for own in launchers.worker_envs(
             self.launcher, p.n_jobs, self.settings.gpus, os.environ)]
@@ -155,16 +159,15 @@ class OptunaMlflowSweeperImpl(Sweeper):
         problems: list[str] = []
 
         def finish(status: str) -> None:
-            self._finish(p, "FAILED" if problems else status, report)
+            self._finish(p, s, "FAILED" if problems else status, report)
 
         with _ending(finish) as status:
             if launchers.is_basic(self.launcher):
-                problems += pool.run_local(payload, envs, p.sweep_dir, watch)
+                problems += pool.run_local(payload, envs, watch)
             else:
-                problems += pool.run_launcher(payload, self._launcher_for, envs, p.sweep_dir,
-                                              watch)
+                problems += pool.run_launcher(payload, self._launcher_for, envs, watch)
         if status[0] == "KILLED":
-            _interrupted(p, status[1])
+            _interrupted(s, status[1])
         if problems:
             raise SweepAborted("; ".join(problems))
 
@@ -176,65 +179,63 @@ class OptunaMlflowSweeperImpl(Sweeper):
         return launcher
 
     # ---- the record at the end ----
-    def _finish(self, p: Prepared, status: str, report: Any) -> None:
+    def _finish(self, p: SweepPlan, s: Session, status: str, report: Any) -> None:
         """optimization_results.yaml, the HTML report, parent run status, the answer."""
+        study, tracker = s.study, s.tracker
         try:
             report(quiet=True)
-            counts = count_trials(p.study.get_trials(deepcopy=False))
-            data = results.results_dict(p.study, counts, p.storage_masked,
-                                        p.tracker.summary() if p.tracker else None)
+            counts = count_trials(study.get_trials(deepcopy=False))
+            data = results.results_dict(study, counts, p.storage_masked,
+                                        tracker.summary() if tracker else None)
             path = results.write_results(os.path.join(p.sweep_dir, "optimization_results.yaml"),
                                          data)
-            if p.tracker is not None:
-                p.tracker.log_artifact(path)
-                p.tracker.log_artifact(results.write_search_space(
-                    os.path.join(p.sweep_dir, "search_space.json"), p.study))
-                report_path = self._drawer.write(p.study,
-                                                 os.path.join(p.sweep_dir, html_report.FILE))
+            if tracker is not None:
+                tracker.log_artifact(path)
+                tracker.log_artifact(results.write_search_space(
+                    os.path.join(p.sweep_dir, "search_space.json"), study))
+                report_path = self._drawer.write(study, os.path.join(p.sweep_dir, html_report.FILE))
                 if report_path is not None:
-                    p.tracker.log_artifact(report_path)
-                registered = self._register(p)
+                    tracker.log_artifact(report_path)
+                registered = self._register(p, s)
                 if registered is not None:
-                    p.tracker.update_parent({}, registry.parent_tags(
-                        registered, ui_base(p.tracker.tracking_uri)[1]), step=counts.finished)
+                    tracker.update_parent({}, registry.parent_tags(
+                        registered, ui_base(tracker.tracking_uri)[1]), step=counts.finished)
                 if status == "FINISHED" and counts.running:
                     log.info("%d trials still run in other processes: parent run stays RUNNING",
                              counts.running)
                 else:
-                    p.tracker.finish_parent(status)
+                    tracker.finish_parent(status)
             # the answer, even with progress off
-            print(f"{results.best_line(p.study, counts)}\n  all results     {path}", flush=True)
-            if p.tracker is not None:
-                trials = trial_runs(p.study)
-                say(p.progress, _where(p.tracker.summary(), trials, self._images_view(p, trials)))
+            print(f"{results.best_line(study, counts)}\n  all results     {path}", flush=True)
+            if tracker is not None:
+                trials = trial_runs(study)
+                say(p.progress, _where(tracker.summary(), trials, self._images_view(p, s, trials)))
                 if registered is not None and registry.where_line(registered):
                     print(registry.where_line(registered), flush=True)
         except Exception as e:  # never mask the sweep's own outcome
             log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
 
-    def _images_view(self, p: Prepared, trials: list[str]) -> str | None:
+    def _images_view(self, p: SweepPlan, s: Session, trials: list[str]) -> str | None:
         """The MLflow UI view of the trials' images side by side, saved on the experiment (its
         id; None when no trial logged an image, or saving failed: warned, the sweep goes on)."""
         try:
             return images_view.save_images_view(
-                p.tracker.client, str(p.tracker.experiment_id), p.tracker.parent_id,
-                p.study_name, trials,
-                maximize=p.study.directions[0] == StudyDirection.MAXIMIZE,
-                objective="objective" if len(p.study.directions) == 1 else "objective_0")
+                s.tracker.client, str(s.tracker.experiment_id), s.tracker.parent_id,
+                p.study_name, trials, maximize=p.directions[0] == "maximize",
+                objective="objective" if len(p.directions) == 1 else "objective_0")
         except Exception as e:  # a convenience: never fails the sweep
             log.warning("saving the MLflow view of the trials' images failed: %s: %s",
                         type(e).__name__, e)
             return None
 
-    def _register(self, p: Prepared) -> registry.Registered | None:
+    def _register(self, p: SweepPlan, s: Session) -> registry.Registered | None:
         """The best trial's model in the Model Registry (None: registration is off or failed)."""
-        settings = self.settings.mlflow
-        name = validation.registered_name(settings.registered_model_name, p.study_name)
-        if name is None:
+        if p.registered_model is None:
             return None
+        settings = self.settings.mlflow
         try:
             return registry.register_best(
-                p.tracker.client, p.tracker.experiment_id, p.study, name,
+                s.tracker.client, s.tracker.experiment_id, s.study, p.registered_model,
                 settings.champion_trial, list(settings.version_metrics or []))
         except Exception as e:  # the sweep's record stands without it
             log.warning("registering the best model failed: %s: %s", type(e).__name__, e)
@@ -277,7 +278,7 @@ def _ending(finish: Callable[[str], None]) -> Iterator[list[Any]]:
 
 
 @contextlib.contextmanager
-def _exported(p: Prepared) -> Iterator[None]:
+def _exported(p: SweepPlan) -> Iterator[None]:
     """The environment every job of this process needs, put back afterwards.
 
     mlflow.start_run() deletes MLFLOW_RUN_ID from the job's environment; Hydra's env_set restore
@@ -304,10 +305,10 @@ def _quietly(fn: Any, **kwargs: Any) -> None:
         log.warning("%s failed: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e)
 
 
-def _interrupted(p: Prepared, error: KeyboardInterrupt) -> None:
+def _interrupted(s: Session, error: KeyboardInterrupt) -> None:
     """After Ctrl-C (exit 130) or SIGTERM (exit 143): what happened and the command that
     resumes (no traceback)."""
-    counts = count_trials(p.study.get_trials(deepcopy=False))
+    counts = count_trials(s.study.get_trials(deepcopy=False))
     if isinstance(error, interrupts.Terminated):
         print(f"{PREFIX} stopped (SIGTERM): trials in flight recorded to run again first, from "
               f"their checkpoints; {counts.finished} finished; resume with: {resume_command()}",

@@ -22,11 +22,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.validation import IMPORTANCE_MIN_TRIALS
-
 log = logging.getLogger(__name__)
 
 FILE = "sweep_report.html"
+IMPORTANCE_MIN_TRIALS = 10
+"""Finished trials below which parameter importances (fANOVA on a handful of points) are noise."""
 IMPORTANCES = "Parameter importances"
 
 

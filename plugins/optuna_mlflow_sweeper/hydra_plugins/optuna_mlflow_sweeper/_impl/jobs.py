@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import (
@@ -18,10 +18,9 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.env import (
     ENV_TRIAL_ID,
     ENV_TRIAL_NUMBER,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import env_override, override
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import env_override, override, plain
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import SearchSpace
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import asked_system_attrs
-from hydra_plugins.optuna_mlflow_sweeper._impl.validation import has_key, plain
 
 DIVERGED = "diverged (non-finite objective)"
 
@@ -103,6 +102,19 @@ def trial_overrides(
     fixed = asked_system_attrs(trial).get("fixed_params", {})
     lines += [override(k, v) for k, v in fixed.items() if k not in trial.params]
     return lines
+
+
+def has_key(cfg: DictConfig, dotted: str) -> bool:
+    """Whether a dotted key (list indices allowed) names a node of the config."""
+    node: Any = cfg
+    for part in dotted.lstrip("+~").split("."):
+        if isinstance(node, DictConfig) and part in node.keys():  # `in node` is False for ???
+            node = node._get_node(part)
+        elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+            node = node._get_node(int(part))
+        else:
+            return False
+    return True
 
 
 def env_overrides(

@@ -101,9 +101,8 @@ def env_override(env: Mapping[str, str]) -> str:
     return "++hydra.job.env_set={" + ",".join(items) + "}"
 
 
-
 def plain(value: Any) -> Any:
-    """OmegaConf containers -> plain Python containers."""
+    """OmegaConf containers -> plain Python containers (resolved); other values as they are."""
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
     return value

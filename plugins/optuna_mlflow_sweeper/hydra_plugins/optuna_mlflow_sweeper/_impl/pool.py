@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, preemption, re
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_WORKER
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import override
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import SECRET_ENV
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 
@@ -61,8 +62,7 @@ class Payload:
     config: Any
     hydra_context: Any
     task_function: Callable[..., Any]
-    arguments: list[str]
-    fixed: list[str]  # the overrides every trial composes with: the command's, less sweeps
+    plan: SweepPlan  # the sweep's plan: checked once, by the command that starts workers
     singletons: dict[Any, Any]
 
 
@@ -73,14 +73,14 @@ def carried_env(environ: dict[str, str]) -> dict[str, str]:
             if k.startswith(CARRIED_PREFIXES) or k in SECRET_ENV}
 
 
-def run_local(payload: Payload, envs: list[dict[str, str]], sweep_dir: str,
-              watch: Callable[[], bool]) -> list[str]:
+def run_local(payload: Payload, envs: list[dict[str, str]], watch: Callable[[], bool]
+              ) -> list[str]:
     """Start a worker process per entry of `envs` (its own variables: its GPUs), watch until all
     end; the problems to report (empty: none)."""
     import cloudpickle
 
     blob = cloudpickle.dumps(payload)
-    logs = Path(sweep_dir) / "workers"
+    logs = Path(payload.plan.sweep_dir) / "workers"
     logs.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     procs = []
@@ -112,8 +112,7 @@ def run_local(payload: Payload, envs: list[dict[str, str]], sweep_dir: str,
 
 
 def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any]], Any],
-                 envs: list[dict[str, str]], sweep_dir: str, watch: Callable[[], bool]
-                 ) -> list[str]:
+                 envs: list[dict[str, str]], watch: Callable[[], bool]) -> list[str]:
     """A worker job per entry of `envs` (its own variables) through the configured Hydra
     launcher; the watcher runs meanwhile."""
     import cloudpickle
@@ -132,7 +131,7 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
     watcher = threading.Thread(target=keep_watching, name="optuna-mlflow-watch", daemon=True)
     watcher.start()
     try:
-        returns = launcher.launch(worker_jobs(payload.fixed, n, sweep_dir), initial_job_idx=0)
+        returns = launcher.launch(worker_jobs(payload.plan, n), initial_job_idx=0)
     finally:
         stop.set()
         watcher.join()
@@ -145,7 +144,7 @@ def run_launcher(payload: Payload, launcher_factory: Callable[[Callable[..., Any
     return problems
 
 
-def worker_jobs(fixed: Sequence[str], n: int, sweep_dir: str) -> list[list[str]]:
+def worker_jobs(plan: SweepPlan, n: int) -> list[list[str]]:
     """The overrides of n worker jobs: the command's own fixed overrides, then the job's folder.
 
     A launcher composes each job's config from the command's `hydra.*` overrides and the job's:
@@ -153,8 +152,9 @@ def worker_jobs(fixed: Sequence[str], n: int, sweep_dir: str) -> list[list[str]]
     `sweep=NAME`) is missing there, and `hydra.sweeper.n_jobs=2` meets Hydra's basic sweeper
     ("Could not override"). Sweep expressions stay out: a job composes one config. The folders
     are `<sweep dir>/workers/<i>`, named absolutely: a launcher's job may start anywhere."""
-    return [[*fixed, override("hydra.sweep.dir", os.path.abspath(sweep_dir)),
-             f"hydra.sweep.subdir=workers/{i}"] for i in range(n)]
+    folder = override("hydra.sweep.dir", os.path.abspath(plan.sweep_dir))
+    return [[*plan.space.fixed.values(), folder, f"hydra.sweep.subdir=workers/{i}"]
+            for i in range(n)]
 
 
 class Watcher:
@@ -224,7 +224,7 @@ def _worker(blob: bytes, env: dict[str, str]) -> None:
     sweeper = payload.sweeper(payload.settings)
     sweeper.setup(hydra_context=payload.hydra_context, task_function=payload.task_function,
                   config=payload.config, basic_launcher=True)
-    sweeper.sweep(payload.arguments)
+    sweeper.sweep([], planned=payload.plan)
 
 
 def _stop_with(parent: int) -> None:

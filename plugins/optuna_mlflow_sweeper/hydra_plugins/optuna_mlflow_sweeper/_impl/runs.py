@@ -17,7 +17,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.drivers import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
@@ -31,11 +30,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     where_tags,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import PARENT_RUN_ATTR, STUDY_UID_ATTR
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
-    ensure_experiment,
-    mask_url,
-    resolve_tracking_uri,
-)
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import ensure_experiment, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +40,11 @@ STUDY_KEY_TAG = "optuna_mlflow.study_key"
 PARENT_METRIC_PREFIX = "sweep/"
 
 class MlflowTracker:
-    def __init__(self, tracking_uri: str | None, experiment: str,
-                 spool_dir: str | None = None) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, spool_dir: str | None = None) -> None:
+        """`tracking_uri`: resolved, its driver pinned (plan.py)."""
         from mlflow.tracking import MlflowClient
 
-        key = ("MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
-               else "hydra.sweeper.mlflow.tracking_uri")
-        self.tracking_uri = checked_db_url(resolve_tracking_uri(tracking_uri), key)
+        self.tracking_uri = tracking_uri
         create_store(self.tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.experiment_id = retry_call(lambda: ensure_experiment(self.client, experiment),

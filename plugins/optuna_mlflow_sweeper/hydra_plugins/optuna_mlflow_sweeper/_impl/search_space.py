@@ -37,7 +37,7 @@ GRAMMAR_HELP = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchSpace:
     """What every trial samples (`distributions`) and what it gets as written (`fixed`)."""
 
@@ -149,6 +149,21 @@ def _meaning(key: str, text: str) -> Any:
         return override.value()
     except Exception:  # not the grammar (recorded by another version): the text itself
         return text
+
+
+def stored_value(dist: BaseDistribution | None, value: Any) -> Any:
+    """`value` as Optuna stores it for `dist`: a list or dict choice as its override text."""
+    if isinstance(dist, CategoricalDistribution) and isinstance(value, (list, dict)):
+        return format_value(value, interpolate=True)
+    return value
+
+
+def holds(dist: BaseDistribution, value: Any) -> bool:
+    """Whether `dist` can hold `value` (an enqueued one, say)."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(stored_value(dist, value))))
+    except Exception:  # another type altogether (a string for a float range, say)
+        return False
 
 
 def grid_choices(space: SearchSpace) -> dict[str, list[Any]]:

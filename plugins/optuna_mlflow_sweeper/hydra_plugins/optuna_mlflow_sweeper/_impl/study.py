@@ -1,36 +1,28 @@
-"""The Optuna side of a sweep: storage, study, shared budget, enqueued configs, stale trials."""
+"""The Optuna side of a running sweep: one read of the trials per decision, counts, stale trials."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import datetime
-import json
 import logging
-import os
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
-from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import format_value
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage, open_storage
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0  # a line while waiting for a killed sweep's trials
 
-ENQUEUED_ATTR = "optuna_mlflow:enqueued"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 # Names this study, not just its name in its storage: a study started over in a new database
 # file at the same path has the same name and storage URL, and must not adopt the old parent run.
@@ -38,24 +30,6 @@ STUDY_UID_ATTR = "optuna_mlflow:uid"
 # why a trial was stopped; both promise that it runs again when the sweep resumes
 INTERRUPTED = "interrupted (Ctrl-C): runs again first when the sweep resumes"
 TERMINATED = "stopped (SIGTERM): runs again first when the sweep resumes, from its checkpoint"
-
-
-def default_storage_url(sweep_dir: str) -> str:
-    """The study in the sweep folder (made by whoever first writes there, not here)."""
-    return "sqlite:///" + os.path.join(os.path.abspath(sweep_dir), "optuna.db")
-
-
-def make_storage(
-    url: str, heartbeat_interval: int | None, grace_period: int | None, max_retry: int
-) -> BaseStorage:
-    """The sweep's storage (`open_storage`); one that cannot be opened is a config error."""
-    try:
-        return open_storage(url, heartbeat_interval, grace_period, max_retry)
-    except Exception as e:
-        raise config_error(
-            "hydra.sweeper.storage", mask_url(url), "an RDB URL such as sqlite:///path/optuna.db",
-            f"{type(e).__name__}: {e}",
-        ) from None
 
 
 @contextlib.contextmanager
@@ -78,7 +52,7 @@ class OneReadStorage(_CachedStorage):
     `one_read()` the first look reads and the others see that read; writes go through as ever.
     """
 
-    def __init__(self, backend: RDBStorage) -> None:
+    def __init__(self, backend: ResilientRDBStorage) -> None:
         super().__init__(backend)
         self._held = self._read = False
 
@@ -125,26 +99,6 @@ def write_trial(study: optuna.Study, trial_id: int, user_attrs: dict[str, Any],
         study._storage.set_trial_system_attr(trial_id, key, value)
 
 
-def open_study(
-    name: str, storage: BaseStorage, sampler: Any, pruner: Any, directions: list[str]
-) -> optuna.Study:
-    if isinstance(storage, RDBStorage):
-        storage = OneReadStorage(storage)
-    with optuna_quiet():
-        study = optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-            directions=directions, load_if_exists=True,
-        )
-    existing = [d.name.lower() for d in study.directions]
-    if existing != directions:
-        raise config_error(
-            "hydra.sweeper.direction", directions, f"{existing} (study '{name}' exists with them)"
-        )
-    if STUDY_UID_ATTR not in study.user_attrs:  # under the setup lock: one id per study
-        study.set_user_attr(STUDY_UID_ATTR, uuid.uuid4().hex)
-    return study
-
-
 @dataclass
 class Counts:
     complete: int = 0
@@ -183,28 +137,6 @@ def count_trials(trials: Sequence[FrozenTrial]) -> Counts:
         elif t.state == TrialState.WAITING:
             counts.waiting += 1
     return counts
-
-
-def enqueue_once(
-    study: optuna.Study, entries: Iterable[Mapping[str, Any]],
-    distributions: Mapping[str, BaseDistribution],
-) -> int:
-    """Enqueue known-good configs once per study: an entry is not enqueued again on resume."""
-    done = list(study.user_attrs.get(ENQUEUED_ATTR) or [])
-    new = [e for e in entries if json.dumps(e, sort_keys=True, default=str) not in done]
-    if not new:
-        return 0
-    done += [json.dumps(e, sort_keys=True, default=str) for e in new]
-    study.set_user_attr(ENQUEUED_ATTR, done)
-    for entry in new:
-        params = {}
-        for key, value in entry.items():
-            dist = distributions.get(key)
-            if isinstance(dist, CategoricalDistribution) and isinstance(value, (list, dict)):
-                value = format_value(value, interpolate=True)  # list choices are stored as text
-            params[str(key)] = value
-        study.enqueue_trial(params, skip_if_exists=True)
-    return len(new)
 
 
 def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:

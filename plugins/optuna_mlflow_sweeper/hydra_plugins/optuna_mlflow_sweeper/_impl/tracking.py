@@ -61,6 +61,12 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     return absolute_sqlite_url(uri)
 
 
+def tracking_key(config_key: str) -> str:
+    """The key a tracking URI's errors name: `MLFLOW_TRACKING_URI` when it is set (it wins over
+    the config: `resolve_tracking_uri`), else `config_key`."""
+    return "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else config_key
+
+
 def ui_links(
     uri: str, experiment_id: str, run_id: str, port: int = 5000,
     compared: Sequence[str] = (),

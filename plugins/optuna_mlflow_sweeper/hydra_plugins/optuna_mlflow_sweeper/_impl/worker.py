@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from hydra.utils import get_method
 from omegaconf import DictConfig
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
@@ -29,7 +30,8 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.heartbeat import beating
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import env_overrides, outcome, trial_overrides
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import budget_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import override
-from hydra_plugins.optuna_mlflow_sweeper._impl.prepare import Prepared
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan
+from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     INTERRUPTED,
     TERMINATED,
@@ -49,20 +51,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Plan:
+class Job:
+    """An asked trial, on its way to run as a Hydra job."""
+
     trial: optuna.Trial
     overrides: list[str]
-    job: list[str] = field(default_factory=list)  # overrides + the trial's environment
+    lines: list[str] = field(default_factory=list)  # overrides + the trial's environment
     run_id: str | None = None
     retry_of: int | None = None
     error: str | None = None
     state: TrialState | None = None
 
 
-def budget_spent(p: Prepared, say_so: bool = False, counts: Counts | None = None) -> bool:
+def budget_spent(p: SweepPlan, s: Session, say_so: bool = False,
+                 counts: Counts | None = None) -> bool:
     """Whether the study's trials (finished, or running anywhere; `counts` if read already)
     use up its budget."""
-    counts = counts or count_trials(p.study.get_trials(deepcopy=False))
+    counts = counts or count_trials(s.study.get_trials(deepcopy=False))
     if p.n_trials - counts.used > 0:
         return False
     if say_so and not counts.running:
@@ -72,7 +77,7 @@ def budget_spent(p: Prepared, say_so: bool = False, counts: Counts | None = None
     return True
 
 
-def budget_left_after_settling(p: Prepared) -> bool:
+def budget_left_after_settling(p: SweepPlan, s: Session) -> bool:
     """Whether trials are left to run once the RUNNING ones that hold the rest of the budget
     are known to be alive or failed as stale (then queued again: to be run here).
 
@@ -80,26 +85,26 @@ def budget_left_after_settling(p: Prepared) -> bool:
     (SIGKILL, two quick Ctrl-Cs), nobody runs them: wait until their heartbeats show it, fail
     them and run their retries, instead of leaving the study jammed.
     """
-    counts = count_trials(p.study.get_trials(deepcopy=False))
+    counts = count_trials(s.study.get_trials(deepcopy=False))
     if not counts.running or not p.heartbeat_interval:
         return False
     say(p.progress, f"{PREFIX} {counts.running} trial(s) of the budget are RUNNING: waiting "
         "(up to the grace period) to see whether their processes still beat")
-    failed = wait_for_stale(p.study, lambda t: end_stale_run(p, t),
+    failed = wait_for_stale(s.study, lambda t: end_stale_run(s, t),
                             on_progress=lambda line: say(p.progress, f"{PREFIX} {line}"))
     if failed:
-        return not budget_spent(p)
+        return not budget_spent(p, s)
     say(p.progress, f"{PREFIX} {counts.running} trial(s) still run in other processes")
     return False
 
 
-def end_stale_run(p: Prepared, trial: FrozenTrial) -> None:
+def end_stale_run(s: Session, trial: FrozenTrial) -> None:
     """A trial failed as stale (its process died): say so, and end its MLflow child run."""
     log.warning("trial %d lost its heartbeat (process died): failed, to be retried",
                 trial.number)
     run_id = trial.user_attrs.get("mlflow_run_id")
-    if p.tracker is not None and run_id:
-        p.tracker.finish_child(run_id, "FAIL", None, "heartbeat lost (process died)")
+    if s.tracker is not None and run_id:
+        s.tracker.finish_child(run_id, "FAIL", None, "heartbeat lost (process died)")
 
 
 JUDGED_OVER = 5  # trials (or the whole budget, if smaller) a failure rate is judged over
@@ -115,11 +120,13 @@ def too_many_failures(failed: int, done: int, rate: float, n_trials: float) -> b
 class Worker:
     """The trial loop of one process. `launcher` runs a job here (Hydra's basic launcher)."""
 
-    def __init__(self, p: Prepared, config: DictConfig, loader: Any, launcher: Any) -> None:
-        self.p, self.config, self.loader, self.launcher = p, config, loader, launcher
+    def __init__(self, p: SweepPlan, s: Session, config: DictConfig, loader: Any,
+                 launcher: Any) -> None:
+        self.p, self.s, self.config, self.loader, self.launcher = p, s, config, loader, launcher
+        self.custom = get_method(p.custom_search_space) if p.custom_search_space else None
         self.done = self.failed = 0
         self.last_failure: str | None = None  # named when too many trials failed
-        self.current: Plan | None = None  # the trial asked and not yet told
+        self.current: Job | None = None  # the trial asked and not yet told
         self.reported = 0  # trials done whose progress was reported
         self.others_running = True  # trials of other processes may be running (stale ones?)
         self._objective: str | None = None  # the objective's name, read once
@@ -136,29 +143,29 @@ class Worker:
         (ask: waiting trials, create, read, params; tell: read, state) plus the lock, one read
         of the trials per decision, and one write of the trial's attrs with its first beat.
         """
-        p = self.p
+        p, s = self.p, self.s
         deadline = time.monotonic() + p.timeout if p.timeout else None
         while True:
             if self.others_running:  # their trials may be stale (a process died): fail them
-                for trial in fail_stale_trials(p.study):
-                    end_stale_run(p, trial)
+                for trial in fail_stale_trials(s.study):
+                    end_stale_run(s, trial)
             self.current = None
             try:
                 trial, counts = self._ask(deadline)
                 if trial is None:
-                    if counts is None or not budget_left_after_settling(p):
+                    if counts is None or not budget_left_after_settling(p, s):
                         return
                     continue
-                plan = self.current = Plan(trial, [])
+                job = self.current = Job(trial, [])
                 # from the first beat on (with its attrs), a dead worker leaves a stale,
                 # retryable trial; the beats go on while its MLflow run is created (which
                 # waits out a server outage)
-                with beating(p.study._storage, [trial._trial_id], first=False), \
+                with beating(s.study._storage, [trial._trial_id], first=False), \
                         lent(p.storage_url, p.study_name, trial):
-                    self._plan(plan)
-                    result = ((TrialState.FAIL, None, plan.error) if plan.error
-                              else outcome(self._launch(plan), len(p.directions)))
-                self._tell(plan, *result)
+                    self._make_job(job)
+                    result = ((TrialState.FAIL, None, job.error) if job.error
+                              else outcome(self._launch(job), len(p.directions)))
+                self._tell(job, *result)
             except KeyboardInterrupt as e:
                 interrupts.acknowledge(e)
                 if self.current is not None:  # asked: interrupted wherever it was
@@ -171,7 +178,7 @@ class Worker:
             if lost is not None:  # a stop lost in the trial: the trial finished; stop now
                 raise lost
             self.done += 1
-            self.failed += plan.state == TrialState.FAIL
+            self.failed += job.state == TrialState.FAIL
             if too_many_failures(self.failed, self.done, p.max_failure_rate, p.n_trials):
                 self.report()
                 raise SweepAborted(
@@ -180,33 +187,33 @@ class Worker:
                     f"{self.last_failure}"
                 )
 
-    def _plan(self, plan: Plan) -> None:
-        """Make an asked trial runnable; whatever goes wrong is its FAIL reason (`plan.error`).
+    def _make_job(self, job: Job) -> None:
+        """Make an asked trial runnable; whatever goes wrong is its FAIL reason (`job.error`).
         Its attrs (overrides, MLflow run, pruner) are written together, with its first beat."""
-        p, trial = self.p, plan.trial
+        p, s, trial = self.p, self.s, job.trial
         try:
-            plan.overrides = trial_overrides(trial, p.space, p.custom, self.config)
+            job.overrides = trial_overrides(trial, p.space, self.custom, self.config)
         except Exception as e:
-            plan.error = f"invalid overrides: {type(e).__name__}: {e}"
-        user_attrs: dict[str, Any] = {"overrides": plan.overrides}
-        plan.retry_of = asked_system_attrs(trial).get("failed_trial")
-        if p.tracker is not None:
-            plan.run_id = user_attrs["mlflow_run_id"] = p.tracker.start_child(
-                trial.number, p.study_name, trial.params, plan.overrides,
-                {"optuna.retry_of": plan.retry_of} if plan.retry_of is not None else None,
+            job.error = f"invalid overrides: {type(e).__name__}: {e}"
+        user_attrs: dict[str, Any] = {"overrides": job.overrides}
+        job.retry_of = asked_system_attrs(trial).get("failed_trial")
+        if s.tracker is not None:
+            job.run_id = user_attrs["mlflow_run_id"] = s.tracker.start_child(
+                trial.number, p.study_name, trial.params, job.overrides,
+                {"optuna.retry_of": job.retry_of} if job.retry_of is not None else None,
             )
-        system_attrs = {PRUNER_ATTR: p.pruner_config} if p.pruner_config else {}
-        write_trial(p.study, trial._trial_id, user_attrs, system_attrs)
-        plan.job = plan.overrides + self._where + env_overrides(
+        system_attrs = {PRUNER_ATTR: p.pruner} if p.pruner else {}
+        write_trial(s.study, trial._trial_id, user_attrs, system_attrs)
+        job.lines = job.overrides + self._where + env_overrides(
             p.storage_url, p.study_name, trial, p.heartbeat_interval,
-            p.tracker.env(plan.run_id) if p.tracker and plan.run_id else None,
+            s.tracker.env(job.run_id) if s.tracker and job.run_id else None,
             exclude=p.secret_env,
         )
-        if plan.error is None:
+        if job.error is None:
             try:  # composed once: the launcher takes this config
-                self.loader.compose(self.config, plan.job)
+                self.loader.compose(self.config, job.lines)
             except Exception as e:
-                plan.error = f"invalid overrides: {type(e).__name__}: {e}"
+                job.error = f"invalid overrides: {type(e).__name__}: {e}"
 
     def _ask(self, deadline: float | None) -> tuple[optuna.Trial | None, Counts | None]:
         """One decision on one read of the study's trials: the progress of the trial just told,
@@ -214,16 +221,16 @@ class Worker:
         counts): the budget is spent; (None, None): the timeout is reached. A trial whose
         sampling raises is failed (not orphaned). The check and the ask hold a lock on the
         study: two workers that saw the last free trial at once both ran it (n_trials + 1)."""
-        p = self.p
+        p, s = self.p, self.s
         with budget_lock(p.storage_url):
-            with one_read(p.study):
-                trials = p.study.get_trials(deepcopy=False)
+            with one_read(s.study):
+                trials = s.study.get_trials(deepcopy=False)
                 counts = count_trials(trials)
                 self.others_running = bool(counts.running)
                 if self.done > self.reported:
                     self.report(counts=counts)
                     self.reported = self.done
-                if budget_spent(p, say_so=not self.done, counts=counts):
+                if budget_spent(p, s, say_so=not self.done, counts=counts):
                     return None, counts
                 if deadline is not None and time.monotonic() >= deadline:
                     log.info("timeout of %ss reached: no new trials", p.timeout)
@@ -232,69 +239,69 @@ class Worker:
                 with warnings.catch_warnings():  # "Heartbeat ... to be used with optimize"
                     warnings.simplefilter("ignore", UserWarning)
                     try:
-                        return p.study.ask(p.space.distributions), counts
+                        return s.study.ask(p.space.distributions), counts
                     except Exception as e:
                         error = e
             reason = f"could not be sampled: {type(error).__name__}: {error}"
-            fail_orphans(p.study, exclude=before, reason=reason)
+            fail_orphans(s.study, exclude=before, reason=reason)
             raise error
 
-    def _launch(self, plan: Plan) -> Any:
+    def _launch(self, job: Job) -> Any:
         """The trial as a Hydra job here; its JobReturn."""
-        say(self.p.progress, trial_line(plan.trial.number, plan.trial.params, plan.retry_of))
+        say(self.p.progress, trial_line(job.trial.number, job.trial.params, job.retry_of))
         with interrupts.trial_in_progress():
-            [ret] = self.launcher.launch([plan.job], initial_job_idx=plan.trial.number)
+            [ret] = self.launcher.launch([job.lines], initial_job_idx=job.trial.number)
         return ret
 
     def _tell(
-        self, plan: Plan, state: TrialState, values: list[float] | None, reason: str | None,
+        self, job: Job, state: TrialState, values: list[float] | None, reason: str | None,
         mlflow_status: str | None = None,
     ) -> None:
-        p = self.p
-        if plan.state is not None:
+        p, s = self.p, self.s
+        if job.state is not None:
             return
-        plan.state = state
+        job.state = state
         if reason:
-            self.last_failure = f"trial {plan.trial.number}: {reason}"
-            log.warning("trial %d failed: %s", plan.trial.number, reason)
+            self.last_failure = f"trial {job.trial.number}: {reason}"
+            log.warning("trial %d failed: %s", job.trial.number, reason)
             try:
-                plan.trial.set_user_attr("fail_reason", reason)
+                job.trial.set_user_attr("fail_reason", reason)
             except Exception:  # finished meanwhile (e.g. failed as stale by another process)
                 pass
         try:
             # as `study.optimize` tells: `study.tell` reads the trial back once more to return it
-            _tell_with_warning(p.study, plan.trial, values, state, skip_if_finished=True)
+            _tell_with_warning(s.study, job.trial, values, state, skip_if_finished=True)
         except RuntimeError as e:  # GridSampler calls study.stop() once the grid is exhausted
             if "Study.stop" not in str(e):
                 raise
         if mlflow_status == "KILLED":  # interrupted, not broken: queue the same params again
-            retry_later(p.study, p.study._storage.get_trial(plan.trial._trial_id), p.max_retry)
-        if p.tracker is not None and plan.run_id:
-            p.tracker.finish_child(plan.run_id, state.name, values, reason, mlflow_status)
+            retry_later(s.study, s.study._storage.get_trial(job.trial._trial_id), p.max_retry)
+        if s.tracker is not None and job.run_id:
+            s.tracker.finish_child(job.run_id, state.name, values, reason, mlflow_status)
 
     def report(self, quiet: bool = False, counts: Counts | None = None) -> None:
         """The progress line, and the study's state on the parent run (from `counts` and the
         trials `one_read` holds, if read already)."""
-        p = self.p
-        counts = counts or count_trials(p.study.get_trials(deepcopy=False))
+        p, s = self.p, self.s
+        counts = counts or count_trials(s.study.get_trials(deepcopy=False))
         if p.progress and not quiet:
             if self._objective is None and len(p.directions) == 1:
-                self._objective = results.objective_name(p.study)  # set once, at the start
-            say(True, results.progress_line(p.study, counts, p.n_trials, self._objective))
-        if p.tracker is None:
+                self._objective = results.objective_name(s.study)  # set once, at the start
+            say(True, results.progress_line(s.study, counts, p.n_trials, self._objective))
+        if s.tracker is None:
             return
         metrics: dict[str, Any] = {"n_complete": counts.complete, "n_pruned": counts.pruned,
                                    "n_failed": counts.failed}
         tags: dict[str, Any] = {}
         if len(p.directions) == 1:
-            best = results.best_single(p.study)
+            best = results.best_single(s.study)
             if best is not None:
                 metrics["best_value"] = best.value
                 metrics["best_trial"] = best.number
                 tags = {"best_trial_number": best.number, "best_value": best.value,
                         "best_params": best.params}
         else:
-            front = results.pareto(p.study)
+            front = results.pareto(s.study)
             metrics["pareto_size"] = len(front)
             tags = {"pareto_trials": [t.number for t in front]}
-        p.tracker.update_parent(metrics, tags, step=counts.finished)
+        s.tracker.update_parent(metrics, tags, step=counts.finished)
