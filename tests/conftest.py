@@ -21,6 +21,7 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402
     read_only_disk,
     s3_server,
 )
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import mlflow_template  # noqa: E402, F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: E402, F401
 
 from tests.helpers import compose_config  # noqa: E402

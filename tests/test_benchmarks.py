@@ -24,10 +24,11 @@ def _positive(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-@pytest.mark.slow
-def test_smallest_bench_prints_sane_json_lines(mnist_cache):
+def smallest_bench(measurement: str) -> list[dict]:
+    """The results of one measurement of the smallest run (its JSON lines after the header), each
+    measurement in its own command so that the two run side by side under `pytest -n 2`."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--only", "fit,overhead",
+        [sys.executable, "-m", "benchmarks", "--only", measurement,
          "--backends", "tensorflow", "--limit-train", "1000", "--epochs", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
@@ -37,7 +38,12 @@ def test_smallest_bench_prints_sane_json_lines(mnist_cache):
     assert header["measurement"] == "header"
     assert header["machine"]["cpu_count"] >= 1 and header["versions"]["tensorflow"]
     assert not [r for r in results if "error" in r]
+    return results
 
+
+@pytest.mark.slow
+def test_smallest_fit_bench_prints_sane_json_lines(mnist_cache):
+    results = smallest_bench("fit")
     speedups = {r["settings"]["model"]: r for r in results if r["measurement"] == "epoch_speedup"}
     assert set(speedups) == {"dense", "cnn"}
     for r in speedups.values():
@@ -52,6 +58,10 @@ def test_smallest_bench_prints_sane_json_lines(mnist_cache):
         # Same weights, data, seed and batches: the same math, whatever the speed.
         assert abs(r["val_accuracy_diff"]) <= 0.02 and abs(r["test_accuracy_diff"]) <= 0.02
 
+
+@pytest.mark.slow
+def test_smallest_overhead_bench_prints_sane_json_lines(mnist_cache):
+    results = smallest_bench("overhead")
     overhead = {r["process"]: r for r in results if r["measurement"] == "trial_overhead"}
     assert set(overhead) == {"cold", "warm"}
     for r in overhead.values():

@@ -12,9 +12,7 @@ completes on the head, which resumes that trial from its checkpoint.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -23,6 +21,7 @@ from typing import Any
 
 import optuna
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.processes import finish, started
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster, outward_address
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -32,7 +31,7 @@ from mnist_sweep.tracking.keys import mlflow_key
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 20
+EPOCHS = 12
 CHECKPOINT_ATTR = "optuna_mlflow:checkpoint"
 # a lost node noticed in seconds: Ray's health checks (its task then runs again elsewhere) and
 # the sweeper's heartbeats (its trial failed as stale, retried by the worker that looks next)
@@ -46,7 +45,7 @@ def sweep_command(study: str, bucket: str) -> list[str]:
             "hydra.sweep.dir=multirun/cluster", "hydra.sweeper.n_trials=4",
             "hydra.sweeper.n_jobs=2", "hydra.sweeper.direction=maximize",
             "train.learning_rate=choice(0.003,0.002)", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=8", "hydra.callbacks.sweep_summary.reference=false",
+            "hydra.sweeper.grace_period=5", "hydra.callbacks.sweep_summary.reference=false",
             "data.limit_train=1000", "data.val_size=200", f"train.epochs={EPOCHS}",
             "model.hidden.0.units=4", "tracking.log_model=false", "tracking.log_plots=false",
             "eval.noise_levels=[]", f"train.checkpoint.dir=s3://{bucket}/{study}"]
@@ -85,13 +84,10 @@ def test_a_two_node_sweep_loses_a_node_and_resumes_its_trial_on_the_other(
                if not k.startswith(("MLFLOW_", "OPTUNA_", "RAY_"))}
         env.update(MLFLOW_TRACKING_URI=mlflow_server.url, OPTUNA_STORAGE=postgres.url("optuna"),
                    XDG_STATE_HOME=str(tmp_path / "state"), TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.Popen(
-            [*sweep_command(study_name, s3_server.BUCKET), *cluster.launcher()], cwd=driver,
-            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True)
         storage = postgres.url("optuna", "postgresql+psycopg")
         client = MlflowClient(mlflow_server.url)
-        try:
+        with started([*sweep_command(study_name, s3_server.BUCKET), *cluster.launcher()],
+                     driver, env) as proc:
             deadline = time.monotonic() + 480
             where: dict[int, str] = {}  # trial -> node
             study, lost = None, None
@@ -104,12 +100,7 @@ def test_a_two_node_sweep_loses_a_node_and_resumes_its_trial_on_the_other(
                     lost = checkpointed_trial_on(second_id, study, client, where)
                 time.sleep(0.1)
             second.kill()
-            out, err = proc.communicate(timeout=480)
-            assert proc.returncode == 0, out[-2000:] + err[-4000:]
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=30)
+            finish(proc)
         head_ran, second_ran = (sorted(p.name for p in node.disk.glob("multirun/cluster/*"))
                                 for node in (cluster, second))
         local_checkpoints = [*cluster.disk.rglob(FILE), *second.disk.rglob(FILE)]

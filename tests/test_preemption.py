@@ -8,6 +8,7 @@ the uninterrupted trial is run once, for the whole module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.processes import finish, started
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -26,9 +29,9 @@ from tests.helpers import TF_NATIVE, epochs_saved
 
 pytestmark = pytest.mark.slow
 
-# small: an epoch of 2,000 digits is still seconds long, enough to signal a process in it; the
-# test digits scored clean and at the one noise level the resumed run is compared on
-TRAIN = ["model=cnn", "data.limit_train=2000", "data.val_size=500", "train.epochs=6",
+# small: an epoch of 1,200 digits is still a second or more long, enough to signal a process in
+# it; the test digits scored clean and at the one noise level the resumed run is compared on
+TRAIN = ["model=cnn", "data.limit_train=1200", "data.val_size=300", "train.epochs=4",
          "train.seed=3", "train.learning_rate=0.003", "eval.noise_levels=[0.5]",
          "tracking.log_model=false", "tracking.log_plots=false"]
 # a one-trial sweep of that training, checkpointed after each epoch
@@ -37,36 +40,28 @@ SWEEP = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.study_name=resume",
          "hydra.sweeper.direction=maximize", "train.optimizer=choice(adam)",
          "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2",
          "hydra.callbacks.sweep_summary.reference=false", *TRAIN]
-EPOCHS = list(range(1, 7))
-STOPPED_AFTER = 3  # epochs saved when the trial is killed or stopped
+EPOCHS = list(range(1, 5))
+STOPPED_AFTER = 2  # epochs saved when the trial is killed or stopped
 # Tolerance: a resumed trial trains the same batches from the same state (measured: identical
 # to the last digit); 1e-4 lets one test digit in 10,000 differ.
 TOLERANCE = 1e-4
 FINAL = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5")
 
 
-def start(folder: Path, *args: str) -> subprocess.Popen[str]:
-    """The command in its own process group, recording into `folder`'s store (made here: its
-    first use writes to stderr)."""
-    folder.mkdir(exist_ok=True)
-    MlflowClient(f"sqlite:///{folder}/store.db").search_experiments()
+def start(folder: Path, store: Path, *args: str
+          ) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """The command in its own process group (ended with the block), recording into `folder`'s
+    store (a copy of the session's migrated `store`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{folder}/store.db", TF_CPP_MIN_LOG_LEVEL="3",
+    env.update(MLFLOW_TRACKING_URI=copied_store(store, folder), TF_CPP_MIN_LOG_LEVEL="3",
                XDG_STATE_HOME=str(folder / "state"))
-    return subprocess.Popen([sys.executable, "-m", "mnist_sweep", *args], cwd=folder, env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return started([sys.executable, "-m", "mnist_sweep", *args], folder, env)
 
 
-def finish(proc: subprocess.Popen[str], expect: int, timeout: float = 900) -> str:
-    """Its stderr, once it ended with `expect`; the whole group killed if it did not end."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == expect, out[-2000:] + err[-4000:]
-    return err
+def run_to_end(folder: Path, store: Path, *args: str) -> None:
+    """The command, to its end (exit status 0)."""
+    with start(folder, store, *args) as proc:
+        finish(proc)
 
 
 def said(err: str) -> list[str]:
@@ -92,17 +87,18 @@ def state_file(folder: Path, trial: int = 0) -> Path:
 
 
 def assert_whole_history(client: MlflowClient, run_id: str) -> None:
-    """MLflow's per-epoch curves of a resumed run: steps 1..6, each once."""
+    """MLflow's per-epoch curves of a resumed run: steps 1..4, each once."""
     for key in ("val_accuracy", "loss", "epoch_time_s"):
         steps = [m.step for m in client.get_metric_history(run_id, mlflow_key(key, per_epoch=True))]
         assert sorted(steps) == EPOCHS, key
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory: pytest.TempPathFactory) -> optuna.trial.FrozenTrial:
+def whole(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
+          ) -> optuna.trial.FrozenTrial:
     """The uninterrupted trial: what every resumed one must end as."""
     folder = tmp_path_factory.mktemp("whole")
-    finish(start(folder, *SWEEP), expect=0)
+    run_to_end(folder, mlflow_template, *SWEEP)
     [trial] = trials(folder)
     assert sorted(trial.intermediate_values) == EPOCHS
     assert not list((folder / "multirun/resume/checkpoints").rglob("*.npz"))  # removed at the end
@@ -111,32 +107,32 @@ def whole(tmp_path_factory: pytest.TempPathFactory) -> optuna.trial.FrozenTrial:
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
 def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
-    tmp_path: Path, whole: optuna.trial.FrozenTrial, stop: str
+    tmp_path: Path, whole: optuna.trial.FrozenTrial, stop: str, mlflow_template: Path
 ) -> None:
     state = state_file(tmp_path)
-    proc = start(tmp_path, *SWEEP)
-    if stop == "sigkill":  # after the third epoch's checkpoint: the fourth epoch is lost
-        wait_for_epochs(proc, state, STOPPED_AFTER)
-        os.killpg(proc.pid, signal.SIGKILL)
-        finish(proc, expect=-signal.SIGKILL)
-    else:  # during the third epoch, to the main process only, as a scheduler sends it
-        wait_for_epochs(proc, state, STOPPED_AFTER - 1)
-        proc.send_signal(signal.SIGTERM)
-        sent = time.monotonic()
-        err = finish(proc, expect=143)
-        print(f"SIGTERM to exit: {time.monotonic() - sent:.1f} s")  # the README's figure
-        lines = said(err)
-        assert len(lines) == 1 and "stopped (SIGTERM)" in lines[0], err[-3000:]
+    with start(tmp_path, mlflow_template, *SWEEP) as proc:
+        if stop == "sigkill":  # after the second epoch's checkpoint: the third epoch is lost
+            wait_for_epochs(proc, state, STOPPED_AFTER)
+            os.killpg(proc.pid, signal.SIGKILL)
+            finish(proc, expect=-signal.SIGKILL)
+        else:  # during the second epoch, to the main process only, as a scheduler sends it
+            wait_for_epochs(proc, state, STOPPED_AFTER - 1)
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            _, err = finish(proc, expect=143)
+            print(f"SIGTERM to exit: {time.monotonic() - sent:.1f} s")  # the README's figure
+            lines = said(err)
+            assert len(lines) == 1 and "stopped (SIGTERM)" in lines[0], err[-3000:]
     assert epochs_saved(state) == STOPPED_AFTER  # SIGTERM: the epoch in progress was finished
 
     if stop == "sigkill":
         time.sleep(2.5)  # the killed trial's heartbeat goes stale: the rerun fails and retries it
-    finish(start(tmp_path, *SWEEP), expect=0)
+    run_to_end(tmp_path, mlflow_template, *SWEEP)
     first, retried = trials(tmp_path)
     assert first.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
     assert sorted(first.intermediate_values) == EPOCHS[:STOPPED_AFTER]
     assert retried.system_attrs["failed_trial"] == 0 and retried.params == first.params
-    assert sorted(retried.intermediate_values) == EPOCHS  # 1-3 replayed, each once
+    assert sorted(retried.intermediate_values) == EPOCHS  # 1-2 replayed, each once
     assert retried.intermediate_values == pytest.approx(whole.intermediate_values, abs=TOLERANCE)
     assert not state.parent.exists()  # finished: its checkpoint is gone
 
@@ -154,27 +150,27 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
 
 
 def test_a_single_run_stopped_by_sigterm_checkpoints_and_the_same_command_resumes_it(
-    tmp_path: Path, whole: optuna.trial.FrozenTrial
+    tmp_path: Path, whole: optuna.trial.FrozenTrial, mlflow_template: Path
 ) -> None:
     command = [*TRAIN, "train.checkpoint.enabled=true", f"train.checkpoint.dir={tmp_path}/ckpt"]
-    proc = start(tmp_path, *command)
-    file = None
-    deadline = time.monotonic() + 900
-    while file is None or epochs_saved(file) < STOPPED_AFTER - 1:  # in the third epoch
-        assert proc.poll() is None and time.monotonic() < deadline
-        file = next((tmp_path / "ckpt").glob(f"run-*/{checkpoint_store.FILE}"), None)
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    err = finish(proc, expect=143)
+    with start(tmp_path, mlflow_template, *command) as proc:
+        file = None
+        deadline = time.monotonic() + 900
+        while file is None or epochs_saved(file) < STOPPED_AFTER - 1:  # in the second epoch
+            assert proc.poll() is None and time.monotonic() < deadline
+            file = next((tmp_path / "ckpt").glob(f"run-*/{checkpoint_store.FILE}"), None)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = finish(proc, expect=143)
     lines = said(err)
     assert len(lines) == 1, err[-3000:]
-    # the epoch in progress is finished: the third, or the second when the signal came while
+    # the epoch in progress is finished: the second, or the first when the signal came while
     # that epoch's end (its checkpoint just written) was still running
     saved = epochs_saved(file)
     assert saved in (STOPPED_AFTER - 1, STOPPED_AFTER)
     assert f"epochs 1-{saved} saved in {file.parent}" in lines[0]
 
-    finish(start(tmp_path, *command), expect=0)
+    run_to_end(tmp_path, mlflow_template, *command)
     assert not file.parent.exists()
     client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
     stopped, resumed = sorted(client.search_runs([client.get_experiment_by_name(
@@ -194,27 +190,29 @@ def job_processes(group: int) -> list[int]:
     return [int(line.split()[0]) for line in ps.splitlines() if "submitit.core._submit" in line]
 
 
-def test_a_preempted_submitit_worker_is_requeued_and_its_trial_resumes(tmp_path: Path) -> None:
+def test_a_preempted_submitit_worker_is_requeued_and_its_trial_resumes(
+    tmp_path: Path, mlflow_template: Path
+) -> None:
     """Two workers as `submitit_local` jobs; each is sent submitit's preemption signal (USR2, as
     SLURM sends it before a preemption) mid-trial: its trial finishes the epoch and is recorded
     to run again, submitit requeues the job, and the retry resumes from the checkpoint."""
     sweep = [a for a in SWEEP if not a.startswith(("hydra.sweeper.n_trials", "data.limit_train"))]
-    proc = start(tmp_path, *sweep, "data.limit_train=1000", "hydra.sweeper.n_trials=2",
-                 "hydra.sweeper.n_jobs=2", "hydra/launcher=submitit_local",
-                 "hydra.launcher.timeout_min=30")
-    folder = state_file(tmp_path).parent.parent
-    deadline = time.monotonic() + 900
-    saved: dict[str, int] = {}
-    while not any(epochs >= 2 for epochs in saved.values()):
-        assert proc.poll() is None and time.monotonic() < deadline, "no trial saved 2 epochs"
-        time.sleep(0.05)
-        saved = {f.parent.name: epochs_saved(f)
-                 for f in folder.glob(f"trial-*/{checkpoint_store.FILE}")}
-    jobs = job_processes(proc.pid)
-    assert len(jobs) == 2
-    for pid in jobs:
-        os.kill(pid, signal.SIGUSR2)
-    finish(proc, expect=0)
+    with start(tmp_path, mlflow_template, *sweep, "data.limit_train=1000",
+               "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+               "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=30") as proc:
+        folder = state_file(tmp_path).parent.parent
+        deadline = time.monotonic() + 900
+        saved: dict[str, int] = {}
+        while not any(epochs >= 2 for epochs in saved.values()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no trial saved 2 epochs"
+            time.sleep(0.05)
+            saved = {f.parent.name: epochs_saved(f)
+                     for f in folder.glob(f"trial-*/{checkpoint_store.FILE}")}
+        jobs = job_processes(proc.pid)
+        assert len(jobs) == 2
+        for pid in jobs:
+            os.kill(pid, signal.SIGUSR2)
+        finish(proc)
 
     every = trials(tmp_path)
     complete = [t for t in every if t.state == TrialState.COMPLETE]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 from toyapp import store_env
 
 from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: F401 (a hook)
@@ -28,17 +27,10 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401
     mlflow_server,
     postgres,
 )
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import mlflow_template  # noqa: F401
 from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: F401
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised MLflow sqlite DB; copying it saves every sweep the schema migrations."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:
+def env(tmp_path: Path, mlflow_template: Path) -> dict[str, str]:  # noqa: F811 (the fixture)
     return store_env(tmp_path, mlflow_template)

@@ -37,12 +37,12 @@ def test_two_ray_workers_run_the_budget_on_a_running_cluster(
 ) -> None:
     # joined as a user would: the address alone, no Ray setting in the environment
     env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
-    proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.5",
-                 "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", *ray_cluster.launcher())
+    proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.2",
+                 "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *ray_cluster.launcher())
     assert "2 workers (jobs of RayLauncher)" in proc.stdout
     assert "(_run_job pid=" not in proc.stdout + proc.stderr  # the workers' lines: in Ray's logs
     trials = study(tmp_path).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     pids = {t.user_attrs["pid"] for t in trials}
     assert pids <= ray_cluster.worker_pids()  # every trial ran in one of the cluster's workers
     assert 1 <= len(pids) <= 2
@@ -53,7 +53,7 @@ def test_two_ray_workers_run_the_budget_on_a_running_cluster(
     # the workers recorded where the command said, not where the cluster runs
     client, parents, children = runs(tmp_path)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert [c.info.status for c in children] == ["FINISHED"] * 6
+    assert [c.info.status for c in children] == ["FINISHED"] * 4
     assert sorted((tmp_path / "sweep" / "workers").iterdir()) == [
         tmp_path / "sweep" / "workers" / str(i) for i in range(2)]
     assert not list(ray_cluster.dir.glob("sweep")) and not (ray_cluster.dir / "mlflow.db").exists()

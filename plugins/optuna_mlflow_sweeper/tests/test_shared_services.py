@@ -3,7 +3,7 @@
 Two sweep commands of the generic app (tests/apps/toy), three workers in all (the first command
 runs two local worker processes), share the same study; one command names
 the storage URL on its command line (with the password, as users do), the other reads it from
-the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 12 s and
+the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 6 s and
 started again. Afterwards: the whole budget is COMPLETE, every trial has its child run with the
 job's own metric, nothing is RUNNING, nothing is left in a spool, and neither the database
 password nor the MLflow password appears in any file, MLflow record, database row or output.
@@ -11,9 +11,8 @@ password nor the MLflow password appears in any file, MLflow record, database ro
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,10 +25,11 @@ from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper._impl.plan import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._testing.processes import started
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import MlflowServer, Postgres
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
-OUTAGE_S = 12.0
+OUTAGE_S = 6.0
 MLFLOW_SECRET = "tok-" + "5e3c7a91b2d4"
 
 
@@ -48,24 +48,18 @@ def environment(pg: Postgres, server: MlflowServer) -> dict[str, str]:
     return env
 
 
-def start_sweeps(tmp_path: Path, pg: Postgres, env: dict[str, str], study: str,
-                 n_trials: int, heartbeat: int) -> list[subprocess.Popen[str]]:
-    procs = []
+def sweep_commands(pg: Postgres, study: str, n_trials: int, heartbeat: int) -> list[list[str]]:
     storages = [f"hydra.sweeper.storage={pg.url('optuna')}",  # typed: must be masked
                 "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}"]
-    for i, storage in enumerate(storages):
-        procs.append(subprocess.Popen(
-            [sys.executable, str(APP), "-m", "hydra/sweeper=optuna_mlflow",
+    return [[sys.executable, str(APP), "-m", "hydra/sweeper=optuna_mlflow",
              f"hydra.sweep.dir=sweep-{i}", storage, f"hydra.sweeper.study_name={study}",
              # three workers: two in the first command's processes, one in the second's
              f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.n_jobs={2 - i}",
              f"hydra.sweeper.heartbeat_interval={heartbeat}", "x=interval(-5,5)", "log_mlflow=true",
              "sleep=1.0",
              # the toy job logs with MLflow's fluent API: its own retries cover the outage
-             "++hydra.job.env_set.MLFLOW_HTTP_REQUEST_MAX_RETRIES=8"],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True))  # its workers in its process group
-    return procs
+             "++hydra.job.env_set.MLFLOW_HTTP_REQUEST_MAX_RETRIES=8"]
+            for i, storage in enumerate(storages)]
 
 
 def finished(pg: Postgres, study: str) -> int:
@@ -84,17 +78,18 @@ def worker_logs(tmp_path: Path) -> str:
 
 def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
                     stop: Callable[[], None], start: Callable[[], None],
-                    n_trials: int = 8, heartbeat: int = 60) -> list[str]:
+                    n_trials: int = 6, heartbeat: int = 60) -> list[str]:
     """Two sweep commands (three workers); once 2 trials are done, stop a server for OUTAGE_S;
     return their output."""
     env = environment(pg, server)
-    procs = start_sweeps(tmp_path, pg, env, study, n_trials, heartbeat)
-    try:
+    with contextlib.ExitStack() as stack:  # each command's process group ended with the block
+        procs = [stack.enter_context(started(command, tmp_path, env))
+                 for command in sweep_commands(pg, study, n_trials, heartbeat)]
         deadline = time.monotonic() + 180
         while finished(pg, study) < 2:
             assert time.monotonic() < deadline, "no trial finished in 180 s"
             assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.5)
+            time.sleep(0.2)
         stop()
         time.sleep(OUTAGE_S)
         start()
@@ -104,15 +99,10 @@ def run_with_outage(tmp_path: Path, pg: Postgres, server: MlflowServer, study: s
             assert p.returncode == 0, out[-3000:] + err[-6000:] + worker_logs(tmp_path)
             outputs += [out, err]
         return outputs
-    finally:
-        for p in procs:  # by process group: only what this test started, workers included
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(10)
 
 
 def check_records(tmp_path: Path, pg: Postgres, server: MlflowServer, study: str,
-                  n_trials: int = 8) -> None:
+                  n_trials: int = 6) -> None:
     s = optuna.load_study(study_name=study, storage=pg.url("optuna"))
     states = [t.state for t in s.trials]
     assert states.count(TrialState.COMPLETE) == n_trials, states

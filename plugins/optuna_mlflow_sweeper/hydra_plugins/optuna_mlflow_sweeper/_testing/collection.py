@@ -2,8 +2,10 @@
 process (`--dist loadgroup`; every other test goes to whichever worker is free), and which ones
 the quick tier (`-m "not slow"`) leaves out.
 
-A test that uses a server or the Ray cluster joins their group, so one worker starts them (once,
-on first use) instead of both, and is slow: the quick tier starts no server. A test that uses a
+A test that uses a server or the Ray cluster is slow (the quick tier starts no server) and goes
+to whichever worker is free: each worker starts its own (session fixtures, on first use), so the
+outage tests, which stop and restart theirs, never cut off a sweep of the other worker, and the
+slow server tests spread over both workers instead of queueing on one. A test that uses a
 module-scoped fixture (a trained model, an uninterrupted run to compare with) stays with its
 module's other such tests, so the fixture is made once. Both test trees' conftests import the
 hook; a test marked `xdist_group` by hand keeps its mark.
@@ -13,16 +15,11 @@ from __future__ import annotations
 
 import pytest
 
-# fixture -> the group of the tests that use it (one worker makes it)
-SHARED = {"postgres": "services", "mlflow_server": "services", "mlflow_auth_server": "services",
-          "ray_cluster": "ray"}
+# fixtures that start a server or a cluster: the tests that use them are slow
+SERVERS = ("postgres", "mlflow_server", "mlflow_auth_server", "ray_cluster")
 
 
 def group_of(item: pytest.Item) -> str | None:
-    names = getattr(item, "fixturenames", ())
-    for fixture, group in SHARED.items():
-        if fixture in names:
-            return group
     info = getattr(item, "_fixtureinfo", None)
     defs = info.name2fixturedefs.values() if info is not None else ()
     if any(d[-1].scope in ("module", "class", "package") for d in defs):
@@ -33,8 +30,9 @@ def group_of(item: pytest.Item) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        group = group_of(item)
-        if group in SHARED.values() and item.get_closest_marker("slow") is None:
+        names = getattr(item, "fixturenames", ())
+        if any(name in names for name in SERVERS) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
+        group = group_of(item)
         if group and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
