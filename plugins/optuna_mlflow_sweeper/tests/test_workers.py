@@ -275,10 +275,10 @@ def test_a_study_started_over_gets_its_own_parent_run(tmp_path: Path, env: dict[
 def test_an_orphaned_running_trial_is_reclaimed_on_the_next_start(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=1",
-          "hydra.sweeper.heartbeat_interval=1")
-    orphan = study(tmp_path).ask()  # a process asked and died before its first heartbeat
-    time.sleep(2.5)
+    (tmp_path / "sweep").mkdir()
+    storage = f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}"
+    orphan = optuna.create_study(study_name="app", storage=storage).ask()  # a process asked
+    time.sleep(2.5)  # and died before its first heartbeat, longer ago than the grace period
     sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
           "hydra.sweeper.heartbeat_interval=1")
     trials = study(tmp_path).trials
