@@ -33,29 +33,35 @@ def a_running_trial(tmp_path: Path, **storage_kwargs: int) -> tuple[ResilientRDB
     return storage, study.ask()._trial_id
 
 
+# SQLite records a beat to the second: beats every quarter second for 1.3 s cross a second
+BEAT, LONGER = 0.25, 1.3
+
+
+@pytest.mark.slow
 def test_beats_while_inside_and_none_after(tmp_path: Path) -> None:
     storage, trial_id = a_running_trial(tmp_path, heartbeat_interval=1)
     assert last_beat(storage, trial_id) is None
-    with beating(storage, [trial_id]) as heartbeat:
+    with beating(storage, [trial_id]) as heartbeat:  # the storage's interval
         assert isinstance(heartbeat, Heartbeat)
+        assert last_beat(storage, trial_id) is not None, "no beat on entry"
+    with beating(storage, [trial_id], interval=BEAT):
         first = last_beat(storage, trial_id)
-        assert first is not None, "no beat on entry"
-        time.sleep(2.2)
+        time.sleep(LONGER)
         inside = last_beat(storage, trial_id)
-        assert inside is not None and inside > first, "no beat while inside"
+        assert inside is not None and first is not None and inside > first, "no beat inside"
     after = last_beat(storage, trial_id)
-    time.sleep(2.2)
+    time.sleep(LONGER)
     assert last_beat(storage, trial_id) == after, "a beat after exit"
 
 
 def test_a_heartbeat_ends_when_its_trial_is_no_longer_alive_here(tmp_path: Path) -> None:
     storage, trial_id = a_running_trial(tmp_path, heartbeat_interval=1)
     alive = [True]
-    heartbeat = beating(storage, [trial_id], alive=lambda: alive[0]).start()
+    heartbeat = beating(storage, [trial_id], interval=BEAT, alive=lambda: alive[0]).start()
     first = last_beat(storage, trial_id)
     assert first is not None
     alive[0] = False
-    time.sleep(2.2)
+    time.sleep(LONGER)
     assert last_beat(storage, trial_id) == first
     heartbeat.stop()
 

@@ -206,6 +206,7 @@ def test_a_wrong_address_ends_the_sweep_in_one_line(
 
 # ---- a full disk ----
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_sweep_in_one_line_and_keeps_what_was_recorded(
     tmp_path: Path, full_disk: Path, mlflow_template: Path
 ) -> None:
@@ -230,6 +231,7 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_keeps_what_was_recorded(
     print(f"full MLflow store: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_mid_sweep_ends_it_in_one_line(
     tmp_path: Path, full_disk: Path, mlflow_template: Path
 ) -> None:

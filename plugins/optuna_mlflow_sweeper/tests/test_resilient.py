@@ -25,7 +25,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
-OUTAGE_S = 3.0
+OUTAGE_S = 2.0
 
 
 def during_outage(pg: Postgres, call: Callable[[], Any]) -> Any:

@@ -116,7 +116,7 @@ def test_mlflows_own_run_links_never_show_the_tracking_password(
     password = mlflow_auth_server.admin_password  # type: ignore[attr-defined]
     uri = mlflow_auth_server.url.replace("http://", f"http://{AUTH_ADMIN}:{password}@")
     proc = sweep(tmp_path, {**env, "MLFLOW_TRACKING_URI": uri}, "x=interval(-5,5)",
-                 "hydra.sweeper.n_trials=2", "log_mlflow=true",
+                 "hydra.sweeper.n_trials=1", "log_mlflow=true",
                  "hydra.sweeper.study_name=links")
     assert password not in proc.stdout + proc.stderr
     assert "View run" not in proc.stdout + proc.stderr

@@ -21,7 +21,7 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 # Optuna's own `study.optimize` makes 6 per trial of one param (ask: waiting trials, create,
 # read, param; tell: read, state), 8 with heartbeats (a beat, the stale-trial check)
 MAX_PER_TRIAL = 8
-SMALL, LARGE = 4, 12
+SMALL, LARGE = 3, 9
 
 
 def transactions(tmp_path: Path, env: dict[str, str], postgres: Postgres, n: int) -> int:
