@@ -9,6 +9,10 @@ slow server tests spread over both workers instead of queueing on one. A test th
 module-scoped fixture (a trained model, an uninterrupted run to compare with) stays with its
 module's other such tests, so the fixture is made once. Both test trees' conftests import the
 hook; a test marked `xdist_group` by hand keeps its mark.
+
+The slow tests come first (in pytest-randomly's order among themselves, which it shuffles before
+this hook runs): xdist hands out work in collection order, and a long test that starts last
+leaves one worker running it alone while the other idles.
 """
 
 from __future__ import annotations
@@ -36,3 +40,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = group_of(item)
         if group and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first
