@@ -19,7 +19,8 @@ def _train(cfg, **kwargs):
 
 
 def test_short_training_learns_and_reports_each_epoch(compose):
-    cfg = compose(["data.limit_train=4000", "train.epochs=3", "train.batch_size=32"])
+    cfg = compose(["data.limit_train=4000", "data.val_size=1000", "train.epochs=3",
+                   "train.batch_size=32"])
     seen = []
     model, result = _train(cfg, on_epoch=lambda step, logs: seen.append((step, logs)))
     assert [step for step, _ in seen] == [1, 2, 3]  # epochs done
@@ -32,10 +33,11 @@ def test_short_training_learns_and_reports_each_epoch(compose):
 
 
 def test_same_seed_same_result_other_seed_differs(compose):
-    cfg = compose(["data.limit_train=2000", "train.epochs=2", "train.seed=7"])
+    cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2", "train.seed=7"])
     _, first = _train(cfg)
     _, again = _train(cfg)
-    _, other = _train(compose(["data.limit_train=2000", "train.epochs=2", "train.seed=8"]))
+    _, other = _train(compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2",
+                                   "train.seed=8"]))
     assert first.history["val_accuracy"] == again.history["val_accuracy"]
     assert first.history["loss"] == again.history["loss"]
     assert first.history["loss"] != other.history["loss"]
@@ -52,8 +54,8 @@ def test_steps_per_execution_does_not_change_the_math(compose):
 
 
 def test_early_stopping_stops_before_the_epoch_budget(compose):
-    cfg = compose(["data.limit_train=1000", "train.epochs=30", "train.learning_rate=0.05",
-                   "train.early_stopping_patience=1"])
+    cfg = compose(["data.limit_train=1000", "data.val_size=1000", "train.epochs=30",
+                   "train.learning_rate=0.05", "train.early_stopping_patience=1"])
     model, result = _train(cfg)
     assert result.epochs_run < 30
     # the best epoch's weights are restored, and its recorded val_accuracy is what they score
@@ -66,7 +68,8 @@ def test_early_stopping_stops_before_the_epoch_budget(compose):
 
 
 def test_a_diverging_run_raises_training_diverged(compose):
-    cfg = compose(["data.limit_train=2000", "train.epochs=3", "train.optimizer=sgd",
+    cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=3",
+                   "train.optimizer=sgd",
                    "train.learning_rate=9.9",
                    "model.hidden=[{units:256,activation:linear},{units:256,activation:linear}]"])
     epochs_seen = []
@@ -128,7 +131,7 @@ def test_a_pruner_stops_training_with_early_stopping_on(compose):
 
 
 def test_noise_augmented_training_is_repeatable_and_leaves_the_data_clean(compose):
-    cfg = compose(["data.limit_train=2000", "train.epochs=2", "train.seed=5"])
+    cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2", "train.seed=5"])
     splits = mnist.prepare(cfg.data)
     before = splits.x_train.copy()
     initial = build_model(cfg.model, seed=5).get_weights()
