@@ -1,4 +1,8 @@
-"""Real short trainings on real MNIST slices: it learns, it is repeatable, it reports per epoch."""
+"""Real short trainings on real MNIST slices: it learns, it is repeatable, it reports per epoch.
+
+The quick tier trains once or twice (learning, divergence, pruning); the trainings that compare
+two or three runs of several epochs are marked slow.
+"""
 
 import math
 
@@ -32,6 +36,7 @@ def test_short_training_learns_and_reports_each_epoch(compose):
     assert result.train_time_s >= sum(result.history["epoch_time_s"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_other_seed_differs(compose):
     cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2", "train.seed=7"])
     _, first = _train(cfg)
@@ -43,6 +48,7 @@ def test_same_seed_same_result_other_seed_differs(compose):
     assert first.history["loss"] != other.history["loss"]
 
 
+@pytest.mark.slow
 def test_steps_per_execution_does_not_change_the_math(compose):
     """The fast path trains the same model as a plain `fit` (one batch per call)."""
     base = ["data.limit_train=2000", "train.epochs=2", "train.seed=3"]
@@ -53,6 +59,7 @@ def test_steps_per_execution_does_not_change_the_math(compose):
                                atol=2e-4)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_before_the_epoch_budget(compose):
     cfg = compose(["data.limit_train=1000", "data.val_size=1000", "train.epochs=30",
                    "train.learning_rate=0.05", "train.early_stopping_patience=1"])
@@ -81,6 +88,7 @@ def test_a_diverging_run_raises_training_diverged(compose):
 
 
 
+@pytest.mark.slow
 def test_the_schedule_sets_each_epochs_learning_rate(compose):
     """Rates at the start of each epoch, as logged per epoch (`learning_rate`)."""
     base = ["data.limit_train=640", "data.val_size=500", "train.epochs=4",
@@ -98,6 +106,7 @@ def test_the_schedule_sets_each_epochs_learning_rate(compose):
         [0.01, 0.005, 0.0025, 0.00125], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_reduce_on_plateau_cuts_the_rate_when_validation_stalls(compose):
     # a rate this high makes validation accuracy stall or fall within a few epochs
     cfg = compose(["data.limit_train=500", "data.val_size=500", "train.epochs=6",
@@ -130,6 +139,7 @@ def test_a_pruner_stops_training_with_early_stopping_on(compose):
     assert steps == [1, 2]
 
 
+@pytest.mark.slow
 def test_noise_augmented_training_is_repeatable_and_leaves_the_data_clean(compose):
     cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2", "train.seed=5"])
     splits = mnist.prepare(cfg.data)

@@ -112,6 +112,7 @@ def test_champion_on_a_tracking_server(tmp_path, mnist_cache, mlflow_server):
         best.user_attrs["test_accuracy"], abs=1e-4)
 
 
+@pytest.mark.slow  # logs a Keras model (4 s); test_serving's quick test logs one too
 def test_the_logged_model_predicts_quietly(tmp_path, mnist_cache, capfd):
     """pyfunc.predict draws no Keras progress bar (a served model would print one a request)."""
     import keras
