@@ -32,12 +32,15 @@ def compose_config(overrides=(), return_hydra_config=False):
 # Small and quiet: a slice of MNIST, no model artifacts, one epoch unless a test says otherwise.
 SMALL = ["data.limit_train=600", "data.val_size=1000", "train.epochs=1",
          "tracking.log_model=false", "tracking.log_plots=false"]
+# the sweep's closing summary without the notebook's reference models: their training (once per
+# data setting) is the point only of the tests that read the reference
+NO_REFERENCE = "hydra.callbacks.sweep_summary.reference=false"
 
 
 # a ready-made sweep's two workers as jobs of a launcher, tiny: what each job composes is the point
 LAUNCHED = ["data.limit_train=300", "data.val_size=300", "train.epochs=1",
             "tracking.log_model=false", "tracking.log_plots=false",
-            "hydra.callbacks.sweep_summary.reference=false", "hydra.sweeper.n_trials=2",
+            NO_REFERENCE, "hydra.sweeper.n_trials=2",
             "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none"]  # 1 epoch: nothing to prune
 
 

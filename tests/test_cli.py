@@ -55,17 +55,22 @@ def test_version_names_our_packages(tmp_path):
     assert "Hydra 1.3" not in proc.stdout
 
 
+def slow(*case):
+    """A case beside the quick tier's one (each is a 2 s command)."""
+    return pytest.param(*case, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["+train.epoch=3"], "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
-    (["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
-    (["sweep=quikstart"], "no option 'quikstart' in config group 'sweep' "
-                          "(did you mean 'sweep=quickstart'?)"),
-    (["hydra.sweeper.search_space={x:1}"], "its replacement is hydra.sweeper.params"),
-    (["sweep=quickstart", "hydra.sweeper.search_space.x=1"],
-     "its replacement is hydra.sweeper.params"),
-    (["sweep=quickstart", "hydra.sweeper.n_trials=-1"],
-     "invalid value -1 for 'hydra.sweeper.n_trials'"),
-    (["train.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    slow(["train.epoch=3"], "unknown key 'train.epoch' (did you mean 'train.epochs'?)"),
+    slow(["sweep=quikstart"], "no option 'quikstart' in config group 'sweep' "
+                              "(did you mean 'sweep=quickstart'?)"),
+    slow(["hydra.sweeper.search_space={x:1}"], "its replacement is hydra.sweeper.params"),
+    slow(["sweep=quickstart", "hydra.sweeper.search_space.x=1"],
+         "its replacement is hydra.sweeper.params"),
+    slow(["sweep=quickstart", "hydra.sweeper.n_trials=-1"],
+         "invalid value -1 for 'hydra.sweeper.n_trials'"),
+    slow(["train.epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
 ])
 def test_a_config_error_is_one_line(tmp_path, args, says):
     proc = cli(tmp_path, *args)
@@ -80,7 +85,7 @@ def test_a_config_error_is_one_line(tmp_path, args, says):
         assert str(trace) in lines[0] and "Traceback" in trace.read_text()
 
 
-@pytest.mark.parametrize("mode", [[], ["-m"]], ids=["run", "multirun"])
+@pytest.mark.parametrize("mode", [[], slow(["-m"])], ids=["run", "multirun"])
 def test_a_rejected_value_creates_no_folder(tmp_path, mode):
     """The config's checks run before Hydra creates the run's folder: an empty folder stays
     empty (but for the user's state: the error's trace), a single run's as a sweep's."""

@@ -19,7 +19,8 @@ NOISE_METRICS = [f"test_accuracy_noise_{f}" for f in ("0.25", "0.5", "0.75", "1"
 
 @pytest.mark.slow
 def test_cnn_run_records_everything(compose, tracking_store):
-    cfg = compose(["model=cnn", "data.limit_train=3000", "train.epochs=2", "train.batch_size=64"])
+    cfg = compose(["model=cnn", "data.limit_train=3000", "data.val_size=1000", "train.epochs=2",
+                   "train.batch_size=64"])
     objective = experiment.run(cfg)
 
     client = MlflowClient(tracking_store)
@@ -111,8 +112,8 @@ def test_a_failing_run_ends_failed_with_the_error(tracking_store):
 def test_cli_runs_and_prints_a_summary_with_ui_links(tmp_path, mnist_cache):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     done = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "data.limit_train=1000", "train.epochs=1",
-         "tracking.log_model=false"],
+        [sys.executable, "-m", "mnist_sweep", "data.limit_train=300", "data.val_size=300",
+         "train.epochs=1", "tracking.log_model=false", "tracking.log_plots=false"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -123,6 +124,7 @@ def test_cli_runs_and_prints_a_summary_with_ui_links(tmp_path, mnist_cache):
     assert run.info.run_id in done.stdout
 
 
+@pytest.mark.slow  # a 2 s command; test_cli's quick cases show a config error's one line
 def test_cli_bad_input_exits_with_a_clear_message(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     done = subprocess.run(

@@ -50,11 +50,14 @@ def assert_one_line(done: Any, *needles: str) -> str:
     return lines[0]
 
 
-# the cases on a real server: slow, in the servers' worker (the fixtures are asked for inside)
+# Each case is a real command (3-4 s of imports before it fails): slow, but for the two that keep
+# the quick tier's one-line errors covered (a dead server, a SQLite store's missing folder).
+# The cases on a real server: in the servers' worker (the fixtures are asked for inside).
 ON_A_SERVER = [pytest.mark.slow, pytest.mark.xdist_group("services")]
 
 
-@pytest.mark.parametrize("case", ["dead server", "unknown host",
+@pytest.mark.parametrize("case", ["dead server",
+                                  pytest.param("unknown host", marks=pytest.mark.slow),
                                   *(pytest.param(case, marks=ON_A_SERVER) for case in (
                                       "wrong password (server)", "wrong password (database)",
                                       "missing database"))])
@@ -93,6 +96,7 @@ def test_a_sqlite_store_in_a_missing_folder_is_a_config_error(tmp_path: Path) ->
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_a_run_in_one_line(tmp_path: Path, full_disk: Path,
                                             mnist_cache: Path) -> None:
     store = full_disk / "mlflow.db"
@@ -106,6 +110,7 @@ def test_a_full_disk_ends_a_run_in_one_line(tmp_path: Path, full_disk: Path,
     print(f"full disk: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_a_misspelled_objective_stops_the_sweep_before_anything_exists(
     tmp_path: Path, mnist_cache: Path
 ) -> None:
@@ -120,6 +125,7 @@ def test_a_misspelled_objective_stops_the_sweep_before_anything_exists(
     assert not list(tmp_path.glob("multirun/**/optuna.db"))  # no study
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("disk", "cause", "sweep"), [
     ("read_only_disk", "read-only file system", False),
     ("read_only_disk", "read-only file system", True),
@@ -145,6 +151,7 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_named_before_anything_tra
     assert not (tmp_path / "s.db").exists() and not list(tmp_path.rglob("optuna.db"))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_folder_whose_disk_fills_while_training_is_named(
     tmp_path: Path, full_disk: Path, mnist_cache: Path
 ) -> None:
@@ -162,6 +169,7 @@ def test_a_checkpoint_folder_whose_disk_fills_while_training_is_named(
     assert "MLflow" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", [
     "train.learning_rate=tag(log,interval(0.001,50))",  # the sampled trial's rate is fine
     "hydra.sweeper.params={train.learning_rate:'interval(0.001,50)'}",

@@ -25,6 +25,7 @@ from mnist_sweep.data import mnist
 from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import (
     LAUNCHED,
+    NO_REFERENCE,
     SMALL,
     assert_two_finished,
     compose_config,
@@ -50,12 +51,12 @@ def test_every_ready_made_sweep_composes(name, mnist_cache):
 @pytest.mark.slow
 def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
     # without -m: a ready-made sweep sets hydra.mode=MULTIRUN itself
-    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=3",
+    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=2",
                      multirun_flag=False)
 
     study = load_study(tmp_path, "quickstart")
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     # The enqueued known-good config, the notebook's own model, runs first.
     assert trials[0].params["train.learning_rate"] == pytest.approx(1e-3)
     assert trials[0].params["model.hidden.0.units"] == 16
@@ -65,7 +66,7 @@ def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
     client, parent, children = mlflow_runs(tmp_path)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["best_trial_number"] == str(study.best_trial.number)
-    assert [c.data.tags["optuna.trial_number"] for c in children] == ["0", "1", "2"]
+    assert [c.data.tags["optuna.trial_number"] for c in children] == ["0", "1"]
     for child, trial in zip(children, trials, strict=True):
         assert child.info.status == "FINISHED"
         accuracy = trial.user_attrs["test_accuracy"]
@@ -104,10 +105,10 @@ def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
 
 @pytest.mark.slow
 def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
-    small = [o for o in SMALL if not o.startswith("data.val_size")]
+    small = [o for o in SMALL if not o.startswith(("data.", "train.epochs"))]
     run_sweep(  # scored on the test digits clean and at one noise level: what pruning needs
-        tmp_path, "sweep=cnn_search", *small, "data.val_size=500", "eval.noise_levels=[0.5]",
-        "train.epochs=3", "hydra.sweeper.n_trials=5",
+        tmp_path, "sweep=cnn_search", *small, "data.limit_train=300", "data.val_size=300",
+        "eval.noise_levels=[0.5]", "train.epochs=2", "hydra.sweeper.n_trials=3", NO_REFERENCE,
         "hydra.sweeper.n_jobs=1", "hydra/sweeper/pruner=percentile",
         # Keep only the top 1% at each epoch: a trial that trails the best so far is pruned.
         # (Optuna's percentile is what is kept: 90 would prune only the bottom tenth.)
@@ -118,7 +119,7 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
     assert states.count(TrialState.PRUNED) >= 1, states
     assert TrialState.COMPLETE in states
     # step = epochs done; the enqueued known-good CNNs train their own (a cosine over each's
-    # epochs: a pruned one stops early), the sampled ones the command line's 3
+    # epochs: a pruned one stops early), the sampled ones the command line's 2
     sweeper = compose_config(["sweep=cnn_search"], return_hydra_config=True).hydra.sweeper
     trials = study.get_trials()
     assert trials[0].state == TrialState.COMPLETE
@@ -126,7 +127,7 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
         steps = sorted(trial.intermediate_values)
         assert steps == list(range(1, len(steps) + 1)) and steps
         assert steps[-1] == known["train.epochs"] or trial.state == TrialState.PRUNED
-    assert all(sorted(t.intermediate_values) == [1, 2, 3]
+    assert all(sorted(t.intermediate_values) == [1, 2]
                for t in trials[len(sweeper.enqueue):] if t.state == TrialState.COMPLETE)
 
     _, parent, children = mlflow_runs(tmp_path)
@@ -142,8 +143,8 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
 def test_accuracy_vs_time_yields_a_pareto_front(tmp_path):
     # A sweep override on the command line replaces that param's range, as in Hydra's sweeper.
     small = [o for o in SMALL if not o.startswith("train.epochs")]
-    run_sweep(tmp_path, "sweep=accuracy_vs_time", *small, "hydra.sweeper.n_trials=4",
-              "train.epochs=range(1,3)")
+    run_sweep(tmp_path, "sweep=accuracy_vs_time", *small, "hydra.sweeper.n_trials=3",
+              "train.epochs=range(1,3)", NO_REFERENCE)
     results = yaml.safe_load(
         (tmp_path / "multirun" / "accuracy_vs_time" / "optimization_results.yaml").read_text()
     )
@@ -164,7 +165,9 @@ def test_accuracy_vs_time_yields_a_pareto_front(tmp_path):
 @pytest.mark.slow
 def test_noise_robustness_yields_a_clean_vs_noisy_front(tmp_path):
     """Two objectives on the validation digits, clean and at f=0.5; the test set only reports."""
-    run_sweep(tmp_path, "sweep=noise_robustness", *SMALL, "hydra.sweeper.n_trials=2")
+    small = [o for o in SMALL if not o.startswith("data.")]
+    run_sweep(tmp_path, "sweep=noise_robustness", *small, "data.limit_train=300",
+              "data.val_size=300", "hydra.sweeper.n_trials=2", NO_REFERENCE)
     study = load_study(tmp_path, "noise_robustness")
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE
@@ -180,7 +183,7 @@ def test_noise_robustness_yields_a_clean_vs_noisy_front(tmp_path):
 
 @pytest.mark.slow
 def test_a_param_naming_no_config_key_fails_before_the_first_trial(tmp_path):
-    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL,
+    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, NO_REFERENCE,
                      "train.lerning_rate=interval(0.1,0.2)", ok=False)
     assert proc.returncode != 0
     assert "train.lerning_rate" in proc.stderr + proc.stdout
@@ -192,17 +195,14 @@ def test_a_param_naming_no_config_key_fails_before_the_first_trial(tmp_path):
 @pytest.mark.slow
 def test_two_workers_run_a_ready_made_sweep(tmp_path):
     """hydra.sweeper.n_jobs=2: two warm worker processes share the study; one display."""
-    proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=4",
-                     "hydra.sweeper.n_jobs=2")
+    proc = run_sweep(tmp_path, "sweep=quickstart", *LAUNCHED)
     assert "2 workers (local processes)" in proc.stdout
     trials = load_study(tmp_path, "quickstart").get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
-    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 2
     logs = sorted((tmp_path / "multirun" / "quickstart" / "workers").glob("worker-*.log"))
     assert len(logs) == 2
-    _, parent, children = mlflow_runs(tmp_path)
-    assert parent.info.status == "FINISHED"
-    assert [c.info.status for c in children] == ["FINISHED"] * 4
+    assert_two_finished(tmp_path, "quickstart")
 
 
 @pytest.mark.slow
@@ -231,8 +231,8 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
                XDG_STATE_HOME=str(tmp_path / "state"))
     study = "quickstart_shared"
     proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", "data.limit_train=600",
-         "data.val_size=1000", "train.epochs=1", "hydra.sweeper.n_trials=3",
+        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", "data.limit_train=300",
+         "data.val_size=300", "train.epochs=1", "hydra.sweeper.n_trials=2", NO_REFERENCE,
          "hydra.sweeper.n_jobs=2", f"hydra.sweeper.study_name={study}",
          f"tracking.experiment={study}",  # the session's server: this test's own experiment
          "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}"],
@@ -243,9 +243,9 @@ def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, 
 
     trials = optuna.load_study(study_name=study,
                                storage=postgres.url("optuna", "postgresql+psycopg")).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     client, parent, children = mlflow_runs(tmp_path, mlflow_server.url, experiment_name=study)
-    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert parent.info.status == "FINISHED" and len(children) == 2
     for run in children:
         assert run.info.status == "FINISHED"
         assert {mlflow_key("test_accuracy"), mlflow_key("test_accuracy_noise_1")} <= set(

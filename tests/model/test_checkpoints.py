@@ -20,10 +20,11 @@ from mnist_sweep.model.training import fit
 # Every piece of state a resume must bring back: dropout and augmentation (seed generators),
 # batch norm (moving statistics), a cosine schedule (the optimizer's step count), early stopping
 # (its counters and best weights).
-STATEFUL = ["model=cnn", "data.limit_train=2000", "train.epochs=4", "train.batch_size=64",
-            "train.seed=5", "model.conv.0.batch_norm=true", "model.conv.0.dropout=0.2",
-            "model.hidden.0.dropout=0.2", "train.augment.rotation=10", "train.noise_augment=0.3",
-            "train.lr_schedule.name=cosine", "train.early_stopping_patience=3"]
+STATEFUL = ["model=cnn", "data.limit_train=640", "data.val_size=500", "train.epochs=4",
+            "train.batch_size=64", "train.seed=5", "model.conv.0.batch_norm=true",
+            "model.conv.0.dropout=0.2", "model.hidden.0.dropout=0.2", "train.augment.rotation=10",
+            "train.noise_augment=0.3", "train.lr_schedule.name=cosine",
+            "train.early_stopping_patience=3"]
 
 
 def _fit(cfg, store=None, stop_after=None):
@@ -69,8 +70,8 @@ def test_a_resumed_fit_trains_only_the_rest_and_ends_as_the_uninterrupted_one(co
 
 
 def test_a_run_resumed_after_early_stopping_ended_it_trains_no_further(compose, tmp_path):
-    cfg = compose(["data.limit_train=1000", "train.epochs=30", "train.learning_rate=0.05",
-                   "train.early_stopping_patience=1"])
+    cfg = compose(["data.limit_train=1000", "data.val_size=1000", "train.epochs=30",
+                   "train.learning_rate=0.05", "train.early_stopping_patience=1"])
     store = checkpoints.Store(tmp_path / "run")
     _, first, _ = _fit(cfg, store)  # complete; fit leaves the checkpoint (the run removes it)
     assert first.epochs_run < 30 and store.load().epoch == first.epochs_run

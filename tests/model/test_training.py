@@ -1,4 +1,8 @@
-"""Real short trainings on real MNIST slices: it learns, it is repeatable, it reports per epoch."""
+"""Real short trainings on real MNIST slices: it learns, it is repeatable, it reports per epoch.
+
+The quick tier trains once or twice (learning, divergence, pruning); the trainings that compare
+two or three runs of several epochs are marked slow.
+"""
 
 import math
 
@@ -19,7 +23,8 @@ def _train(cfg, **kwargs):
 
 
 def test_short_training_learns_and_reports_each_epoch(compose):
-    cfg = compose(["data.limit_train=4000", "train.epochs=3", "train.batch_size=32"])
+    cfg = compose(["data.limit_train=4000", "data.val_size=1000", "train.epochs=3",
+                   "train.batch_size=32"])
     seen = []
     model, result = _train(cfg, on_epoch=lambda step, logs: seen.append((step, logs)))
     assert [step for step, _ in seen] == [1, 2, 3]  # epochs done
@@ -31,16 +36,19 @@ def test_short_training_learns_and_reports_each_epoch(compose):
     assert result.train_time_s >= sum(result.history["epoch_time_s"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_other_seed_differs(compose):
-    cfg = compose(["data.limit_train=2000", "train.epochs=2", "train.seed=7"])
+    cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2", "train.seed=7"])
     _, first = _train(cfg)
     _, again = _train(cfg)
-    _, other = _train(compose(["data.limit_train=2000", "train.epochs=2", "train.seed=8"]))
+    _, other = _train(compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2",
+                                   "train.seed=8"]))
     assert first.history["val_accuracy"] == again.history["val_accuracy"]
     assert first.history["loss"] == again.history["loss"]
     assert first.history["loss"] != other.history["loss"]
 
 
+@pytest.mark.slow
 def test_steps_per_execution_does_not_change_the_math(compose):
     """The fast path trains the same model as a plain `fit` (one batch per call)."""
     base = ["data.limit_train=2000", "train.epochs=2", "train.seed=3"]
@@ -51,9 +59,10 @@ def test_steps_per_execution_does_not_change_the_math(compose):
                                atol=2e-4)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_before_the_epoch_budget(compose):
-    cfg = compose(["data.limit_train=1000", "train.epochs=30", "train.learning_rate=0.05",
-                   "train.early_stopping_patience=1"])
+    cfg = compose(["data.limit_train=1000", "data.val_size=1000", "train.epochs=30",
+                   "train.learning_rate=0.05", "train.early_stopping_patience=1"])
     model, result = _train(cfg)
     assert result.epochs_run < 30
     # the best epoch's weights are restored, and its recorded val_accuracy is what they score
@@ -66,7 +75,8 @@ def test_early_stopping_stops_before_the_epoch_budget(compose):
 
 
 def test_a_diverging_run_raises_training_diverged(compose):
-    cfg = compose(["data.limit_train=2000", "train.epochs=3", "train.optimizer=sgd",
+    cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=3",
+                   "train.optimizer=sgd",
                    "train.learning_rate=9.9",
                    "model.hidden=[{units:256,activation:linear},{units:256,activation:linear}]"])
     epochs_seen = []
@@ -78,6 +88,7 @@ def test_a_diverging_run_raises_training_diverged(compose):
 
 
 
+@pytest.mark.slow
 def test_the_schedule_sets_each_epochs_learning_rate(compose):
     """Rates at the start of each epoch, as logged per epoch (`learning_rate`)."""
     base = ["data.limit_train=640", "data.val_size=500", "train.epochs=4",
@@ -95,6 +106,7 @@ def test_the_schedule_sets_each_epochs_learning_rate(compose):
         [0.01, 0.005, 0.0025, 0.00125], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_reduce_on_plateau_cuts_the_rate_when_validation_stalls(compose):
     # a rate this high makes validation accuracy stall or fall within a few epochs
     cfg = compose(["data.limit_train=500", "data.val_size=500", "train.epochs=6",
@@ -127,8 +139,9 @@ def test_a_pruner_stops_training_with_early_stopping_on(compose):
     assert steps == [1, 2]
 
 
+@pytest.mark.slow
 def test_noise_augmented_training_is_repeatable_and_leaves_the_data_clean(compose):
-    cfg = compose(["data.limit_train=2000", "train.epochs=2", "train.seed=5"])
+    cfg = compose(["data.limit_train=2000", "data.val_size=500", "train.epochs=2", "train.seed=5"])
     splits = mnist.prepare(cfg.data)
     before = splits.x_train.copy()
     initial = build_model(cfg.model, seed=5).get_weights()

@@ -19,10 +19,10 @@ from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import mnist as data
 from mnist_sweep.tracking.keys import mlflow_key
-from tests.helpers import SMALL, load_study, run_sweep
+from tests.helpers import NO_REFERENCE, SMALL, load_study, run_sweep
 
-# SMALL with the models logged (what is registered)
-WITH_MODELS = [o for o in SMALL if o != "tracking.log_model=false"]
+# SMALL with the models logged (what is registered), without the notebook's reference models
+WITH_MODELS = [*(o for o in SMALL if o != "tracking.log_model=false"), NO_REFERENCE]
 
 
 def champion_accuracy(uri: str, tracking_uri: str) -> float:
@@ -47,7 +47,7 @@ def versions_by_trial(client: MlflowClient, name: str) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_quickstart_registers_its_best_model_as_champion(tmp_path, mnist_cache):
-    proc = run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=3")
+    proc = run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=2")
     uri = f"sqlite:///{tmp_path}/store.db"
     client = MlflowClient(uri)
     best = load_study(tmp_path, "quickstart").best_trial
@@ -69,8 +69,8 @@ def test_quickstart_registers_its_best_model_as_champion(tmp_path, mnist_cache):
     assert "models:/quickstart@champion" in proc.stdout
     assert versions_by_trial(client, "quickstart") == {str(best.number): [champion.version]}
 
-    # extended: the alias moves only to a better trial; no trial is registered twice
-    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=5")
+    # extended by one trial: the alias moves only to a better trial
+    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=3")
     extended = load_study(tmp_path, "quickstart").best_trial
     moved = client.get_model_version_by_alias("quickstart", "champion")
     assert moved.tags["optuna.trial_number"] == str(extended.number)
@@ -80,7 +80,7 @@ def test_quickstart_registers_its_best_model_as_champion(tmp_path, mnist_cache):
         assert extended.value > best.value and int(moved.version) > int(champion.version)
     # resumed with nothing left to run: nothing registered again
     before = versions_by_trial(client, "quickstart")
-    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=5")
+    run_sweep(tmp_path, "sweep=quickstart", *WITH_MODELS, "hydra.sweeper.n_trials=3")
     assert versions_by_trial(client, "quickstart") == before
     assert all(len(v) == 1 for v in before.values())
     assert client.get_model_version_by_alias("quickstart", "champion").version == moved.version
@@ -100,7 +100,7 @@ def test_champion_on_a_tracking_server(tmp_path, mnist_cache, mlflow_server):
     name = "quickstart_registry"
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", *WITH_MODELS,
-         "hydra.sweeper.n_trials=2", f"hydra.sweeper.study_name={name}"],
+         "hydra.sweeper.n_trials=1", f"hydra.sweeper.study_name={name}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -112,6 +112,7 @@ def test_champion_on_a_tracking_server(tmp_path, mnist_cache, mlflow_server):
         best.user_attrs["test_accuracy"], abs=1e-4)
 
 
+@pytest.mark.slow  # logs a Keras model (4 s); test_serving's quick test logs one too
 def test_the_logged_model_predicts_quietly(tmp_path, mnist_cache, capfd):
     """pyfunc.predict draws no Keras progress bar (a served model would print one a request)."""
     import keras
