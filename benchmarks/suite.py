@@ -30,7 +30,7 @@ from typing import Any
 from benchmarks.common import ROOT
 
 TIERS = {  # name -> (pytest arguments, goal: at most this many yardsticks)
-    "quick": (["-m", "not slow"], 5.0),
+    "quick": (["-m", "not slow", "-n", "2"], 5.0),
     "suite": (["-n", "2"], 28.0),
 }
 YARDSTICK = """
