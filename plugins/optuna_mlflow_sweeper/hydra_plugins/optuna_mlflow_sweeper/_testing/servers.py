@@ -391,12 +391,13 @@ def read_only_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(folder: Path) -> None:
-    """Write into `folder` until its file system says it is full (ENOSPC)."""
-    with open(folder / "filler", "wb") as f:
-        try:
+    """Write into `folder` until its file system says it is full (ENOSPC). One that is full
+    already (the sweep under test may have filled it) refuses the file itself: also full."""
+    try:
+        with open(folder / "filler", "wb") as f:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
