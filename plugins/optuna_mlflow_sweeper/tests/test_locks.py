@@ -48,6 +48,10 @@ def test_the_postgres_lock_is_exclusive_and_outlives_a_restart(postgres: Postgre
         postgres.stop()
         postgres.start()
     assert_exclusive(url)
+    postgres.stop()  # between locks: the connection this process pooled is gone
+    postgres.start()
+    with setup_lock(url, wait=0):  # no patience, as in the command a user typed
+        pass
     # a database error of the setup itself is not mistaken for the lost lock
     with pytest.raises(sqlalchemy.exc.OperationalError, match="the setup's own"):
         with setup_lock(url):

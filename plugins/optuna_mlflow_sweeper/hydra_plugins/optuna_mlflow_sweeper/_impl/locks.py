@@ -121,12 +121,20 @@ def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | N
     """A connection whose open transaction holds the advisory lock `key`
     (`pg_try_advisory_xact_lock`, polled for like the file lock): taking, holding and releasing
     it is one transaction; a process that dies releases it with its connection. A worker that
-    starts during a database outage waits for the database (`connect`; a connection pooled from
-    before a restart fails once, and the retry takes a new one); another holder past `timeout`
-    is a TimeoutError."""
+    starts during a database outage waits for the database (`connect`); a connection pooled
+    from before a restart fails once and is replaced at once, whatever the patience; another
+    holder past `timeout` is a TimeoutError."""
     import sqlalchemy
 
     def lock() -> Any:
+        try:
+            return take()
+        except sqlalchemy.exc.DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+            return take()  # the pool dropped a connection from before a restart: a new one
+
+    def take() -> Any:
         conn = engine.connect()
         try:
             query = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:key)")
