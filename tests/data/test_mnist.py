@@ -114,7 +114,7 @@ def test_prepare_validation_is_the_first_5000_and_limit_keeps_the_first_n(mnist)
     assert np.array_equal(splits.y_test, mnist.y_test)
     for x in (splits.x_train, splits.x_val, splits.x_test):
         assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
-    assert splits.source == mnist.origin
+    assert splits.source == mnist_data.load_mnist().origin  # where this process loaded it
 
     cfg.limit_train, cfg.val_size = 1000, 100
     small = mnist_data.prepare(cfg)
