@@ -21,7 +21,10 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402
     read_only_disk,
     s3_server,
 )
-from hydra_plugins.optuna_mlflow_sweeper._testing.stores import mlflow_template  # noqa: E402, F401
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import (  # noqa: E402, F401
+    copied_store,
+    mlflow_template,
+)
 from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: E402, F401
 
 from tests.helpers import compose_config  # noqa: E402
@@ -41,9 +44,10 @@ def compose(mnist_cache):
 
 @pytest.fixture
 def tracking_store(tmp_path, monkeypatch):
-    """A fresh SQLite tracking store; MLFLOW_TRACKING_URI points every run at it. The test runs
-    in tmp_path: the store's artifacts go to ./mlruns, not into the checkout."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    """A fresh SQLite tracking store (a copy of the migrated template); MLFLOW_TRACKING_URI
+    points every run at it. The test runs in tmp_path: the store's artifacts go to ./mlruns, not
+    into the checkout."""
+    uri = copied_store(tmp_path, "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -48,7 +49,7 @@ def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
               multirun_flag: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
     # Not the default ./mlflow.db: MLFLOW_TRACKING_URI must win for the trials and the sweeper.
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/store.db"
+    env["MLFLOW_TRACKING_URI"] = copied_store(tmp_path)
     env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the index of sweeps' studies (reports)
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_sweep", *(["-m"] if multirun_flag else []), *overrides],

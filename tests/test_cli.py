@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 
 from mnist_sweep.config.registry import sweep_names
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/store.db",
+    env.update(MLFLOW_TRACKING_URI=copied_store(tmp_path),
                XDG_STATE_HOME=str(tmp_path / "state"), TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([sys.executable, "-m", "mnist_sweep", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -87,11 +88,12 @@ def test_a_config_error_is_one_line(tmp_path, args, says):
 
 @pytest.mark.parametrize("mode", [[], slow(["-m"])], ids=["run", "multirun"])
 def test_a_rejected_value_creates_no_folder(tmp_path, mode):
-    """The config's checks run before Hydra creates the run's folder: an empty folder stays
-    empty (but for the user's state: the error's trace), a single run's as a sweep's."""
+    """The config's checks run before Hydra creates the run's folder: a folder stays as it was
+    (the user's MLflow store; the user's state gets the error's trace), a single run's as a
+    sweep's."""
     proc = cli(tmp_path, *mode, "train.batch_size=-1")
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "invalid value -1 for 'train.batch_size': allowed a positive int" in lines[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "store.db"]

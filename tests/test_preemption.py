@@ -48,19 +48,18 @@ TOLERANCE = 1e-4
 FINAL = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5")
 
 
-def start(folder: Path, store: Path, *args: str
-          ) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+def start(folder: Path, *args: str) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
     """The command in its own process group (ended with the block), recording into `folder`'s
-    store (a copy of the session's migrated `store`)."""
+    store (a copy of the migrated template)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(MLFLOW_TRACKING_URI=copied_store(store, folder), TF_CPP_MIN_LOG_LEVEL="3",
+    env.update(MLFLOW_TRACKING_URI=copied_store(folder), TF_CPP_MIN_LOG_LEVEL="3",
                XDG_STATE_HOME=str(folder / "state"))
     return started([sys.executable, "-m", "mnist_sweep", *args], folder, env)
 
 
-def run_to_end(folder: Path, store: Path, *args: str) -> None:
+def run_to_end(folder: Path, *args: str) -> None:
     """The command, to its end (exit status 0)."""
-    with start(folder, store, *args) as proc:
+    with start(folder, *args) as proc:
         finish(proc)
 
 
@@ -94,11 +93,10 @@ def assert_whole_history(client: MlflowClient, run_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
-          ) -> optuna.trial.FrozenTrial:
+def whole(tmp_path_factory: pytest.TempPathFactory) -> optuna.trial.FrozenTrial:
     """The uninterrupted trial: what every resumed one must end as."""
     folder = tmp_path_factory.mktemp("whole")
-    run_to_end(folder, mlflow_template, *SWEEP)
+    run_to_end(folder, *SWEEP)
     [trial] = trials(folder)
     assert sorted(trial.intermediate_values) == EPOCHS
     assert not list((folder / "multirun/resume/checkpoints").rglob("*.npz"))  # removed at the end
@@ -107,10 +105,10 @@ def whole(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
 def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
-    tmp_path: Path, whole: optuna.trial.FrozenTrial, stop: str, mlflow_template: Path
+    tmp_path: Path, whole: optuna.trial.FrozenTrial, stop: str
 ) -> None:
     state = state_file(tmp_path)
-    with start(tmp_path, mlflow_template, *SWEEP) as proc:
+    with start(tmp_path, *SWEEP) as proc:
         if stop == "sigkill":  # after the second epoch's checkpoint: the third epoch is lost
             wait_for_epochs(proc, state, STOPPED_AFTER)
             os.killpg(proc.pid, signal.SIGKILL)
@@ -127,7 +125,7 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
 
     if stop == "sigkill":
         time.sleep(2.5)  # the killed trial's heartbeat goes stale: the rerun fails and retries it
-    run_to_end(tmp_path, mlflow_template, *SWEEP)
+    run_to_end(tmp_path, *SWEEP)
     first, retried = trials(tmp_path)
     assert first.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
     assert sorted(first.intermediate_values) == EPOCHS[:STOPPED_AFTER]
@@ -150,10 +148,10 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
 
 
 def test_a_single_run_stopped_by_sigterm_checkpoints_and_the_same_command_resumes_it(
-    tmp_path: Path, whole: optuna.trial.FrozenTrial, mlflow_template: Path
+    tmp_path: Path, whole: optuna.trial.FrozenTrial
 ) -> None:
     command = [*TRAIN, "train.checkpoint.enabled=true", f"train.checkpoint.dir={tmp_path}/ckpt"]
-    with start(tmp_path, mlflow_template, *command) as proc:
+    with start(tmp_path, *command) as proc:
         file = None
         deadline = time.monotonic() + 900
         while file is None or epochs_saved(file) < STOPPED_AFTER - 1:  # in the second epoch
@@ -170,7 +168,7 @@ def test_a_single_run_stopped_by_sigterm_checkpoints_and_the_same_command_resume
     assert saved in (STOPPED_AFTER - 1, STOPPED_AFTER)
     assert f"epochs 1-{saved} saved in {file.parent}" in lines[0]
 
-    run_to_end(tmp_path, mlflow_template, *command)
+    run_to_end(tmp_path, *command)
     assert not file.parent.exists()
     client = MlflowClient(f"sqlite:///{tmp_path}/store.db")
     stopped, resumed = sorted(client.search_runs([client.get_experiment_by_name(
@@ -190,14 +188,12 @@ def job_processes(group: int) -> list[int]:
     return [int(line.split()[0]) for line in ps.splitlines() if "submitit.core._submit" in line]
 
 
-def test_a_preempted_submitit_worker_is_requeued_and_its_trial_resumes(
-    tmp_path: Path, mlflow_template: Path
-) -> None:
+def test_a_preempted_submitit_worker_is_requeued_and_its_trial_resumes(tmp_path: Path) -> None:
     """Two workers as `submitit_local` jobs; each is sent submitit's preemption signal (USR2, as
     SLURM sends it before a preemption) mid-trial: its trial finishes the epoch and is recorded
     to run again, submitit requeues the job, and the retry resumes from the checkpoint."""
     sweep = [a for a in SWEEP if not a.startswith(("hydra.sweeper.n_trials", "data.limit_train"))]
-    with start(tmp_path, mlflow_template, *sweep, "data.limit_train=1000",
+    with start(tmp_path, *sweep, "data.limit_train=1000",
                "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
                "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=30") as proc:
         folder = state_file(tmp_path).parent.parent

@@ -93,10 +93,10 @@ def test_a_ready_made_sweep_joins_a_running_cluster_by_its_address_alone(
 
 @pytest.mark.slow
 def test_a_killed_ray_worker_costs_only_the_epochs_since_its_trials_checkpoint(
-    tmp_path: Path, mnist_cache: Path, ray_cluster: RayCluster, mlflow_template: Path
+    tmp_path: Path, mnist_cache: Path, ray_cluster: RayCluster
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(ray_cluster.env, MLFLOW_TRACKING_URI=copied_store(mlflow_template, tmp_path))
+    env.update(ray_cluster.env, MLFLOW_TRACKING_URI=copied_store(tmp_path))
     with started([sys.executable, "-m", "mnist_sweep", *SWEEP, *ray_cluster.launcher()],
                  tmp_path, env) as proc:
         deadline = time.monotonic() + 480
