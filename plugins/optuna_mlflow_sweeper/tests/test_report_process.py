@@ -26,6 +26,15 @@ def _stored_study(tmp_path: Path, trials: int = 3) -> tuple[optuna.Study, str]:
     return study, url
 
 
+def _started(n: int = 1) -> list[int]:
+    """The `n` report helpers of this process, once each has its own command line (a child
+    shows its parent's until it has exec'd): within 10 s."""
+    deadline = time.monotonic() + 10
+    while len(found := _helpers()) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 def _helpers() -> list[int]:
     """This process' report helpers still running, by pid."""
     found = []
@@ -46,8 +55,9 @@ def test_the_helper_draws_the_stored_study_as_it_ends(tmp_path: Path) -> None:
     # an empty study of the same name here: only a drawing from the storage has trials to draw
     empty = optuna.create_study(study_name="s")
     out = tmp_path / "sweep_report.html"
-    with report_drawer(True, url, "s") as drawer:
-        assert len(_helpers()) == 1
+    with report_drawer(True) as drawer:
+        drawer.open(url, "s")
+        assert len(_started()) == 1
         study.optimize(_objective, n_trials=2)  # the sweep goes on after the helper started
         assert drawer.write(empty, str(out)) == str(out)
     assert _helpers() == []
@@ -59,7 +69,8 @@ def test_the_helper_draws_the_stored_study_as_it_ends(tmp_path: Path) -> None:
 def test_a_storage_the_helper_cannot_open_is_drawn_here(tmp_path: Path) -> None:
     study, _ = _stored_study(tmp_path)
     out = tmp_path / "sweep_report.html"
-    with report_drawer(True, f"sqlite:///{tmp_path}/no/such/dir/x.db", "s") as drawer:
+    with report_drawer(True) as drawer:
+        drawer.open(f"sqlite:///{tmp_path}/no/such/dir/x.db", "s")
         assert drawer.write(study, str(out)) == str(out)
     assert "Optimization history" in out.read_text()
 
@@ -67,8 +78,9 @@ def test_a_storage_the_helper_cannot_open_is_drawn_here(tmp_path: Path) -> None:
 def test_a_killed_helper_leaves_the_report_to_the_sweep(tmp_path: Path) -> None:
     study, url = _stored_study(tmp_path)
     out = tmp_path / "sweep_report.html"
-    with report_drawer(True, url, "s") as drawer:
-        [pid] = _helpers()
+    with report_drawer(True) as drawer:
+        drawer.open(url, "s")
+        [pid] = _started()
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while _helpers() and time.monotonic() < deadline:
@@ -81,15 +93,17 @@ def test_a_killed_helper_leaves_the_report_to_the_sweep(tmp_path: Path) -> None:
 def test_nothing_to_draw_writes_nothing(tmp_path: Path, enabled: bool) -> None:
     study, url = _stored_study(tmp_path, trials=0)
     out = tmp_path / "sweep_report.html"
-    with report_drawer(enabled, url, "s") as drawer:
-        assert len(_helpers()) == int(enabled)
+    with report_drawer(enabled) as drawer:
+        drawer.open(url, "s")
+        assert len(_started(int(enabled))) == int(enabled)
         assert drawer.write(study, str(out)) is None
     assert not out.exists() and _helpers() == []
 
 
 def test_leaving_without_a_report_stops_the_helper(tmp_path: Path) -> None:
     _, url = _stored_study(tmp_path)
-    with pytest.raises(KeyboardInterrupt), report_drawer(True, url, "s"):
-        assert len(_helpers()) == 1
+    with pytest.raises(KeyboardInterrupt), report_drawer(True) as drawer:
+        drawer.open(url, "s")
+        assert len(_started()) == 1
         raise KeyboardInterrupt
     assert _helpers() == []

@@ -103,12 +103,13 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 one_line_faults(self._stores()):
             if planned is not None:  # its config arrives masked; its own log lines are masked
                 redact_logs(known_secrets(urls_in(self.settings)))
-            p = planned or plan(self.settings, self.config, self.hydra_context.config_loader,
-                                arguments)
-            s = open_session(p)
-            # the process that sums up draws the report: its helper starts now (see the module)
-            with report_drawer(not is_worker and s.tracker is not None, p.storage_url,
-                               p.study_name) as self._drawer:
+            # the process that sums up draws the report: its helper starts first (see the module)
+            with report_drawer(not is_worker and bool(self.settings.mlflow.enabled)) \
+                    as self._drawer:
+                p = planned or plan(self.settings, self.config,
+                                    self.hydra_context.config_loader, arguments)
+                s = open_session(p)
+                self._drawer.open(p.storage_url, p.study_name)
                 if is_worker or p.n_jobs == 1:
                     self._run_here(p, s, is_worker)
                 else:

@@ -7,7 +7,9 @@ the sweep pays both on the other core while the trials run, then waits; at the e
 finished trials and draws. If the helper cannot start, dies, or does not answer in time, the
 report is drawn in the sweep's process as before, so it is never lost.
 
-    with report_drawer(enabled, storage_url, study_name) as drawer:
+    with report_drawer(enabled) as drawer:  # before the sweep's checks: its imports start now
+        ...  # the plan and the session
+        drawer.open(storage_url, study_name)
         ...  # the trials
         drawer.write(study, path)  # path, or None: nothing to draw
 
@@ -36,6 +38,9 @@ WAIT_S = 300.0  # a report of thousands of trials takes seconds: longer than thi
 class InProcess:
     """Draws the report in this process (no helper)."""
 
+    def open(self, storage_url: str, study_name: str) -> None:
+        pass
+
     def write(self, study: optuna.Study, path: str) -> str | None:
         return html_report.write(study, path)
 
@@ -46,11 +51,14 @@ class InProcess:
 class Ahead(InProcess):
     """A helper whose imports and study overlap the sweep; one report, then it exits."""
 
-    def __init__(self, storage_url: str, study_name: str) -> None:
+    def __init__(self) -> None:
         self._helper = Helper(__name__, {"OMP_NUM_THREADS": "1", "MPLBACKEND": "agg"},
                               quiet=True)  # a failure shows when this process draws instead
-        if self._helper.start():
-            self._helper.send(("open", storage_url, study_name))
+        self._helper.start()
+
+    def open(self, storage_url: str, study_name: str) -> None:
+        """The study to draw (queued: the helper reads it once its imports are done)."""
+        self._helper.send(("open", storage_url, study_name))
 
     def write(self, study: optuna.Study, path: str) -> str | None:
         if not self._helper.send(("draw", path)):
@@ -68,9 +76,9 @@ class Ahead(InProcess):
 
 
 @contextlib.contextmanager
-def report_drawer(enabled: bool, storage_url: str, study_name: str) -> Iterator[InProcess]:
+def report_drawer(enabled: bool) -> Iterator[InProcess]:
     """The drawer of this sweep's report; its helper (if any) is stopped on the way out."""
-    drawer = Ahead(storage_url, study_name) if enabled else InProcess()
+    drawer = Ahead() if enabled else InProcess()
     try:
         yield drawer
     finally:
