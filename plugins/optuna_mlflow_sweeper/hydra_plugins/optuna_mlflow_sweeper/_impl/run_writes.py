@@ -82,16 +82,16 @@ def finish_child_now(
     status: str | None = None,
 ) -> None:
     """Record the trial outcome; keep a richer terminal status the job may have set, unless
-    `status` says what it is (KILLED: interrupted, whatever the job made of it)."""
-    if values:
-        names = (["objective"] if len(values) == 1
-                 else [f"objective_{i}" for i in range(len(values))])
-        for name, value in zip(names, values, strict=True):
-            if _finite(value):
-                client.log_metric(run_id, name, float(value))
-    client.set_tag(run_id, "optuna.state", state)
-    if reason:
-        client.set_tag(run_id, "fail_reason", _clip(reason, 8000))
+    `status` says what it is (KILLED: interrupted, whatever the job made of it). The values and
+    tags go in one request; reading the status and ending the run are one each."""
+    from mlflow.entities import Metric
+
+    names = (["objective"] if len(values or []) == 1
+             else [f"objective_{i}" for i in range(len(values or []))])
+    metrics = [Metric(name, float(value), _now_ms(), 0)
+               for name, value in zip(names, values or [], strict=True) if _finite(value)]
+    tags = {"optuna.state": state, **({"fail_reason": _clip(reason, 8000)} if reason else {})}
+    client.log_batch(run_id, metrics=metrics, tags=_tag_list(tags), synchronous=True)
     wanted = status or RUN_STATUS[state]
     current = client.get_run(run_id).info.status
     if status is not None and current != status:
