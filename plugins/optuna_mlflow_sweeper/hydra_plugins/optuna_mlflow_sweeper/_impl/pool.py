@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -198,6 +199,10 @@ def _local_worker(blob: bytes, log_path: str, env: dict[str, str], parent: int) 
         _worker(blob, env)
     except KeyboardInterrupt as e:
         sys.exit(interrupts.exit_code(e))
+    finally:
+        # it exits now, and its heap with it: Python's last collections over what the trials
+        # imported (TensorFlow, Keras, MLflow) would take seconds the sweep waits for
+        gc.freeze()
 
 
 def _launched_worker(blob: bytes, envs: list[dict[str, str]], cwd: str, job_config: Any) -> None:
