@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,19 @@ class Sweeps:
         MlflowClient(tracking_uri=f"sqlite:///{self.template}").search_experiments()
 
     def run(self, name: str, overrides: Sequence[str], n_jobs: int = 1) -> dict[str, Any]:
-        """Run one sweep; its wall time and what its study recorded."""
+        """Run one sweep; its wall time, what its study recorded, and the seconds from the
+        command's start to its first trial's and from its last trial's end to its exit (Optuna
+        keeps naive local times: compared with this clock's)."""
         sweep_dir = self.root / name
+        started = datetime.now()
         wall = self.wall(name, [sys.executable, "-m", "mnist_sweep", "-m",
                                 f"hydra.sweep.dir={sweep_dir}", "progress=false", *overrides])
-        return {"wall_s": round(wall, 2), **study_stats(sweep_dir / "optuna.db", n_jobs)}
+        ended = datetime.now()
+        stats = study_stats(sweep_dir / "optuna.db", n_jobs)
+        first, last = stats.pop("first_start"), stats.pop("last_end")
+        return {"wall_s": round(wall, 2), **stats,
+                "before_first_trial_s": round((first - started).total_seconds(), 2),
+                "after_last_trial_s": round((ended - last).total_seconds(), 2)}
 
     def wall(self, name: str, command: Sequence[str]) -> float:
         """Seconds the whole command took, recording into a fresh copy of the ready store."""
@@ -79,6 +88,8 @@ def study_stats(path: Path, n_jobs: int = 1) -> dict[str, Any]:
         "trial_s_after_first_batch": _mean([(t.datetime_complete - t.datetime_start)
                                             .total_seconds() for t in done if t.number >= n_jobs]),
         "finished": [((t.datetime_complete - t0).total_seconds(), t.value) for t in complete],
+        "first_start": t0,
+        "last_end": done[-1].datetime_complete,
     }
 
 
