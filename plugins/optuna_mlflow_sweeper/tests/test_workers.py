@@ -156,9 +156,11 @@ def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     """The killed trial holds the budget's last place: the rerun waits out its heartbeat with a
-    line every ~10 s naming the trial (the grace period outlasts the rerun's start-up here)."""
+    line every ~10 s (a third of a shorter grace period) naming the trial. The grace period
+    outlasts the rerun's start-up here: its first line comes 20 / 3 s into its wait, which
+    begins ~5 s after the kill (the trial goes stale ~19 s after it)."""
     args = ["x=interval(-5,5)", "sleep=60", "hydra.sweeper.n_trials=1",
-            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=30"]
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=20"]
     first = start(tmp_path, env, *args)
     wait_for(lambda: running_trials(tmp_path), what="a running trial", proc=first)
     os.killpg(first.pid, signal.SIGKILL)
