@@ -156,9 +156,11 @@ def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     """The killed trial holds the budget's last place: the rerun waits out its heartbeat with a
-    line every ~10 s naming the trial (the grace period outlasts the rerun's start-up here)."""
+    line every ~10 s (a third of a shorter grace period) naming the trial. The grace period
+    outlasts the rerun's start-up here: its first line comes 20 / 3 s into its wait, which
+    begins ~5 s after the kill (the trial goes stale ~19 s after it)."""
     args = ["x=interval(-5,5)", "sleep=60", "hydra.sweeper.n_trials=1",
-            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=30"]
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=20"]
     first = start(tmp_path, env, *args)
     wait_for(lambda: running_trials(tmp_path), what="a running trial", proc=first)
     os.killpg(first.pid, signal.SIGKILL)
@@ -175,11 +177,12 @@ def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
 def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    # trials long enough that both signals land mid-trial on a loaded machine
-    args = ["x=interval(-5,5)", "sleep=6", "hydra.sweeper.n_trials=5",
+    # Trials long enough that both signals land mid-trial on a loaded machine. The two processes
+    # start together; a budget of three leaves room for one to start a trial later than the
+    # other: each runs one trial at a time, so two running trials are one of each.
+    args = ["x=interval(-5,5)", "sleep=5", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     killed = start(tmp_path, env, *args)
-    wait_for(lambda: len(running_trials(tmp_path)) == 1, what="a trial of the first process")
     interrupted = start(tmp_path, env, *args)
     wait_for(lambda: len(running_trials(tmp_path)) == 2, what="a trial of each process")
     os.killpg(killed.pid, signal.SIGKILL)
@@ -188,10 +191,9 @@ def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget
     code, out, err = finish(interrupted)
     assert code == 130, out[-2000:] + err[-3000:]
     assert "Traceback" not in err and "resume with" in err
-    assert "hydra.sweeper.n_trials=5" in err  # the command that resumes
+    assert "hydra.sweeper.n_trials=3" in err  # the command that resumes
 
-    time.sleep(2.5)  # the SIGKILLed worker's heartbeat goes stale
-    sweep(tmp_path, env, *args)
+    sweep(tmp_path, env, *args)  # waits for the SIGKILLed trial's heartbeat to go stale
     trials = study(tmp_path).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -199,7 +201,7 @@ def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget
     retried = {t.system_attrs.get("failed_trial") for t in trials
                if t.state == TrialState.COMPLETE}
     assert {t.number for t in failed} <= retried  # both ran again, with the same params
-    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
     client, parents, children = runs(tmp_path)
     statuses = {int(c.data.tags["optuna.trial_number"]): c.info.status for c in children}
     assert "RUNNING" not in statuses.values() and parents[0].info.status == "FINISHED"
@@ -222,10 +224,10 @@ def test_a_sweep_stopped_as_a_whole_in_its_last_trials_finishes_when_rerun_at_on
     """Two workers, stopped as a whole while they run the budget's last two trials: the same
     command, run at once, waits for those trials to go stale, retries them and ends the sweep
     (before, the rerun found the budget used by RUNNING trials nobody ran: a jammed study)."""
-    args = ["x=interval(-5,5)", "sleep=4", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
+    args = ["x=interval(-5,5)", "sleep=3", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
     first = start(tmp_path, env, *args)
-    wait_for(lambda: budget_held_by_running(tmp_path, 3), timeout=240,
+    wait_for(lambda: budget_held_by_running(tmp_path, 2), timeout=240,
              what="the budget's last trials running", proc=first)
     if stop == "sigkill":
         os.killpg(first.pid, signal.SIGKILL)
@@ -242,7 +244,7 @@ def test_a_sweep_stopped_as_a_whole_in_its_last_trials_finishes_when_rerun_at_on
     trials = study(tmp_path).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 3
+    assert len(complete) == 2
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert stopped  # (one or two: the workers start unevenly)
     assert {t.number for t in stopped} == {t.system_attrs.get("failed_trial") for t in complete
