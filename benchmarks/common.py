@@ -33,6 +33,7 @@ class Settings:
     batch_size: int = 32
     overhead_epochs: int = 5
     overhead_limit: int | None = 3000
+    overhead_repeats: int = 3  # warm trials after the cold one; the median is reported
     parallel_trials: int = 4
     parallel_epochs: int = 2
     parallel_limit: int | None = 3000

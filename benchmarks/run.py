@@ -65,7 +65,8 @@ def measure_fit(settings: Settings, backends: Sequence[str]) -> Iterator[dict[st
 def measure_overhead(settings: Settings) -> Iterator[dict[str, Any]]:
     """2. Whole `experiment.run` minus its training time, cold (a fresh process) and warm."""
     log("overhead: experiment.run of a dense trial, cold then warm")
-    args = ["overhead", "--epochs", str(settings.overhead_epochs)]
+    args = ["overhead", "--epochs", str(settings.overhead_epochs),
+            "--repeats", str(settings.overhead_repeats)]
     if settings.overhead_limit:
         args += ["--limit-train", str(settings.overhead_limit)]
     yield from run_worker(args)
@@ -83,12 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit-train", type=int, help="train-slice size for every measurement")
     parser.add_argument("--epochs", type=int, help="epochs for the epoch speed-up")
     parser.add_argument("--trials", type=int, help="trials per sweep (parallel and pruning)")
+    parser.add_argument("--overhead-repeats", type=int,
+                        help="warm trials of the overhead measurement (quick runs, tests)")
     parser.add_argument("--worker", choices=("fit", "overhead"), help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="tensorflow", help=argparse.SUPPRESS)
     parser.add_argument("--models", default="dense,cnn", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=32, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return _worker(args)
@@ -169,6 +173,8 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
     if args.trials:
         settings = replace(settings, parallel_trials=args.trials, prune_trials=args.trials,
                            cluster_trials=args.trials)
+    if args.overhead_repeats:
+        settings = replace(settings, overhead_repeats=args.overhead_repeats)
     return settings
 
 
@@ -179,7 +185,8 @@ def _worker(args: argparse.Namespace) -> int:
                                            args.rounds)
     else:
         with tempfile.TemporaryDirectory(prefix="mnist-sweep-bench-") as tmp:
-            results = workers.overhead_worker(args.epochs, args.limit_train, Path(tmp))
+            results = workers.overhead_worker(args.epochs, args.limit_train, Path(tmp),
+                                              args.repeats)
     for result in results:
         print(RESULT + json.dumps(result), flush=True)
     return 0

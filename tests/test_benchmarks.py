@@ -24,12 +24,12 @@ def _positive(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def smallest_bench(measurement: str) -> list[dict]:
+def smallest_bench(measurement: str, *extra: str) -> list[dict]:
     """The results of one measurement of the smallest run (its JSON lines after the header), each
     measurement in its own command so that the two run side by side under `pytest -n 2`."""
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--only", measurement,
-         "--backends", "tensorflow", "--limit-train", "1000", "--epochs", "2"],
+         "--backends", "tensorflow", "--limit-train", "1000", "--epochs", "2", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -61,9 +61,11 @@ def test_smallest_fit_bench_prints_sane_json_lines(mnist_cache):
 
 @pytest.mark.slow
 def test_smallest_overhead_bench_prints_sane_json_lines(mnist_cache):
-    results = smallest_bench("overhead")
+    # one warm trial after the cold one (3 by default): the warm line's shape is the same
+    results = smallest_bench("overhead", "--overhead-repeats", "1")
     overhead = {r["process"]: r for r in results if r["measurement"] == "trial_overhead"}
     assert set(overhead) == {"cold", "warm"}
+    assert overhead["warm"]["settings"]["trials"] == 1
     for r in overhead.values():
         assert SETTINGS_KEYS <= set(r["settings"]) and r["settings"]["epochs"] == 5
         assert _positive(r["baseline"]["train_time_s"]) and _positive(r["ours"]["trial_wall_s"])

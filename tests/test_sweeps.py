@@ -48,11 +48,20 @@ def test_every_ready_made_sweep_composes(name, mnist_cache):
     assert sweeper.params or sweeper.custom_search_space
 
 
-@pytest.mark.slow
-def test_quickstart_records_a_parent_and_a_child_run_per_trial(tmp_path):
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory, mnist_cache):
+    """One quickstart sweep that two tests read: two trials on two workers, with the closing
+    summary's reference models (its (tmp_path, finished process))."""
+    tmp_path = tmp_path_factory.mktemp("quickstart")
     # without -m: a ready-made sweep sets hydra.mode=MULTIRUN itself
     proc = run_sweep(tmp_path, "sweep=quickstart", *SMALL, "hydra.sweeper.n_trials=2",
-                     multirun_flag=False)
+                     "hydra.sweeper.n_jobs=2", multirun_flag=False)
+    return tmp_path, proc
+
+
+@pytest.mark.slow
+def test_quickstart_records_a_parent_and_a_child_run_per_trial(quickstart):
+    tmp_path, proc = quickstart
 
     study = load_study(tmp_path, "quickstart")
     trials = study.get_trials()
@@ -142,9 +151,10 @@ def test_cnn_search_prunes_weak_trials_and_records_them(tmp_path):
 @pytest.mark.slow
 def test_accuracy_vs_time_yields_a_pareto_front(tmp_path):
     # A sweep override on the command line replaces that param's range, as in Hydra's sweeper.
-    small = [o for o in SMALL if not o.startswith("train.epochs")]
-    run_sweep(tmp_path, "sweep=accuracy_vs_time", *small, "hydra.sweeper.n_trials=3",
-              "train.epochs=range(1,3)", NO_REFERENCE)
+    small = [o for o in SMALL if not o.startswith(("data.", "train.epochs"))]
+    run_sweep(tmp_path, "sweep=accuracy_vs_time", *small, "hydra.sweeper.n_trials=2",
+              "data.limit_train=300", "data.val_size=300", "train.epochs=range(1,3)",
+              NO_REFERENCE)
     results = yaml.safe_load(
         (tmp_path / "multirun" / "accuracy_vs_time" / "optimization_results.yaml").read_text()
     )
@@ -167,7 +177,8 @@ def test_noise_robustness_yields_a_clean_vs_noisy_front(tmp_path):
     """Two objectives on the validation digits, clean and at f=0.5; the test set only reports."""
     small = [o for o in SMALL if not o.startswith("data.")]
     run_sweep(tmp_path, "sweep=noise_robustness", *small, "data.limit_train=300",
-              "data.val_size=300", "hydra.sweeper.n_trials=2", NO_REFERENCE)
+              "data.val_size=300", "hydra.sweeper.n_trials=2", NO_REFERENCE,
+              "eval.noise_levels=[0.5]")  # the level both objectives and the front read
     study = load_study(tmp_path, "noise_robustness")
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE
@@ -193,9 +204,9 @@ def test_a_param_naming_no_config_key_fails_before_the_first_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_run_a_ready_made_sweep(tmp_path):
+def test_two_workers_run_a_ready_made_sweep(quickstart):
     """hydra.sweeper.n_jobs=2: two warm worker processes share the study; one display."""
-    proc = run_sweep(tmp_path, "sweep=quickstart", *LAUNCHED)
+    tmp_path, proc = quickstart
     assert "2 workers (local processes)" in proc.stdout
     trials = load_study(tmp_path, "quickstart").get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
