@@ -14,6 +14,7 @@ from PIL import Image
 
 from mnist_sweep.tracking import render
 
+PNG_END = b"IEND\xaeB`\x82"  # the last chunk of a PNG file: written whole
 HISTORY = {"accuracy": [0.5, 0.8], "loss": [1.2, 0.6], "val_accuracy": [0.6, 0.85]}
 
 
@@ -164,16 +165,23 @@ def test_what_the_helper_has_not_started_the_run_draws_itself():
     os.kill(helper.pid, signal.SIGSTOP)
     resumed = []
 
-    def resume():
+    def resume_once_drawn(pngs):
+        """SIGCONT once the run has written both PNGs whole (or after 60 s: the run waited for
+        the helper instead of drawing, and the assertion below says so)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(
+                p.exists() and p.read_bytes().endswith(PNG_END) for p in pngs):
+            time.sleep(0.02)
         resumed.append(time.time())
         os.kill(helper.pid, signal.SIGCONT)
 
-    timer = threading.Timer(1.0, resume)
-    timer.start()
     with render.figures(True, on_done=keep) as figures:
         figures.draw("curves.png", "learning_curves", HISTORY)
         figures.draw("noise.png", "noise_accuracy", {1.0: 0.5}, 0.9)
-    timer.join()
+        waiter = threading.Thread(target=resume_once_drawn, args=(
+            [figures.directory / "curves.png", figures.directory / "noise.png"],))
+        waiter.start()
+    waiter.join()
     assert sorted(saved) == ["curves.png", "noise.png"]
     assert max(saved.values()) < resumed[0]  # drawn here while the helper was stopped
     assert helper.poll() is None and render.HELPER._proc is helper  # and it carries on
