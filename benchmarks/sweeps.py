@@ -44,7 +44,7 @@ class Sweeps:
         first, last = stats.pop("first_start"), stats.pop("last_end")
         return {"wall_s": round(wall, 2), **stats,
                 "before_first_trial_s": round((first - started).total_seconds(), 2),
-                "after_last_trial_s": round((ended - last).total_seconds(), 2)}
+                "after_last_trial_s": last and round((ended - last).total_seconds(), 2)}
 
     def wall(self, name: str, command: Sequence[str]) -> float:
         """Seconds the whole command took, recording into a fresh copy of the ready store."""
@@ -89,7 +89,7 @@ def study_stats(path: Path, n_jobs: int = 1) -> dict[str, Any]:
                                             .total_seconds() for t in done if t.number >= n_jobs]),
         "finished": [((t.datetime_complete - t0).total_seconds(), t.value) for t in complete],
         "first_start": t0,
-        "last_end": done[-1].datetime_complete,
+        "last_end": done[-1].datetime_complete if done else None,
     }
 
 

@@ -49,9 +49,19 @@ def main() -> None:
     if "--version" in sys.argv[1:]:
         print(cli_help.versions())
         return
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's own traces
-        app()
-        return
+    try:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's own traces
+            app()
+        else:
+            _one_line_errors()
+    finally:
+        # The heap is left to the exit as it is: Python's last garbage collections over
+        # TensorFlow's, Keras' and MLflow's objects took 3-5 s of a short sweep's end, after its
+        # last line. Frozen objects are skipped by them; atexit handlers and cleanup still run.
+        gc.freeze()
+
+
+def _one_line_errors() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them
     try:
         app()
@@ -61,14 +71,6 @@ def main() -> None:
         _fail(exc)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
-        exit_quickly()
-
-
-def exit_quickly() -> None:
-    """The heap is left to the exit as it is: Python's last garbage collections over
-    TensorFlow's, Keras' and MLflow's objects took 3-5 s of a short sweep's end, after its last
-    line. Frozen objects are skipped by them; atexit handlers and module cleanup still run."""
-    gc.freeze()
 
 
 def _fail(exc: BaseException) -> None:

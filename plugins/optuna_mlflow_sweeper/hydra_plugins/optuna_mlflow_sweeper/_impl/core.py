@@ -45,6 +45,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import ComposedOnce
 from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan, plan
 from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import InProcess, report_drawer
+from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import objective_names
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact_logs, urls_in
 from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session, open_session
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
@@ -223,7 +224,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
             return images_view.save_images_view(
                 s.tracker.client, str(s.tracker.experiment_id), s.tracker.parent_id,
                 p.study_name, trials, maximize=p.directions[0] == "maximize",
-                objective="objective" if len(p.directions) == 1 else "objective_0")
+                objective=objective_names(len(p.directions))[0])
         except Exception as e:  # a convenience: never fails the sweep
             log.warning("saving the MLflow view of the trials' images failed: %s: %s",
                         type(e).__name__, e)

@@ -77,6 +77,11 @@ def send(client: Any, op: str, args: list[Any]) -> None:
         raise ValueError(f"unknown outbox op {op!r}")
 
 
+def objective_names(n: int) -> list[str]:
+    """The MLflow metric names of a trial's `n` objective values."""
+    return ["objective"] if n == 1 else [f"objective_{i}" for i in range(n)]
+
+
 def finish_child_now(
     client: Any, run_id: str, state: str, values: Sequence[float] | None, reason: str | None,
     status: str | None = None,
@@ -86,10 +91,10 @@ def finish_child_now(
     tags go in one request; reading the status and ending the run are one each."""
     from mlflow.entities import Metric
 
-    names = (["objective"] if len(values or []) == 1
-             else [f"objective_{i}" for i in range(len(values or []))])
+    values = list(values or [])
     metrics = [Metric(name, float(value), _now_ms(), 0)
-               for name, value in zip(names, values or [], strict=True) if _finite(value)]
+               for name, value in zip(objective_names(len(values)), values, strict=True)
+               if _finite(value)]
     tags = {"optuna.state": state, **({"fail_reason": _clip(reason, 8000)} if reason else {})}
     client.log_batch(run_id, metrics=metrics, tags=_tag_list(tags), synchronous=True)
     wanted = status or RUN_STATUS[state]
