@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import interrupts, preemption, results
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say, trial_line
@@ -160,11 +159,14 @@ def worker_jobs(plan: SweepPlan, n: int) -> list[list[str]]:
 
 class Watcher:
     """The progress display of a sweep whose trials run in other processes, read from the study:
-    a line when a trial starts (its params) and one when trials finish (counts, best so far)."""
+    a line when a trial starts (its params) and one when trials finish (counts, best so far).
+
+    A trial that starts and ends between two looks (a quick one, a loaded machine) still gets
+    its line; the trials of an earlier command (a resumed study) do not."""
 
     def __init__(self, study: Any, n_trials: float, progress: bool) -> None:
         self.study, self.n_trials, self.progress = study, n_trials, progress
-        self.started: set[int] = set()
+        self.started: set[int] = {t.number for t in study.get_trials(deepcopy=False)}
         self.finished = -1
 
     def __call__(self) -> bool:
@@ -176,9 +178,8 @@ class Watcher:
         for t in trials:
             if t.number not in self.started and "overrides" in t.user_attrs:
                 self.started.add(t.number)
-                if t.state == TrialState.RUNNING:
-                    say(self.progress, trial_line(t.number, t.params,
-                                                  t.system_attrs.get("failed_trial")))
+                say(self.progress, trial_line(t.number, t.params,
+                                              t.system_attrs.get("failed_trial")))
         counts = count_trials(trials)
         if counts.finished != self.finished:
             if self.finished >= 0:
