@@ -98,8 +98,19 @@ def test_loaded_once_per_process_and_read_only(mnist_cache):
         assert not owner.flags.writeable, key
     first, again = mnist_data.prepare_splits(), mnist_data.prepare_splits(limit_train=100)
     assert np.shares_memory(first.x_train, again.x_train)
+    assert np.shares_memory(first.x_test, again.x_test)
     with pytest.raises(ValueError, match="read-only"):
         first.x_val[0, 0, 0] = 1.0
+
+
+def test_a_slice_scales_only_the_digits_it_uses(mnist):
+    mnist_data._scaled.cache_clear()  # this process's scaled copies, made afresh
+    small = mnist_data.prepare_splits(val_size=100, limit_train=200)
+    assert len(small.x_train.base) == 300  # not all 60,000
+    assert np.array_equal(small.x_train, mnist.x_train[100:300] / np.float32(255))
+    larger = mnist_data.prepare_splits(val_size=100, limit_train=1000)
+    assert len(larger.x_train) == 1000 and np.array_equal(larger.x_val, small.x_val)
+    assert np.array_equal(small.x_train, mnist.x_train[100:300] / np.float32(255))  # kept
 
 
 def test_prepare_validation_is_the_first_5000_and_limit_keeps_the_first_n(mnist):
