@@ -13,7 +13,7 @@ from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from optuna.trial import TrialState
-from toyapp import study, sweep
+from toyapp import NO_MLFLOW, study, sweep
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import gpus, launchers
 
@@ -71,7 +71,7 @@ def test_each_worker_process_sees_its_own_gpus(tmp_path: Path, env: dict[str, st
                                                launcher: list[str]) -> None:
     env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
     sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.3", "hydra.sweeper.n_trials=3",
-          "hydra.sweeper.n_jobs=2", "hydra.sweeper.gpus=[7,9]", *launcher)
+          "hydra.sweeper.n_jobs=2", "hydra.sweeper.gpus=[7,9]", *launcher, NO_MLFLOW)
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     seen: dict[int, set[str | None]] = {}

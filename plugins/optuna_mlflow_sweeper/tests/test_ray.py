@@ -14,7 +14,7 @@ import pytest
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
-from toyapp import runs, study, sweep
+from toyapp import NO_MLFLOW, runs, study, sweep
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import launchers
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
@@ -68,7 +68,7 @@ def test_one_trial_job_at_a_time_joins_a_running_cluster_by_its_address_alone(
     (Ray refused hydra-ray-launcher's object_store_memory when joining: the sweep failed)."""
     env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
     sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
-          "hydra.sweeper.n_jobs=1", *ray_cluster.launcher())
+          "hydra.sweeper.n_jobs=1", *ray_cluster.launcher(), NO_MLFLOW)
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert {t.user_attrs["pid"] for t in trials} <= ray_cluster.worker_pids()

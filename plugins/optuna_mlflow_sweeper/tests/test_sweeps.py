@@ -19,7 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-from toyapp import APP, XY, by_number, command, runs, study, sweep  # noqa: F401
+from toyapp import APP, NO_MLFLOW, XY, by_number, command, runs, study, sweep  # noqa: F401
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import too_many_failures
 
@@ -152,7 +152,7 @@ def test_a_first_trial_that_fails_does_not_stop_the_sweep(
 ) -> None:
     """1 of 1 is not a rate: max_failure_rate (0.5 here) is judged over min(n_trials, 5)."""
     proc = sweep(tmp_path, env, *XY, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
-                 "hydra.sweeper.enqueue=[{fail:true}]", "hydra.sweeper.progress=false")
+                 "hydra.sweeper.enqueue=[{fail:true}]", "hydra.sweeper.progress=false", NO_MLFLOW)
     states = [t.state for t in study(tmp_path).trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE], proc.stderr
 

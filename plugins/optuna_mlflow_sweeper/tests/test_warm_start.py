@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
-from toyapp import study, sweep
+from toyapp import NO_MLFLOW, study, sweep
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.warm_start import (
     SEEDED_FROM_ATTR,
@@ -87,13 +87,13 @@ def test_a_warm_started_study_first_runs_the_earlier_best_that_fit(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=4",
-          "hydra.sweeper.study_name=early", "hydra.sweeper.sampler.seed=0")
+          "hydra.sweeper.study_name=early", "hydra.sweeper.sampler.seed=0", NO_MLFLOW)
     early = study(tmp_path, "early")
     best = best_trials(early, 3)
     low, high = -5.0, sorted(t.params["x"] for t in best)[1]  # leaves the largest x out
     proc = sweep(tmp_path, env, f"x=interval({low},{high})", "hydra.sweeper.n_trials=3",
                  "hydra.sweeper.study_name=late", "hydra.sweeper.warm_start.study_name=early",
-                 "hydra.sweeper.warm_start.top_k=3")
+                 "hydra.sweeper.warm_start.top_k=3", NO_MLFLOW)
     late = study(tmp_path, "late")
     fit = [t for t in best if t.params["x"] <= high]
     assert len(fit) == 2
@@ -105,7 +105,7 @@ def test_a_warm_started_study_first_runs_the_earlier_best_that_fit(
     # resuming does not enqueue them again
     sweep(tmp_path, env, f"x=interval({low},{high})", "hydra.sweeper.n_trials=4",
           "hydra.sweeper.study_name=late", "hydra.sweeper.warm_start.study_name=early",
-          "hydra.sweeper.warm_start.top_k=3")
+          "hydra.sweeper.warm_start.top_k=3", NO_MLFLOW)
     xs = [t.params["x"] for t in study(tmp_path, "late").trials]
     assert len(xs) == 4 and all(xs.count(t.params["x"]) == 1 for t in fit)
 

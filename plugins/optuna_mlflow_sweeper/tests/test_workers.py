@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from toyapp import command, peek, runs, study, sweep
+from toyapp import NO_MLFLOW, command, peek, runs, study, sweep
 
 SLOW_FAST = "sleep=choice(0.3,2.5)"  # trials of different lengths
 
@@ -73,7 +73,7 @@ def test_two_workers_keep_two_trials_in_flight_without_waiting_for_each_other(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     proc = sweep(tmp_path, env, "x=interval(-5,5)", SLOW_FAST, "hydra.sweeper.n_trials=6",
-                 "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=1")
+                 "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=1", NO_MLFLOW)
     assert "2 workers (local processes)" in proc.stdout
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
@@ -109,7 +109,8 @@ def test_three_processes_started_at_once_on_fresh_stores_share_the_study(
 
 @pytest.mark.slow
 def test_a_resumed_study_draws_new_params(tmp_path: Path, env: dict[str, str]) -> None:
-    args = ["x=interval(-5,5)", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=3"]
+    args = ["x=interval(-5,5)", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=3",
+            NO_MLFLOW]
     sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=2")
     sweep(tmp_path, env, *args, "hydra.sweeper.n_trials=4")
     trials = study(tmp_path).trials
@@ -125,14 +126,14 @@ def test_a_resumed_study_draws_new_params(tmp_path: Path, env: dict[str, str]) -
 def test_resuming_with_other_fixed_overrides_is_refused_unless_allowed(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    sweep(tmp_path, env, "x=interval(-5,5)", "y=1.0", "hydra.sweeper.n_trials=1")
+    sweep(tmp_path, env, "x=interval(-5,5)", "y=1.0", "hydra.sweeper.n_trials=1", NO_MLFLOW)
     proc = sweep(tmp_path, env, "x=interval(-5,5)", "y=2.0", "hydra.sweeper.n_trials=2",
-                 ok=False)
+                 NO_MLFLOW, ok=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "hydra.sweeper.allow_changed_overrides" in proc.stderr and "y: 1.0 -> 2.0" in proc.stderr
     assert len(study(tmp_path).trials) == 1
     sweep(tmp_path, env, "x=interval(-5,5)", "y=2.0", "hydra.sweeper.n_trials=2",
-          "hydra.sweeper.allow_changed_overrides=[y]")
+          "hydra.sweeper.allow_changed_overrides=[y]", NO_MLFLOW)
     assert len(study(tmp_path).trials) == 2
 
 
@@ -280,7 +281,7 @@ def test_an_orphaned_running_trial_is_reclaimed_on_the_next_start(
     orphan = optuna.create_study(study_name="app", storage=storage).ask()  # a process asked
     time.sleep(2.5)  # and died before its first heartbeat, longer ago than the grace period
     sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
-          "hydra.sweeper.heartbeat_interval=1")
+          "hydra.sweeper.heartbeat_interval=1", NO_MLFLOW)
     trials = study(tmp_path).trials
     assert trials[orphan.number].state == TrialState.FAIL
     assert not [t for t in trials if t.state == TrialState.RUNNING]
@@ -316,7 +317,7 @@ def test_a_launcher_starts_workers_not_trials(
 ) -> None:
     """n_jobs=2 through a cluster launcher: two launcher jobs, each a worker running trials."""
     proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.5", "hydra.sweeper.n_trials=3",
-                 "hydra.sweeper.n_jobs=2", *launcher)
+                 "hydra.sweeper.n_jobs=2", *launcher, NO_MLFLOW)
     assert f"2 workers (jobs of {name})" in proc.stdout
     trials = study(tmp_path).trials
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
