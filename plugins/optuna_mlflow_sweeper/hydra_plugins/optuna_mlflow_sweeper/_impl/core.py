@@ -104,11 +104,12 @@ class OptunaMlflowSweeperImpl(Sweeper):
                 one_line_faults(self._stores()):
             if planned is not None:  # its config arrives masked; its own log lines are masked
                 redact_logs(known_secrets(urls_in(self.settings)))
-            # the process that sums up draws the report: its helper starts first (see the module)
+            p = planned or plan(self.settings, self.config,
+                                self.hydra_context.config_loader, arguments)
+            # the process that sums up draws the report: its helper starts once the plan is
+            # accepted (a rejected sweep starts nothing), its imports overlap the session's
             with report_drawer(not is_worker and bool(self.settings.mlflow.enabled)) \
                     as self._drawer:
-                p = planned or plan(self.settings, self.config,
-                                    self.hydra_context.config_loader, arguments)
                 s = open_session(p)
                 self._drawer.open(p.storage_url, p.study_name)
                 if is_worker or p.n_jobs == 1:

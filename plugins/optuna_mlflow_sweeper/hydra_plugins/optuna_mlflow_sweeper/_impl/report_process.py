@@ -2,13 +2,14 @@
 
 Why: drawing `sweep_report.html` first imports optuna.visualization (which imports matplotlib)
 and scikit-learn (fANOVA's importances): ~4 s on 2 cores, paid after the last trial, when the user
-waits for the answer, and opening the study's storage ~1 s more. A helper process started with
-the sweep pays both on the other core while the trials run, then waits; at the end it reads the
-finished trials and draws. If the helper cannot start, dies, or does not answer in time, the
-report is drawn in the sweep's process as before, so it is never lost.
+waits for the answer, and opening the study's storage ~1 s more. A helper process started once
+the sweep's plan is accepted (a rejected sweep starts none) pays both on the other core while the
+stores open and the trials run, then waits; at the end it reads the finished trials and draws.
+If the helper cannot start, dies, or does not answer in time, the report is drawn in the sweep's
+process as before, so it is never lost.
 
-    with report_drawer(enabled) as drawer:  # before the sweep's checks: its imports start now
-        ...  # the plan and the session
+    with report_drawer(enabled) as drawer:  # once the plan is accepted: its imports start now
+        ...  # the session
         drawer.open(storage_url, study_name)
         ...  # the trials
         drawer.write(study, path)  # path, or None: nothing to draw
