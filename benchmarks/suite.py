@@ -10,11 +10,13 @@ spinning process meanwhile (the suite must pass on a loaded machine too). Prints
     python -m benchmarks.suite                 # yardstick, quick tier, whole suite
     python -m benchmarks.suite --tiers quick   # yardstick and the quick tier only
     python -m benchmarks.suite --busy          # with one core kept busy
+    python -m benchmarks.suite --cpu           # and where each tier's CPU went (proc_cpu.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT
+from benchmarks.proc_cpu import ProcessCpu
 
 TIERS = {  # name -> (pytest arguments, goal: at most this many yardsticks)
     "quick": (["-m", "not slow", "-n", "2"], 5.0),
@@ -73,15 +76,17 @@ def busy_core(on: bool) -> Iterator[None]:
         spinner.wait(timeout=30)
 
 
-def run_tier(name: str, extra: Sequence[str], log: Path | None) -> dict[str, Any]:
+def run_tier(name: str, extra: Sequence[str], log: Path | None, cpu: bool) -> dict[str, Any]:
     """One pytest process of the tier: its wall seconds, exit code, summary line and, with
-    xdist, when each worker reported its last test (seconds from the start: the balance)."""
+    xdist, when each worker reported its last test (seconds from the start: the balance); with
+    `cpu`, the CPU seconds of its processes by kind and by the test file that started them."""
     args, goal = TIERS[name]
     start = time.perf_counter()
     ends: dict[str, float] = {}
     lines: list[str] = []
-    with subprocess.Popen([sys.executable, "-m", "pytest", *args, "-v", *extra], cwd=ROOT,
-                          text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+    with ProcessCpu() if cpu else contextlib.nullcontext() as sampled, subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args, "-v", *extra], cwd=ROOT,
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
@@ -92,8 +97,12 @@ def run_tier(name: str, extra: Sequence[str], log: Path | None) -> dict[str, Any
     if log is not None:
         log.write_text("".join(lines))
     summary = next((x.strip() for x in reversed(lines) if x.startswith("=")), "")
-    return {"tier": name, "wall_s": round(wall, 1), "rc": proc.returncode, "summary": summary,
+    line = {"tier": name, "wall_s": round(wall, 1), "rc": proc.returncode, "summary": summary,
             "worker_ends_s": ends, "goal_yardsticks": goal}
+    if sampled is not None:
+        line["cpu_by_kind"] = sampled.by_kind()
+        line["cpu_by_test_file"] = sampled.by_test_file(15)
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiers", nargs="+", choices=list(TIERS), default=list(TIERS))
     parser.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
     parser.add_argument("--log-dir", type=Path, help="each tier's whole output, as TIER.txt")
+    parser.add_argument("--cpu", action="store_true",
+                        help="sum the CPU seconds of the tier's processes by kind and test file")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args(argv)
     base = yardstick()
@@ -110,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with busy_core(args.busy):
         for name in args.tiers:
             log = args.log_dir / f"{name}.txt" if args.log_dir else None
-            line = run_tier(name, args.pytest_args, log)
+            line = run_tier(name, args.pytest_args, log, args.cpu)
             line["yardsticks"] = round(line["wall_s"] / base, 1)
             line["met"] = line["rc"] == 0 and line["yardsticks"] <= line["goal_yardsticks"]
             failed |= line["rc"] != 0

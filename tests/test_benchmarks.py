@@ -243,3 +243,45 @@ def test_peers_events_take_the_benchmarks_test_evaluations_off_the_clock(tmp_pat
     assert event_models(events, start=990.0) == (
         [(105.0, 0.98, 0.97), (198.0, 0.99, 0.985)], 1)
     assert event_models(tmp_path / "none.jsonl", start=0.0) == ([], 0)
+
+
+@pytest.mark.parametrize(("cmdline", "kind"), [
+    ("/v/bin/python -m hydra_plugins.optuna_mlflow_sweeper._impl.report_process",
+     "sweep report helper"),
+    ("/v/bin/python /r/plugins/optuna_mlflow_sweeper/tests/apps/toy/app.py -m x=1",
+     "toy app command"),
+    ("/v/bin/python -m mnist_sweep -m sweep=quickstart", "mnist-sweep command"),
+    ("/v/bin/python -B -c from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=6)",
+     "sweep worker (local process)"),
+    ("/v/bin/python /v/bin/mlflow server --host 127.0.0.1", "mlflow server"),
+    ("sleep 1", "other"),
+])
+def test_suite_cpu_kinds_name_what_a_process_is(cmdline, kind):
+    from benchmarks.proc_cpu import kind_of
+
+    assert kind_of(cmdline) == kind
+
+
+def spent(cpu) -> float:
+    return cpu.by_kind().get("other", {}).get("cpu_s", 0.0)
+
+
+def test_suite_cpu_counts_a_process_a_test_started_even_when_it_is_killed(request):
+    """A real child that spins, then is SIGKILLed: its CPU is read from /proc while it runs and
+    put down to this test's file (PYTEST_CURRENT_TEST is inherited)."""
+    import signal
+    import time
+
+    from benchmarks.proc_cpu import ProcessCpu
+
+    with ProcessCpu(interval=0.1) as cpu:
+        child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and spent(cpu) < 0.3:  # bounded, not a timer
+                time.sleep(0.1)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    assert cpu.by_kind()["other"]["cpu_s"] >= 0.3
+    assert cpu.by_test_file(5)[request.node.nodeid.split("::")[0]] >= 0.3
