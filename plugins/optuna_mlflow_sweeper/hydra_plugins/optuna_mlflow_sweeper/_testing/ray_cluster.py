@@ -111,9 +111,15 @@ class Node:
         return self.dir / "disk"
 
     def kill(self) -> None:
-        """The node lost as a whole: SIGKILL to every process of its group, at once."""
+        """The node lost as a whole: SIGKILL to every process it started, at once: its group and
+        its workers, which Ray starts in groups of their own (a worker left alive went on
+        training its trial for seconds after its node was gone)."""
+        workers = _descendants(self.proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
 
@@ -134,6 +140,22 @@ def _group(pgid: int) -> list[tuple[int, str]]:
                          text=True, timeout=30).stdout
     return [(int(pid), args) for pid, _, args in
             (line.strip().partition(" ") for line in out.splitlines()) if pid.isdigit()]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process started by `pid`, its children's children too, whatever their group."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True,
+                         timeout=30).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _node_id(pgid: int) -> str | None:
