@@ -9,10 +9,13 @@ connection died, which surfaced as `StorageInternalError` ("PendingRollbackError
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -22,7 +25,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_WORKER
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage, open_storage
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
 # long enough to see a call wait; a restart within the first backoff pauses (0.5, 1 s) is met
@@ -115,3 +118,41 @@ def test_a_worker_started_during_an_outage_waits_for_the_database(
     assert "Optuna storage: connecting failed" in caplog.text
     assert isinstance(during_outage(postgres, storage.heartbeat_times), dict)
     assert postgres.password not in caplog.text
+
+
+FAIL_ALL = """
+import sys, time
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
+storage = open_storage(sys.argv[1])
+trials = storage.get_all_trials(storage.get_study_id_from_name("race"))
+while time.time() < float(sys.argv[2]):  # both start failing at once, imports done
+    pass
+for t in trials:  # in the same order: both try each trial at about the same time
+    try:
+        if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            print(t.number)
+    except UpdateFinishedTrialError:
+        pass
+"""
+
+
+def test_two_processes_never_both_fail_one_sqlite_trial(tmp_path: Path) -> None:
+    """Failing a RUNNING trial reads, then writes: on SQLite both must happen in one locked
+    transaction, or two workers failing a stale trial both queue its retry."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    for _ in range(100):
+        study.ask()
+    go = str(time.time() + 4)
+    procs = [subprocess.Popen([sys.executable, "-c", FAIL_ALL, url, go], text=True,
+                              stdout=subprocess.PIPE) for _ in range(2)]
+    try:
+        won = [set(p.communicate(timeout=120)[0].split()) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0]
+    assert won[0] | won[1] == {str(n) for n in range(100)}
+    assert not won[0] & won[1], "failed by both processes"

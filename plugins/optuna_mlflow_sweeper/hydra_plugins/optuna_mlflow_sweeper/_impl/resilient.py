@@ -113,6 +113,9 @@ class ResilientRDBStorage(RDBStorage):
         # SQLAlchemy then drops the pool and the retry (below) runs on a new connection.
         connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
                                   **kwargs), "Optuna storage")
+        if url.startswith("sqlite"):
+            sqlalchemy.event.listen(self.engine, "begin",
+                                    lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
     @functools.partial(_retrying, "write_trial")
     def write_trial(self, trial_id: int, user_attrs: dict[str, Any],
@@ -161,7 +164,11 @@ def open_storage(url: str, heartbeat_interval: int | None = None,
     stopped for `grace_period` s are failed and retried (up to `max_retry` times)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        # each transaction takes the write lock at its BEGIN (the class adds it): pysqlite runs
+        # a SELECT outside any transaction, so Optuna's read-then-write calls (fail a RUNNING
+        # trial, run a WAITING one) could succeed in two processes at once, e.g. two workers
+        # failing one stale trial and queueing two retries of it
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if heartbeat_interval:
