@@ -56,7 +56,7 @@ def test_the_helper_draws_the_stored_study_as_it_ends(tmp_path: Path) -> None:
     empty = optuna.create_study(study_name="s")
     out = tmp_path / "sweep_report.html"
     with report_drawer(True) as drawer:
-        drawer.open(url, "s")
+        drawer.open(url, "s", 4)
         assert len(_started()) == 1
         study.optimize(_objective, n_trials=2)  # the sweep goes on after the helper started
         assert drawer.write(empty, str(out)) == str(out)
@@ -70,7 +70,7 @@ def test_a_storage_the_helper_cannot_open_is_drawn_here(tmp_path: Path) -> None:
     study, _ = _stored_study(tmp_path)
     out = tmp_path / "sweep_report.html"
     with report_drawer(True) as drawer:
-        drawer.open(f"sqlite:///{tmp_path}/no/such/dir/x.db", "s")
+        drawer.open(f"sqlite:///{tmp_path}/no/such/dir/x.db", "s", 4)
         assert drawer.write(study, str(out)) == str(out)
     assert "Optimization history" in out.read_text()
 
@@ -79,7 +79,7 @@ def test_a_killed_helper_leaves_the_report_to_the_sweep(tmp_path: Path) -> None:
     study, url = _stored_study(tmp_path)
     out = tmp_path / "sweep_report.html"
     with report_drawer(True) as drawer:
-        drawer.open(url, "s")
+        drawer.open(url, "s", 4)
         [pid] = _started()
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -94,7 +94,7 @@ def test_nothing_to_draw_writes_nothing(tmp_path: Path, enabled: bool) -> None:
     study, url = _stored_study(tmp_path, trials=0)
     out = tmp_path / "sweep_report.html"
     with report_drawer(enabled) as drawer:
-        drawer.open(url, "s")
+        drawer.open(url, "s", 4)
         assert len(_started(int(enabled))) == int(enabled)
         assert drawer.write(study, str(out)) is None
     assert not out.exists() and _helpers() == []
@@ -103,7 +103,7 @@ def test_nothing_to_draw_writes_nothing(tmp_path: Path, enabled: bool) -> None:
 def test_leaving_without_a_report_stops_the_helper(tmp_path: Path) -> None:
     _, url = _stored_study(tmp_path)
     with pytest.raises(KeyboardInterrupt), report_drawer(True) as drawer:
-        drawer.open(url, "s")
+        drawer.open(url, "s", 4)
         assert len(_started()) == 1
         raise KeyboardInterrupt
     assert _helpers() == []

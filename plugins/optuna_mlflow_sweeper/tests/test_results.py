@@ -11,13 +11,14 @@ import plotly.graph_objects as go
 import pytest
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import results
+from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import IMPORTANCE_MIN_TRIALS
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper.results import add_to_html_report, write_html_report
 
 
-def _study(directions: list[str]) -> optuna.Study:
+def _study(directions: list[str], complete: int = 4) -> optuna.Study:
     study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(0))
-    for _ in range(4):
+    for _ in range(complete):
         trial = study.ask()
         x, y = trial.suggest_float("x", -5, 5), trial.suggest_int("y", 0, 3)
         study.tell(trial, (x * x + y) if len(directions) == 1 else (x * x, y))
@@ -67,7 +68,8 @@ def test_multi_objective_results_are_a_pareto_front() -> None:
 
 @pytest.mark.parametrize("directions", [["minimize"], ["minimize", "maximize"]])
 def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
-    written = results.write_study_plots(_study(directions), tmp_path / "plots")
+    written = results.write_study_plots(_study(directions, IMPORTANCE_MIN_TRIALS),
+                                        tmp_path / "plots")
     names = {p.name for p in written}
     if len(directions) == 1:
         assert {"optimization_history.png", "param_importances.png",
@@ -75,6 +77,8 @@ def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
     else:
         assert "pareto_front.png" in names
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+    few = results.write_study_plots(_study(directions), tmp_path / "few")  # importances: noise
+    assert "param_importances.png" not in {p.name for p in few} and few
 
 
 @pytest.mark.parametrize(("directions", "titles"), [
@@ -88,7 +92,8 @@ def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
 def test_the_html_report_inlines_plotly_once_and_draws_every_figure(
         tmp_path: Path, directions: list[str], titles: list[str]) -> None:
     extra = go.Figure(go.Scatter(x=[0.9, 0.95], y=[0.5, 0.7], name="app trace"))
-    path = write_html_report(_study(directions), tmp_path, [("Figure of the app", extra)])
+    path = write_html_report(_study(directions, IMPORTANCE_MIN_TRIALS), tmp_path,
+                             [("Figure of the app", extra)])
     text = path.read_text()
     # plotly.js in the file, once: the MLflow UI's sandboxed iframe (and an offline copy) loads
     # nothing from a CDN

@@ -74,9 +74,9 @@ def test_sweep_records_parent_and_child_runs(tmp_path: Path, env: dict[str, str]
     assert "sweep_report.html" in artifacts
     report = (tmp_path / "sweep" / "sweep_report.html").read_text()
     assert report.count("<section>") == 4 and report.count("plotly.js v") == 1
-    for title in ("Optimization history", "Parameter importances", "Parallel coordinates",
-                  "Slices"):
+    for title in ("Optimization history", "Parallel coordinates", "Slices"):
         assert title in report
+    assert "<b>Left out.</b> Parameter importances from 4 finished trial(s)" in report
     space = json.loads((tmp_path / "sweep" / "search_space.json").read_text())
     assert space["x"] == {"name": "FloatDistribution", "attributes": {
         "step": None, "low": -5.0, "high": 5.0, "log": False}}

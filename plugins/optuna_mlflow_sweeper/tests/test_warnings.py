@@ -82,18 +82,18 @@ def test_an_unlimited_budget_warns_of_nothing() -> None:
                             {"_target_": MEDIAN, "n_startup_trials": 5}, float("inf")) == []
 
 
-@pytest.mark.parametrize(("n_trials", "noted"), [(4, True), (10, False)])
-def test_the_report_says_so_beside_importances_from_few_trials(
-        tmp_path: Path, n_trials: int, noted: bool) -> None:
+@pytest.mark.parametrize(("n_trials", "ranked"), [(4, False), (10, True)])
+def test_importances_from_few_trials_are_left_out_and_the_report_says_so(
+        tmp_path: Path, n_trials: int, ranked: bool) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
     study.optimize(lambda t: t.suggest_float("x", -5, 5) ** 2 + t.suggest_int("y", 0, 3),
                    n_trials=n_trials)
     sections = write_html_report(study, tmp_path).read_text().split("<section>")[1:]
-    notes = ["Few trials." in section for section in sections]
-    importances = ['"text":"Parameter importances"' in section for section in sections]
-    assert notes == (importances if noted else [False] * len(sections))
-    if noted:
-        assert f"Computed from {n_trials} finished trial(s)" in sections[importances.index(True)]
+    drawn = ['"text":"Parameter importances"' in section for section in sections]
+    left_out = [section for section in sections if "Left out." in section]
+    assert any(drawn) == ranked and len(left_out) == (not ranked)
+    if not ranked:
+        assert f"from {n_trials} finished trial(s) would be noise" in left_out[0]
 
 
 @pytest.mark.slow
@@ -104,6 +104,6 @@ def test_the_sweep_warns_once_before_its_trials(tmp_path: Path, env: dict[str, s
     shown = proc.stdout + proc.stderr
     for text in ("n_startup_trials=10 >= hydra.sweeper.n_trials=4: TPESampler is never used",
                  "MedianPruner waits for n_startup_trials=5 finished trials",
-                 "parameter importances need about 10 finished trials"):
+                 "parameter importances need 10 finished trials"):
         assert shown.count(text) == 1, shown[-4000:]
     assert len(study(tmp_path).trials) == 4

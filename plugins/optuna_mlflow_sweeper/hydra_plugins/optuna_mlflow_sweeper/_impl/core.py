@@ -111,7 +111,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
             with report_drawer(not is_worker and bool(self.settings.mlflow.enabled)) \
                     as self._drawer:
                 s = open_session(p)
-                self._drawer.open(p.storage_url, p.study_name)
+                self._drawer.open(p.storage_url, p.study_name, p.n_trials)
                 if is_worker or p.n_jobs == 1:
                     self._run_here(p, s, is_worker)
                 else:

@@ -30,27 +30,32 @@ IMPORTANCE_MIN_TRIALS = 10
 IMPORTANCES = "Parameter importances"
 
 
-def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
+def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any] | None]]:
     """(title, draw) of the report's figures: history, importances, parallel coordinates and
-    slices; for several objectives the Pareto front and each objective's history."""
+    slices; for several objectives the Pareto front, each objective's history and importances.
+    Importances from too few trials are (IMPORTANCES, None): a note says why they are not
+    drawn (`importance_note`)."""
     from optuna import visualization as vis
 
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    ranked = importance_note(study) is None
     if len(study.directions) > 1:
-        plots: list[tuple[str, Callable[[], Any]]] = [
+        plots: list[tuple[str, Callable[[], Any] | None]] = [
             ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=names))]
         for i, name in enumerate(names):
             plots.append((f"History of {name}",
                           lambda i=i, name=name: vis.plot_optimization_history(
                               study, target=lambda t: t.values[i], target_name=name)))
-            plots.append((f"{IMPORTANCES} for {name}",
-                          lambda i=i, name=name: vis.plot_param_importances(
-                              study, target=lambda t: t.values[i], target_name=name)))
-        return plots
+            if ranked:
+                plots.append((f"{IMPORTANCES} for {name}",
+                              lambda i=i, name=name: vis.plot_param_importances(
+                                  study, target=lambda t: t.values[i], target_name=name)))
+        return plots if ranked else [*plots, (IMPORTANCES, None)]
     name = names[0] if study.metric_names else "value"
     return [
         ("Optimization history", lambda: vis.plot_optimization_history(study, target_name=name)),
-        (IMPORTANCES, lambda: vis.plot_param_importances(study, target_name=name)),
+        (IMPORTANCES, (lambda: vis.plot_param_importances(study, target_name=name))
+         if ranked else None),
         ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, target_name=name)),
         ("Slices", lambda: vis.plot_slice(study, target_name=name)),
     ]
@@ -58,8 +63,8 @@ def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
 
 def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | None:
     """The report's HTML, or None when there is nothing to draw (no complete trial, or plotly
-    missing). A figure that cannot be drawn (importances need 2 trials) is left out. `extra`:
-    (title, plotly figure) pairs drawn after Optuna's."""
+    missing). A figure that cannot be drawn is left out. `extra`: (title, plotly figure) pairs
+    drawn after Optuna's."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
     try:
@@ -68,9 +73,12 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
         log.warning("plotly is not installed: no interactive report")
         return None
     parts, inlined = [], False
-    drawn = [*figures(study), *((title, lambda f=f: f) for title, f in extra)]
-    note = importance_note(study)
-    for title, draw in drawn:
+    for title, draw in [*figures(study), *((title, lambda f=f: f) for title, f in extra)]:
+        if draw is None:
+            parts.append(f"<section><h3>{title}</h3><p class='caveat' style='color:#a15c00'>"
+                         f"<b>Left out.</b> {html.escape(importance_note(study) or '')}</p>"
+                         "</section>")
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -78,10 +86,9 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
         except Exception as e:
             log.info("report figure %r skipped: %s: %s", title, type(e).__name__, e)
             continue
-        parts.append(_section(title, figure, with_plotlyjs=not inlined,
-                              note=note if title.startswith(IMPORTANCES) else None))
+        parts.append(_section(title, figure, with_plotlyjs=not inlined))
         inlined = True
-    if not parts:
+    if not inlined:  # not one figure drawn
         return None
     name = html.escape(study.study_name)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title></head>"
@@ -90,21 +97,20 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
 
 
 def importance_note(study: optuna.Study) -> str | None:
-    """The caveat beside the importances when too few trials finished for them to mean much
-    (the sweeper warned of it before the trials, too)."""
+    """Why the report has no importances: too few trials finished for them to mean more than
+    noise (fANOVA's forest on a handful of points ranks at random; the sweeper warned of it
+    before the trials). None: enough trials, they are drawn."""
     n = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if n >= IMPORTANCE_MIN_TRIALS:
         return None
-    return (f"Computed from {n} finished trial(s): importances need about "
-            f"{IMPORTANCE_MIN_TRIALS} to mean much; read them as noise.")
+    return (f"Parameter importances from {n} finished trial(s) would be noise; they are drawn "
+            f"from {IMPORTANCE_MIN_TRIALS} on.")
 
 
-def _section(title: str, figure: Any, with_plotlyjs: bool, note: str | None = None) -> str:
+def _section(title: str, figure: Any, with_plotlyjs: bool) -> str:
     figure.update_layout(title=title)
-    caveat = (f"<p class='caveat' style='color:#a15c00'><b>Few trials.</b> {html.escape(note)}</p>"
-              if note else "")
-    return (f"<section>{caveat}"
-            f"{figure.to_html(full_html=False, include_plotlyjs=with_plotlyjs)}</section>")
+    return (f"<section>{figure.to_html(full_html=False, include_plotlyjs=with_plotlyjs)}"
+            "</section>")
 
 
 def write(study: optuna.Study, path: str, extra: Sequence[tuple[str, Any]] = ()) -> str | None:

@@ -682,8 +682,9 @@ def pruner_warning(cfg: Mapping[str, Any] | None, n_trials: float) -> str | None
 def importance_warning(n_trials: float) -> str | None:
     if n_trials >= IMPORTANCE_MIN_TRIALS:
         return None
-    return (f"hydra.sweeper.n_trials={n_trials:g}: the report's parameter importances need about "
-            f"{IMPORTANCE_MIN_TRIALS} finished trials; from fewer they are noise")
+    return (f"hydra.sweeper.n_trials={n_trials:g}: the report's parameter importances need "
+            f"{IMPORTANCE_MIN_TRIALS} finished trials; from fewer they would be noise and are "
+            "left out")
 
 
 def _hyperband_brackets(cfg: Mapping[str, Any]) -> int:

@@ -1,8 +1,9 @@
 """The sweep report drawn by a helper process that starts with the sweep.
 
 Why: drawing `sweep_report.html` first imports optuna.visualization (which imports matplotlib)
-and scikit-learn (fANOVA's importances): ~4 s on 2 cores, paid after the last trial, when the user
-waits for the answer, and opening the study's storage ~1 s more. A helper process started once
+and, for a sweep of 10 trials or more, scikit-learn (fANOVA's importances): 1-3 s on 2 cores,
+paid after the last trial, when the user waits for the answer, and opening the study's storage
+~1 s more. A helper process started once
 the sweep's plan is accepted (a rejected sweep starts none) pays both on the other core while the
 stores open and the trials run, then waits; at the end it reads the finished trials and draws.
 If the helper cannot start, dies, or does not answer in time, the report is drawn in the sweep's
@@ -10,7 +11,7 @@ process as before, so it is never lost.
 
     with report_drawer(enabled) as drawer:  # once the plan is accepted: its imports start now
         ...  # the session
-        drawer.open(storage_url, study_name)
+        drawer.open(storage_url, study_name, n_trials)
         ...  # the trials
         drawer.write(study, path)  # path, or None: nothing to draw
 
@@ -20,6 +21,7 @@ process as before, so it is never lost.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -39,7 +41,7 @@ WAIT_S = 300.0  # a report of thousands of trials takes seconds: longer than thi
 class InProcess:
     """Draws the report in this process (no helper)."""
 
-    def open(self, storage_url: str, study_name: str) -> None:
+    def open(self, storage_url: str, study_name: str, n_trials: float) -> None:
         pass
 
     def write(self, study: optuna.Study, path: str) -> str | None:
@@ -57,9 +59,10 @@ class Ahead(InProcess):
                               quiet=True)  # a failure shows when this process draws instead
         self._helper.start()
 
-    def open(self, storage_url: str, study_name: str) -> None:
-        """The study to draw (queued: the helper reads it once its imports are done)."""
-        self._helper.send(("open", storage_url, study_name))
+    def open(self, storage_url: str, study_name: str, n_trials: float) -> None:
+        """The study to draw, of `n_trials` in all (queued: the helper reads it once its imports
+        are done)."""
+        self._helper.send(("open", storage_url, study_name, n_trials))
 
     def write(self, study: optuna.Study, path: str) -> str | None:
         if not self._helper.send(("draw", path)):
@@ -90,18 +93,20 @@ _opened: list[optuna.Study] = []
 
 
 def _handle(request: tuple[Any, ...]) -> bool | None:
-    """("open", storage URL, study name): load the study; ("draw", path): True once the report
-    is written, False if the study has no complete trial to draw."""
+    """("open", storage URL, study name, n_trials): load the study (and scikit-learn, if its
+    report will rank the params); ("draw", path): True once the report is written, False if the
+    study has no complete trial to draw."""
     if request[0] == "open":
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _opened.append(optuna.load_study(study_name=request[2], storage=request[1]))
+        if request[3] >= html_report.IMPORTANCE_MIN_TRIALS:
+            importlib.import_module("optuna.importance")  # scikit-learn
         return None
     return html_report.write(_opened[0], request[1]) is not None
 
 
 def _warm() -> None:
     os.nice(10)  # while the trials run, they come first
-    import optuna.importance  # noqa: F401  (scikit-learn)
     import optuna.visualization  # noqa: F401  (matplotlib, plotly)
 
 

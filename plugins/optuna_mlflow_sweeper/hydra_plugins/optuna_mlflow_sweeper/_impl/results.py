@@ -17,6 +17,7 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, short
+from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import importance_note
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import Counts
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def summary_plots(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
         return plots
     plots = [
         ("optimization_history", lambda: vis.plot_optimization_history(study)),
-        ("param_importances", lambda: vis.plot_param_importances(study)),
+        *([("param_importances", lambda: vis.plot_param_importances(study))]
+          if importance_note(study) is None else []),  # from fewer trials: noise
         ("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)),
     ]
     if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
@@ -150,7 +152,7 @@ def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     """The report's figures as PNG files in `out_dir` (for documents that cannot hold HTML);
     the files written.
 
-    A plot that cannot be drawn (e.g. importances need 2 complete trials) is a warning only.
+    A plot that cannot be drawn is a warning only.
     """
     import matplotlib
 
