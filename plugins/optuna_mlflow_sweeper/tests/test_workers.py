@@ -143,11 +143,12 @@ def test_a_range_written_otherwise_is_the_same_and_a_changed_one_is_recorded(
 ) -> None:
     """Ranges are compared by value, not text; an allowed change is what search_space.json
     says afterwards."""
-    sweep(tmp_path, env, "x=tag(log,interval(1e-4,3e-2))", "hydra.sweeper.n_trials=1")
-    sweep(tmp_path, env, "x=tag(log, interval(0.0001, 0.03))", "hydra.sweeper.n_trials=2")
+    sweep(tmp_path, env, "x=tag(log,interval(1e-4,3e-2))", "hydra.sweeper.n_trials=1", NO_MLFLOW)
+    sweep(tmp_path, env, "x=tag(log, interval(0.0001, 0.03))", "hydra.sweeper.n_trials=2",
+          NO_MLFLOW)
     assert len(study(tmp_path).trials) == 2
     sweep(tmp_path, env, "x=tag(log,interval(1e-4,5e-2))", "hydra.sweeper.n_trials=3",
-          "hydra.sweeper.allow_changed_overrides=true")
+          "hydra.sweeper.allow_changed_overrides=true", NO_MLFLOW)
     space = json.loads((tmp_path / "sweep" / "search_space.json").read_text())
     assert space["x"]["attributes"]["high"] == 0.05
 

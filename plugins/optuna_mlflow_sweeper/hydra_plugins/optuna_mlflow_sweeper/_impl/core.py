@@ -192,10 +192,11 @@ class OptunaMlflowSweeperImpl(Sweeper):
                                         tracker.summary() if tracker else None)
             path = results.write_results(os.path.join(p.sweep_dir, "optimization_results.yaml"),
                                          data)
+            space = results.write_search_space(os.path.join(p.sweep_dir, "search_space.json"),
+                                               study)
             if tracker is not None:
                 tracker.log_artifact(path)
-                tracker.log_artifact(results.write_search_space(
-                    os.path.join(p.sweep_dir, "search_space.json"), study))
+                tracker.log_artifact(space)
                 report_path = self._drawer.write(study, os.path.join(p.sweep_dir, html_report.FILE))
                 if report_path is not None:
                     tracker.log_artifact(report_path)
