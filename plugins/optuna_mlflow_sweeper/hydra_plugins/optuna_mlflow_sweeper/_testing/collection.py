@@ -2,10 +2,12 @@
 process (`--dist loadgroup`; every other test goes to whichever worker is free), and which ones
 the quick tier (`-m "not slow"`) leaves out.
 
-A test that uses a server or the Ray cluster is slow (the quick tier starts no server) and goes
-to whichever worker is free: each worker starts its own (session fixtures, on first use), so the
-outage tests, which stop and restart theirs, never cut off a sweep of the other worker, and the
-slow server tests spread over both workers instead of queueing on one. A test that uses a
+A test that uses a server or the Ray cluster is slow (the quick tier starts no server). A server
+test goes to whichever worker is free: each worker starts its own (session fixtures, on first
+use), so the outage tests, which stop and restart theirs, never cut off a sweep of the other
+worker, and the slow server tests spread over both workers instead of queueing on one. The Ray
+cluster's tests stay on one worker: no test stops the cluster, and a second one would cost
+~6 s of CPU to start and ~1 s every 30 s idle until the session ends. A test that uses a
 module-scoped fixture (a trained model, an uninterrupted run to compare with) stays with its
 module's other such tests, so the fixture is made once. Both test trees' conftests import the
 hook; a test marked `xdist_group` by hand keeps its mark.
@@ -37,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = getattr(item, "fixturenames", ())
         if any(name in names for name in SERVERS) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
-        group = group_of(item)
+        group = "ray_cluster" if "ray_cluster" in names else group_of(item)
         if group and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first
