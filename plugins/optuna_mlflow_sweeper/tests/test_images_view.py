@@ -33,6 +33,9 @@ def test_the_trials_images_get_a_view_of_their_own(mlflow_template: Path, tmp_pa
     client.log_image(with_images, digit, key="misclassified", step=0)
 
     assert images_view.image_keys(client, [without]) == []
+    # the view shows the first SHOWN runs' images: a run after them is not listed
+    assert images_view.image_keys(client, [without] * images_view.SHOWN + [with_images]) == []
+    assert images_view.image_keys(client, [without] * (images_view.SHOWN - 1) + [with_images])
     # no trial logged an image: nothing saved
     assert images_view.save_images_view(client, experiment, parent, "s", [without], True) is None
     assert not [k for k in client.get_experiment(experiment).tags

@@ -212,7 +212,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
             # the answer, even with progress off
             print(f"{results.best_line(study, counts)}\n  all results     {path}", flush=True)
             if tracker is not None:
-                trials = trial_runs(study)
+                trials = ranked_runs(study, p.directions[0] == "maximize")
                 say(p.progress, _where(tracker.summary(), trials, self._images_view(p, s, trials)))
                 if registered is not None and registry.where_line(registered):
                     print(registry.where_line(registered), flush=True)
@@ -339,24 +339,33 @@ def resume_command() -> str:
 
 
 def _where(summary: dict[str, Any], trials: list[str], images: str | None = None) -> str:
-    """Where to look next: the parent run, its trials side by side in the runs table and on
-    MLflow's compare page (parallel coordinates, scatter, contour), their images side by side
-    (the saved view `images`), in the MLflow UI."""
+    """Where to look next: the parent run, its trials (`trials`, best first) side by side in
+    the runs table and on MLflow's compare page (parallel coordinates, scatter, contour), their
+    images side by side (the saved view `images`), in the MLflow UI."""
     links = ui_links(summary["tracking_uri"], summary["experiment_id"],
-                     summary["parent_run_id"], compared=trials)
+                     summary["parent_run_id"], compared=trials[:COMPARED])
     lines = [f"sweep recorded in MLflow as parent run {summary['parent_run_id']}"]
     if links["command"]:  # a local store: the UI has to be started first
         lines.append(f"  open the UI     {links['command']}")
     lines.append(f"  compare trials  {links['experiment']}")
     if links["compare"]:
-        lines.append(f"  compare page    {links['compare']}")
+        best = f" (the best {COMPARED} of {len(trials)})" if len(trials) > COMPARED else ""
+        lines.append(f"  compare page    {links['compare']}{best}")
     if images:
         lines.append(f"  trials' images  {images_view.view_link(links['experiment'], images)}")
     lines.append(f"  sweep summary   {links['run']}")
     return "\n".join(lines)
 
 
-def trial_runs(study: Any) -> list[str]:
-    """The MLflow runs of the study's finished trials (complete or pruned), by trial number."""
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return [t.user_attrs["mlflow_run_id"] for t in finished if t.user_attrs.get("mlflow_run_id")]
+COMPARED = 20  # runs on MLflow's compare page: more make a link of kilobytes and a slow page
+
+
+def ranked_runs(study: Any, maximize: bool) -> list[str]:
+    """The MLflow runs of the study's finished trials, best first by the (first) objective, as
+    the UI's view orders them: complete trials, then pruned ones (no objective) by number."""
+    sign = -1 if maximize else 1
+    ranked = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+        key=lambda t: (t.state != TrialState.COMPLETE,
+                       sign * t.values[0] if t.state == TrialState.COMPLETE else 0, t.number))
+    return [t.user_attrs["mlflow_run_id"] for t in ranked if t.user_attrs.get("mlflow_run_id")]

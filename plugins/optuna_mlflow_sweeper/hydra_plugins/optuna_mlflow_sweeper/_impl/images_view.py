@@ -25,10 +25,14 @@ SECTION = "trials' images"
 CARD_HEIGHT = 780  # px: three rows of pictures, each under its run's name
 
 
+SHOWN = 10  # the UI's NUM_RUNS_TO_SUPPORT_FOR_LOG_IMAGE: runs whose images it fetches
+
+
 def image_keys(client: Any, run_ids: Sequence[str]) -> list[str]:
-    """The image keys the runs logged, read from their `images/` folders (one listing a run)."""
+    """The image keys the first SHOWN runs logged (the ones the view shows), read from their
+    `images/` folders: one listing a run, so a sweep of thousands lists ten."""
     keys: set[str] = set()
-    for run_id in run_ids:
+    for run_id in run_ids[:SHOWN]:
         for item in client.list_artifacts(run_id, IMAGES_DIR):
             name = item.path.rpartition("/")[2]
             if "+step+" in name:
@@ -64,8 +68,9 @@ def save_images_view(client: Any, experiment_id: str, parent_run_id: str, name: 
                      trial_run_ids: Sequence[str], maximize: bool,
                      objective: str = "objective") -> str | None:
     """Save the view of the sweep's trials' images on the experiment; its id (the link's
-    `viewStateShareKey`), or None when no trial logged an image (nothing to compare). Trials
-    are ranked by their metric `objective` (a multi-objective sweep's first: `objective_0`)."""
+    `viewStateShareKey`), or None when none of the trials it shows logged an image. The view
+    ranks trials by their metric `objective` (a multi-objective sweep's first: `objective_0`);
+    `trial_run_ids` come in that order, best first."""
     keys = image_keys(client, trial_run_ids)
     if not keys:
         return None
