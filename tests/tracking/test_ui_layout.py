@@ -72,10 +72,11 @@ def test_a_sweep_is_laid_out_for_comparing_its_trials(tmp_path, mnist_cache):
     assert tags["registered_model.version"] == str(champion.version)
     assert tags["registered_model.link"].endswith(
         f"/#/models/quickstart/versions/{champion.version}")
-    # the sweep's end: MLflow's compare page with its trials selected
+    # the sweep's end: MLflow's compare page with its trials selected, best first
     [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("  compare page")]
     link = unquote(line.split()[-1])
-    ids = ",".join(f'"{c.info.run_id}"' for c in children)
+    best_first = sorted(study.trials, key=lambda t: -t.value)  # quickstart maximizes
+    ids = ",".join(f'"{t.user_attrs["mlflow_run_id"]}"' for t in best_first)
     experiment = parent.info.experiment_id
     assert link.endswith(f'/#/compare-runs?runs=[{ids}]&experiments=["{experiment}"]')
     # the trials' images side by side: a view saved on the experiment (the UI's "Views"), its

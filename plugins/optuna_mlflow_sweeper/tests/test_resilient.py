@@ -127,8 +127,7 @@ from optuna.trial import TrialState
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 storage = open_storage(sys.argv[1])
 trials = storage.get_all_trials(storage.get_study_id_from_name("race"))
-while time.time() < float(sys.argv[2]):  # both start failing at once, imports done
-    pass
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # both start at once, imports done
 for t in trials:  # in the same order: both try each trial at about the same time
     try:
         if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
@@ -145,7 +144,7 @@ def test_two_processes_never_both_fail_one_sqlite_trial(tmp_path: Path) -> None:
     study = optuna.create_study(study_name="race", storage=open_storage(url))
     for _ in range(100):
         study.ask()
-    go = str(time.time() + 4)
+    go = str(time.time() + 3)
     procs = [subprocess.Popen([sys.executable, "-c", FAIL_ALL, url, go], text=True,
                               stdout=subprocess.PIPE) for _ in range(2)]
     try:

@@ -35,7 +35,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.env import started_by_a_sweep
+from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_STORAGE, started_by_a_sweep
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError, config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import Unreachable, unreachable_cause
 from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import IMPORTANCE_MIN_TRIALS
@@ -170,7 +170,7 @@ def plan(s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[st
     params = parent_params(config, space, n_trials, {
         "mlflow.tracking_uri": mask_url(tracking_uri),
         "mlflow.registered_model_name": model, "storage": storage_masked})
-    secret_env = {name: url for name, url in (("OPTUNA_MLFLOW_STORAGE", storage_url),
+    secret_env = {name: url for name, url in ((ENV_STORAGE, storage_url),
                                               ("MLFLOW_TRACKING_URI", tracking_uri))
                   if url and has_password(url)}
     allowed = s.allow_changed_overrides
