@@ -27,7 +27,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
     Unreachable,
     one_line_faults,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.plan import check_tracking
+from hydra_plugins.optuna_mlflow_sweeper._impl.services import check_tracking
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 

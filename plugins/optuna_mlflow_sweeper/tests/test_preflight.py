@@ -21,12 +21,8 @@ from toyapp import command, peek, runs, store_env
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import local_fault, unreachable_cause
-from hydra_plugins.optuna_mlflow_sweeper._impl.plan import (
-    budget,
-    directions,
-    metric_names,
-    sqlite_folder_exists,
-)
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import budget, directions, metric_names
+from hydra_plugins.optuna_mlflow_sweeper._impl.services import sqlite_folder_exists
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (
     AUTH_ADMIN,
     MlflowServer,

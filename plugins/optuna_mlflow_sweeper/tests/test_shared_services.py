@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
-from hydra_plugins.optuna_mlflow_sweeper._impl.plan import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.services import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._testing.processes import started
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import MlflowServer, Postgres
 
