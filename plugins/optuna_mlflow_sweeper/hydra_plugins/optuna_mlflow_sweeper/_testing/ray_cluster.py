@@ -166,14 +166,29 @@ def _node_id(pgid: int) -> str | None:
     return None
 
 
+def _started_at(pid: int) -> str | None:
+    """When `pid` started (clock ticks since boot, /proc): a reused pid has another."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to `ray start` (it drains, then stops its processes), SIGKILL to the group."""
+    """SIGTERM to `ray start` (it drains, then stops its processes), SIGKILL to the group and to
+    its workers still alive (Ray starts them in groups of their own), each checked to be the
+    same process as before the drain, not a new one given its pid."""
+    workers = [(pid, _started_at(pid)) for pid in _descendants(proc.pid)]
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(45)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    for pid, started in workers:
+        if started is not None and _started_at(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(10)
 
