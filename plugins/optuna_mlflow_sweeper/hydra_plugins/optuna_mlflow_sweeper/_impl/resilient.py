@@ -111,9 +111,20 @@ class ResilientRDBStorage(RDBStorage):
         # No pool_pre_ping: it is a transaction of its own before every call (half of a
         # trial's). A connection pooled from before a server restart fails its call once;
         # SQLAlchemy then drops the pool and the retry (below) runs on a new connection.
+        sqlite = url.startswith("sqlite")
+        if sqlite:
+            # SQLite: wait up to 60 s for a lock another process holds, and take the write lock
+            # at each transaction's BEGIN (isolation_level None: pysqlite issues no BEGIN of
+            # its own). pysqlite runs a SELECT outside any transaction, so Optuna's
+            # read-then-write calls (fail a RUNNING trial, run a WAITING one) could succeed in
+            # two processes at once, e.g. two workers failing one stale trial and queueing two
+            # retries of it.
+            engine_kwargs = {**(engine_kwargs or {}), "connect_args": {
+                "timeout": 60, "isolation_level": None,
+                **(engine_kwargs or {}).get("connect_args", {})}}
         connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
                                   **kwargs), "Optuna storage")
-        if url.startswith("sqlite"):
+        if sqlite:
             sqlalchemy.event.listen(self.engine, "begin",
                                     lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
@@ -163,12 +174,6 @@ def open_storage(url: str, heartbeat_interval: int | None = None,
     for a lock held by another process; with `heartbeat_interval`, running trials whose heartbeat
     stopped for `grace_period` s are failed and retried (up to `max_retry` times)."""
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # each transaction takes the write lock at its BEGIN (the class adds it): pysqlite runs
-        # a SELECT outside any transaction, so Optuna's read-then-write calls (fail a RUNNING
-        # trial, run a WAITING one) could succeed in two processes at once, e.g. two workers
-        # failing one stale trial and queueing two retries of it
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60, "isolation_level": None}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if heartbeat_interval:
