@@ -32,6 +32,8 @@ from mnist_sweep.tracking.keys import mlflow_key
 pytestmark = pytest.mark.slow
 
 EPOCHS = 12
+# one trial a node: the second node's is lost, the head runs its own, then the retry
+TRIALS = 2
 CHECKPOINT_ATTR = "optuna_mlflow:checkpoint"
 # a lost node noticed in seconds: Ray's health checks (its task then runs again elsewhere) and
 # the sweeper's heartbeats (its trial failed as stale, retried by the worker that looks next)
@@ -42,7 +44,7 @@ HEALTH = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_
 def sweep_command(study: str, bucket: str) -> list[str]:
     return [sys.executable, "-m", "mnist_sweep", "-m", "hydra/sweeper=mnist",
             f"hydra.sweeper.study_name={study}", "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}",
-            "hydra.sweep.dir=multirun/cluster", "hydra.sweeper.n_trials=4",
+            "hydra.sweep.dir=multirun/cluster", f"hydra.sweeper.n_trials={TRIALS}",
             "hydra.sweeper.n_jobs=2", "hydra.sweeper.direction=maximize",
             "train.learning_rate=choice(0.003,0.002)", "hydra.sweeper.heartbeat_interval=1",
             "hydra.sweeper.grace_period=5", "hydra.callbacks.sweep_summary.reference=false",
@@ -110,7 +112,7 @@ def test_a_two_node_sweep_loses_a_node_and_resumes_its_trial_on_the_other(
 
     trials = optuna.load_study(study_name=study_name, storage=storage).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 4
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == TRIALS
     failed = trials[lost]
     assert failed.state == TrialState.FAIL
     [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == lost]
