@@ -103,7 +103,7 @@ def test_pruning_lines_compare_tpe_against_the_random_searchs_best():
     assert _pruning_summary({}, [hit, miss])["ratio"] == 2.0  # a miss counts as 0
 
 
-PEERS_BUDGET_MIN = 0.3  # 18 s a tool: each starts, runs and is stopped at the budget
+PEERS_BUDGET_MIN = 0.2  # 12 s a tool: each starts, runs and is stopped at the budget
 
 
 @pytest.mark.slow
