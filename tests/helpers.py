@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import pytest
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -94,3 +96,17 @@ def epochs_saved(file: Path) -> int:
             return len(json.loads(str(npz["meta"]))["rows"])
     except (OSError, ValueError, KeyError):  # not there yet, or being replaced
         return 0
+
+
+@dataclass(frozen=True)
+class ServedSweep:
+    """A finished quickstart sweep on the shared services, as users share them across machines."""
+
+    folder: Path
+    proc: subprocess.CompletedProcess
+    study: str
+    storage: str  # the study's PostgreSQL URL (the sweep read it, password and all, from the env)
+
+
+# The tests that read it share one xdist worker, so the sweep runs once a session.
+SERVED = pytest.mark.xdist_group("served_quickstart")

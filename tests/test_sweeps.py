@@ -7,9 +7,6 @@ from the sweep's Optuna storage and through MlflowClient.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -26,6 +23,7 @@ from mnist_sweep.tracking.keys import mlflow_key
 from tests.helpers import (
     LAUNCHED,
     NO_REFERENCE,
+    SERVED,
     SMALL,
     assert_two_finished,
     compose_config,
@@ -230,30 +228,18 @@ def test_a_ready_made_sweep_runs_through_a_launcher(tmp_path, name, launcher, sh
     assert_two_finished(tmp_path, name)
 
 
-@pytest.mark.slow
-def test_two_workers_share_postgres_and_an_mlflow_server(tmp_path, mnist_cache, postgres,
+@SERVED
+def test_two_workers_share_postgres_and_an_mlflow_server(served_quickstart, postgres,
                                                         mlflow_server):
     """The setup users share across machines: the study in PostgreSQL (its URL, password and
     all, from the environment), runs, figures and models on an MLflow server that serves the
     artifacts; two workers. Every trial's model loads back through the server, and the database
     password is in no output, file or MLflow record."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(MLFLOW_TRACKING_URI=mlflow_server.url, OPTUNA_STORAGE=postgres.url("optuna"),
-               XDG_STATE_HOME=str(tmp_path / "state"))
-    study = "quickstart_shared"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", "data.limit_train=300",
-         "data.val_size=300", "train.epochs=1", "hydra.sweeper.n_trials=2", NO_REFERENCE,
-         "hydra.sweeper.n_jobs=2", f"hydra.sweeper.study_name={study}",
-         f"tracking.experiment={study}",  # the session's server: this test's own experiment
-         "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    tmp_path, proc, study = (served_quickstart.folder, served_quickstart.proc,
+                             served_quickstart.study)
     assert mlflow_server.url in proc.stdout  # the UI hint is the server itself
 
-    trials = optuna.load_study(study_name=study,
-                               storage=postgres.url("optuna", "postgresql+psycopg")).trials
+    trials = optuna.load_study(study_name=study, storage=served_quickstart.storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     client, parent, children = mlflow_runs(tmp_path, mlflow_server.url, experiment_name=study)
     assert parent.info.status == "FINISHED" and len(children) == 2

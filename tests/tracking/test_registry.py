@@ -8,18 +8,16 @@ through MLflow's generic pyfunc interface and predicts raw uint8 test digits.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import mlflow
 import numpy as np
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mnist_sweep.data import mnist as data
 from mnist_sweep.tracking.keys import mlflow_key
-from tests.helpers import NO_REFERENCE, SMALL, load_study, run_sweep
+from tests.helpers import NO_REFERENCE, SERVED, SMALL, load_study, run_sweep
 
 # SMALL with the models logged (what is registered), without the notebook's reference models,
 # on 300 digits, scored clean and at the one noise level the champion's tags are checked at
@@ -96,18 +94,10 @@ def test_registration_can_be_turned_off(tmp_path, mnist_cache):
     assert MlflowClient(f"sqlite:///{tmp_path}/store.db").search_registered_models() == []
 
 
-@pytest.mark.slow
-def test_champion_on_a_tracking_server(tmp_path, mnist_cache, mlflow_server):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(MLFLOW_TRACKING_URI=mlflow_server.url, XDG_STATE_HOME=str(tmp_path / "state"))
-    name = "quickstart_registry"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", *WITH_MODELS,
-         "hydra.sweeper.n_trials=1", f"hydra.sweeper.study_name={name}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    best = load_study(tmp_path, name).best_trial
+@SERVED
+def test_champion_on_a_tracking_server(served_quickstart, mlflow_server):
+    name = served_quickstart.study  # the registered model is named after the study
+    best = optuna.load_study(study_name=name, storage=served_quickstart.storage).best_trial
     client = MlflowClient(mlflow_server.url)
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.tags["optuna.trial_number"] == str(best.number)
