@@ -1,7 +1,8 @@
 """A trial's checkpoint is found through the study: a custom sweep SIGKILLed mid-trial and run
 again from another folder (a new timestamped sweep folder, as on another machine) resumes the
-trial from its checkpoint, kept in the first run's sweep folder or on S3 (a real S3-compatible
-server, moto's), with nothing written to the local disk in the S3 case.
+trial from its checkpoint on S3 (a real S3-compatible server, moto's), with nothing written to
+the local disk. (A checkpoint in the first run's sweep folder, found the same way, is
+test_preemption's SIGKILL case.)
 
 Real `mnist-sweep` commands in their own process groups, SQLite study and MLflow store shared by
 both runs; the smallest dense net on 300 digits, many short epochs, so a kill lands mid-trial.
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -79,26 +81,17 @@ def epochs_reported(shared: Path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("where", ["sweep folder", "s3"])
-def test_a_killed_trial_resumes_from_its_checkpoint_when_rerun_from_another_folder(
-    tmp_path: Path, mnist_cache: Path, request: pytest.FixtureRequest, where: str
+def test_a_killed_trial_resumes_from_its_checkpoint_on_s3_when_rerun_from_another_folder(
+    tmp_path: Path, mnist_cache: Path, s3_server: Any
 ) -> None:
     shared, first, second = tmp_path / "shared", tmp_path / "first", tmp_path / "second"
     shared.mkdir()
-    env: dict[str, str] = {}
-    args: list[str] = []
-    if where == "s3":
-        server = request.getfixturevalue("s3_server")
-        env, args = server.env, [f"train.checkpoint.dir=s3://{server.BUCKET}/moved"]
+    env, args = s3_server.env, [f"train.checkpoint.dir=s3://{s3_server.BUCKET}/moved"]
     kill_after_two_epochs(start(first, shared, env, *args), shared)
     [killed] = study(shared).trials
-    recorded = killed.system_attrs[CHECKPOINT_ATTR]
-    if where == "s3":
-        assert recorded == f"s3://{server.BUCKET}/moved/moved/trial-0"
-        # (and perhaps the next one's temporary, when the kill came while it was written)
-        assert f"moved/moved/trial-0/{FILE}" in server.keys("moved/")
-    else:
-        assert recorded.startswith(f"{first}/multirun/") and Path(recorded, FILE).exists()
+    assert killed.system_attrs[CHECKPOINT_ATTR] == f"s3://{s3_server.BUCKET}/moved/moved/trial-0"
+    # (and perhaps the next one's temporary, when the kill came while it was written)
+    assert f"moved/moved/trial-0/{FILE}" in s3_server.keys("moved/")
 
     rerun = start(second, shared, env, *args)
     out, err = rerun.communicate(timeout=600)
@@ -111,8 +104,5 @@ def test_a_killed_trial_resumes_from_its_checkpoint_when_rerun_from_another_fold
     resumed = int(run.data.tags["resumed_from_epoch"])
     assert 1 <= resumed < EPOCHS
     assert sorted(retried.intermediate_values) == list(range(1, EPOCHS + 1))
-    if where == "s3":
-        assert server.keys("moved/") == []  # removed when the trial ended
-        assert not list(tmp_path.rglob(FILE)) and not list(tmp_path.rglob("s3:"))
-    else:
-        assert not Path(recorded).exists()
+    assert s3_server.keys("moved/") == []  # removed when the trial ended
+    assert not list(tmp_path.rglob(FILE)) and not list(tmp_path.rglob("s3:"))

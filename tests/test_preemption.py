@@ -3,7 +3,8 @@
 as the uninterrupted trial of the same seed does.
 
 Every run is a real `mnist-sweep` subprocess (own process group, SQLite stores in tmp_path);
-the uninterrupted trial is run once, for the whole module.
+the uninterrupted trial is run once, for the whole module. The SIGKILLed sweep runs again from
+another folder, as on another machine: the study says where the trial's checkpoint is.
 """
 
 from __future__ import annotations
@@ -48,18 +49,21 @@ TOLERANCE = 1e-4
 FINAL = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5")
 
 
-def start(folder: Path, *args: str) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
-    """The command in its own process group (ended with the block), recording into `folder`'s
-    store (a copy of the migrated template)."""
+def start(folder: Path, *args: str, stores: Path | None = None
+          ) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """The command in its own process group (ended with the block), run in `folder` and
+    recording into the MLflow store in `stores` (default: `folder`; a copy of the migrated
+    template)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
-    env.update(MLFLOW_TRACKING_URI=copied_store(folder), TF_CPP_MIN_LOG_LEVEL="3",
+    env.update(MLFLOW_TRACKING_URI=copied_store(stores or folder), TF_CPP_MIN_LOG_LEVEL="3",
                XDG_STATE_HOME=str(folder / "state"))
+    folder.mkdir(exist_ok=True)
     return started([sys.executable, "-m", "mnist_sweep", *args], folder, env)
 
 
-def run_to_end(folder: Path, *args: str) -> None:
+def run_to_end(folder: Path, *args: str, stores: Path | None = None) -> None:
     """The command, to its end (exit status 0)."""
-    with start(folder, *args) as proc:
+    with start(folder, *args, stores=stores) as proc:
         finish(proc)
 
 
@@ -125,7 +129,12 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_when_the_sweep_runs_again(
 
     if stop == "sigkill":
         time.sleep(2.5)  # the killed trial's heartbeat goes stale: the rerun fails and retries it
-    run_to_end(tmp_path, *SWEEP)
+        # from another folder, as on another machine, on the same stores: the checkpoint is
+        # found through the study, in the first run's sweep folder
+        run_to_end(tmp_path / "elsewhere", *SWEEP, "hydra.sweeper.storage=sqlite:///"
+                   f"{tmp_path}/multirun/resume/optuna.db", stores=tmp_path)
+    else:
+        run_to_end(tmp_path, *SWEEP)
     first, retried = trials(tmp_path)
     assert first.state == TrialState.FAIL and retried.state == TrialState.COMPLETE
     assert sorted(first.intermediate_values) == EPOCHS[:STOPPED_AFTER]
