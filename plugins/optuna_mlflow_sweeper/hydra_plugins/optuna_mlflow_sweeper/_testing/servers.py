@@ -231,11 +231,12 @@ class MlflowServer:
         return http_ready(self.proc, self.workdir / "mlflow-server.log", "mlflow server",
                           f"{self.url}/health")
 
-    def stop(self) -> None:
-        """SIGTERM to the server's process group (by its pid), SIGKILL after 15 s."""
+    def stop(self, first: signal.Signals = signal.SIGTERM) -> None:
+        """`first` (SIGTERM: a graceful stop) to the server's process group, by its pid; SIGKILL
+        after 15 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        for sig, wait in ((first, 15), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
@@ -332,7 +333,7 @@ def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(signal.SIGKILL)  # the session's end: nothing left to answer
 
 
 AUTH_ADMIN = "admin"
@@ -355,7 +356,7 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(signal.SIGKILL)
 
 
 @pytest.fixture
