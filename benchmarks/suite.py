@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sum the CPU seconds of the tier's processes by kind and test file")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args(argv)
+    if args.log_dir:  # before the first tier, not after it ran: its log would be lost
+        args.log_dir.mkdir(parents=True, exist_ok=True)
     base = yardstick()
     print(json.dumps({"yardstick_s": round(base, 2), "busy": args.busy,
                       "cpus": os.cpu_count()}), flush=True)
