@@ -10,32 +10,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: E402, F401 (a hook)
-    pytest_collection_modifyitems,
-)
-from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import isolated  # noqa: E402, F401
-from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: E402, F401
-from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: E402, F401 (fixtures)
-    full_disk,
-    mlflow_auth_server,
-    mlflow_server,
-    postgres,
-    read_only_disk,
-    s3_server,
-)
-from hydra_plugins.optuna_mlflow_sweeper._testing.stores import (  # noqa: E402, F401
-    copied_store,
-    mlflow_template,
-)
-from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: E402, F401
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store  # noqa: E402
 
 from tests.helpers import NO_REFERENCE, ServedSweep, compose_config  # noqa: E402
 
-# The fixtures shared with the sweeper's own tests (hydra_plugins.optuna_mlflow_sweeper._testing,
-# in the checkout, out of Hydra's plugin scan and of the wheel): the real servers and Ray cluster,
-# made once per test process and only when a test asks; the built wheels, once per session;
-# `isolated` (autouse): MLflow's process state, the environment and the working folder are
-# restored around every test.
+# The fixtures shared with the sweeper's own tests, one plugin for both trees (in the checkout,
+# out of Hydra's plugin scan and of the wheel): the real servers and Ray cluster, made once per
+# test process and only when a test asks; the built wheels, once per session; `isolated`
+# (autouse): MLflow's process state, the environment and the working folder are restored around
+# every test.
+pytest_plugins = ["hydra_plugins.optuna_mlflow_sweeper._testing.plugin"]
 
 
 @pytest.fixture
@@ -79,7 +63,7 @@ def mnist_cache():
 
 
 @pytest.fixture(scope="session")
-def served_quickstart(tmp_path_factory, mnist_cache, postgres, mlflow_server):  # noqa: F811
+def served_quickstart(tmp_path_factory, mnist_cache, postgres, mlflow_server):
     """`mnist-sweep sweep=quickstart` with the study in PostgreSQL and runs, figures and models on
     an MLflow server that serves the artifacts; two workers, two trials, one epoch on 300 digits.
     Read by the shared-services test (what each trial recorded) and the registry's (its

@@ -16,19 +16,8 @@ from pathlib import Path
 import pytest
 from toyapp import store_env
 
-from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: F401 (a hook)
-    pytest_collection_modifyitems,
-)
-from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import isolated  # noqa: F401
-from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: F401
-from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401 (fixtures)
-    full_disk,
-    mlflow_auth_server,
-    mlflow_server,
-    postgres,
-)
-from hydra_plugins.optuna_mlflow_sweeper._testing.stores import mlflow_template  # noqa: F401
-from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import wheels  # noqa: F401
+# the servers, the cluster, the wheels, `isolated`: one plugin for both test trees
+pytest_plugins = ["hydra_plugins.optuna_mlflow_sweeper._testing.plugin"]
 
 
 @pytest.fixture
