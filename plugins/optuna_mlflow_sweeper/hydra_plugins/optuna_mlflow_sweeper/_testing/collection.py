@@ -9,8 +9,8 @@ worker, and the slow server tests spread over both workers instead of queueing o
 cluster's tests stay on one worker: no test stops the cluster, and a second one would cost
 ~6 s of CPU to start and ~1 s every 30 s idle until the session ends. A test that uses a
 module-scoped fixture (a trained model, an uninterrupted run to compare with) stays with its
-module's other such tests, so the fixture is made once. Both test trees' conftests import the
-hook; a test marked `xdist_group` by hand keeps its mark.
+module's other such tests, so the fixture is made once. The hook comes with the fixtures
+(`plugin.py`, which both test trees load); a test marked `xdist_group` by hand keeps its mark.
 
 The slow tests come first (in pytest-randomly's order among themselves, which it shuffles before
 this hook runs): xdist hands out work in collection order, and a long test that starts last

@@ -5,7 +5,8 @@ MLflow keeps process-wide state (the active run stack, the active experiment, th
 and mirrors some of it into the environment (`set_tracking_uri` exports MLFLOW_TRACKING_URI,
 `set_experiment` MLFLOW_EXPERIMENT_ID), so a test that starts a run in-process leaves it to the
 next one: `mlflow.start_run()` then uses an experiment id from another test's store. Both test
-trees' conftests import `isolated` (autouse), so the tests pass in any order and any process.
+trees load `isolated` (autouse) through `plugin.py`, so the tests pass in any order and any
+process.
 """
 
 from __future__ import annotations

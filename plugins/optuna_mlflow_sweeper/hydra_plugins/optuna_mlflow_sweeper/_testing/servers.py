@@ -5,8 +5,8 @@ Each listens on 127.0.0.1 at a free port, can be stopped and started again (an o
 readiness with a bound, and are stopped by the pid they were started with. PostgreSQL refuses
 to run as root, so its cluster belongs to `nobody` (tests run as root here and in CI).
 
-Test support shared by the sweeper's tests and the app's (their conftests import the fixtures
-from here): in the plugin's checkout, importable by name from an editable install, and left out
+Test support shared by the sweeper's tests and the app's (both load the fixtures through
+`plugin.py`): in the plugin's checkout, importable by name from an editable install, and left out
 of its wheel (pyproject's `exclude`). `_testing` is a namespace folder like `_impl`: Hydra's
 plugin scan neither imports it nor walks into it.
 
