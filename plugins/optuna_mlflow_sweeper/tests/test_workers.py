@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -41,10 +42,11 @@ def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str,
     return proc.returncode, out, err
 
 
-def wait_for(condition, timeout: float = 120, what: str = "condition",
+def wait_for(condition, timeout: float = 120, what: str | Callable[[], str] = "condition",
              proc: subprocess.Popen[str] | None = None) -> None:
     """Until `condition()`; fails after `timeout`, or at once when `proc` ended (its output
-    says why)."""
+    says why). `what` may be a function: its text, made when the wait fails, says what was
+    found then."""
     deadline = time.monotonic() + timeout
     while not condition():
         ended = proc is not None and proc.poll() is not None
@@ -54,7 +56,7 @@ def wait_for(condition, timeout: float = 120, what: str = "condition",
                 code, out, err = finish(proc, timeout=30)
                 output = f" (exit {code}):\n{out[-2000:]}\n{err[-3000:]}"
             raise AssertionError(f"{'gave up' if ended else f'timed out after {timeout} s'} "
-                                 f"waiting for {what}{output}")
+                                 f"waiting for {what() if callable(what) else what}{output}")
         time.sleep(0.2)
 
 
@@ -359,10 +361,8 @@ def test_sigterm_records_the_trials_in_flight_and_exits_143(
     code, out, err = finish(proc, timeout=120)
     # a process the sweep ended may still be on its way out (`[python]`, its memory gone): give
     # it a few seconds, then one still there outlived the sweep
-    deadline = time.monotonic() + 5
-    while (alive := alive_in_group(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not alive, f"a process of the sweep outlived it: {alive}"
+    wait_for(lambda: not alive_in_group(proc.pid), timeout=5,
+             what=lambda: f"no process of the sweep to outlive it: {alive_in_group(proc.pid)}")
     assert code == 143, out[-2000:] + err[-3000:]
     assert "Traceback" not in err and "stopped (SIGTERM)" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
