@@ -18,10 +18,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import S3Server
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -82,7 +82,7 @@ def epochs_reported(shared: Path) -> int:
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint_on_s3_when_rerun_from_another_folder(
-    tmp_path: Path, mnist_cache: Path, s3_server: Any
+    tmp_path: Path, mnist_cache: Path, s3_server: S3Server
 ) -> None:
     shared, first, second = tmp_path / "shared", tmp_path / "first", tmp_path / "second"
     shared.mkdir()
