@@ -1,9 +1,9 @@
 """A wrong address ends a sweep at once, in one line; so does a full disk (preflight, faults).
 
-The commands are real sweeps of the toy app (subprocesses, bounded), against the real throwaway
-PostgreSQL and MLflow servers (servers.py): a refused port, a name under `.invalid`, a wrong
-password (PostgreSQL, and a tracking server behind MLflow's basic-auth app), a missing database,
-a dead tracking server. The full disk is a real 2 MiB tmpfs (root only).
+The commands are real sweeps of the toy app (in this process, see `toyapp.sweep`), against the
+real throwaway PostgreSQL and MLflow servers (servers.py): a refused port, a name under
+`.invalid`, a wrong password (PostgreSQL, and a tracking server behind MLflow's basic-auth app),
+a missing database, a dead tracking server. The full disk is a real 2 MiB tmpfs (root only).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from toyapp import command, peek, runs, store_env
+from toyapp import command, peek, runs, store_env, sweep
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import local_fault, unreachable_cause
@@ -169,9 +169,8 @@ def bad_address_runs(postgres: Postgres, mlflow_auth_server: MlflowServer,
         env = {**store_env(tmp, mlflow_template), **changes,
                "OPTUNA_MLFLOW_PATIENCE": "600"}  # the patience must not be what ends it
         started = time.monotonic()
-        proc = subprocess.run(command("x=interval(-5,5)", "hydra.sweeper.n_trials=2",
-                                      *overrides), cwd=tmp, env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = sweep(tmp, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2", *overrides,
+                     ok=False)
         done[name] = (proc, tmp, time.monotonic() - started)
     return done
 
@@ -215,8 +214,7 @@ def test_a_full_disk_ends_the_sweep_in_one_line_and_keeps_what_was_recorded(
     env = store_env(tmp_path, mlflow_template)
     env.update({"MLFLOW_TRACKING_URI": f"sqlite:///{store}", "OPTUNA_MLFLOW_PATIENCE": "600"})
     started = time.monotonic()
-    proc = subprocess.run(command("x=interval(-5,5)", "hydra.sweeper.n_trials=2"), cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2", ok=False)
     seconds = time.monotonic() - started
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0
@@ -266,9 +264,8 @@ def _finished_trials(tmp_path: Path) -> int:
 def test_a_sweep_folder_on_a_full_disk_is_named(tmp_path: Path, full_disk: Path,
                                                 mlflow_template: Path) -> None:
     fill(full_disk)
-    proc = subprocess.run(command("x=interval(-5,5)", sweep_dir=str(full_disk / "sweep")),
-                          cwd=tmp_path, env=store_env(tmp_path, mlflow_template),
-                          capture_output=True, text=True, timeout=300)
+    proc = sweep(tmp_path, store_env(tmp_path, mlflow_template), "x=interval(-5,5)",
+                 sweep_dir=str(full_disk / "sweep"), ok=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [
         f"cannot write the sweep folder {full_disk / 'sweep'}: no space left on device"

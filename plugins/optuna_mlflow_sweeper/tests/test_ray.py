@@ -38,7 +38,8 @@ def test_two_ray_workers_run_the_budget_on_a_running_cluster(
     # joined as a user would: the address alone, no Ray setting in the environment
     env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
     proc = sweep(tmp_path, env, "x=interval(-5,5)", "sleep=0.2",
-                 "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *ray_cluster.launcher())
+                 "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *ray_cluster.launcher(),
+                 own_process=True)  # a Ray driver of its own, as a user's command is
     assert "2 workers (jobs of RayLauncher)" in proc.stdout
     assert "(_run_job pid=" not in proc.stdout + proc.stderr  # the workers' lines: in Ray's logs
     trials = study(tmp_path).trials
@@ -68,7 +69,7 @@ def test_one_trial_job_at_a_time_joins_a_running_cluster_by_its_address_alone(
     (Ray refused hydra-ray-launcher's object_store_memory when joining: the sweep failed)."""
     env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
     sweep(tmp_path, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2",
-          "hydra.sweeper.n_jobs=1", *ray_cluster.launcher(), NO_MLFLOW)
+          "hydra.sweeper.n_jobs=1", *ray_cluster.launcher(), NO_MLFLOW, own_process=True)
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert {t.user_attrs["pid"] for t in trials} <= ray_cluster.worker_pids()

@@ -1,14 +1,13 @@
 """Real sweeps of the generic app in tests/apps/toy with `hydra/sweeper=optuna_mlflow`.
 
-Each sweep is a subprocess (cwd=tmp_path, MLFLOW_TRACKING_URI=sqlite:///tmp_path/mlflow.db);
-results are read back with a real Optuna storage and MlflowClient. No mocks.
+Each sweep is the toy app's command (cwd=tmp_path, MLFLOW_TRACKING_URI=sqlite:///tmp_path/
+mlflow.db), in this process unless it is killed or run beside another; results are read back
+with a real Optuna storage and MlflowClient. No mocks.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-from toyapp import APP, NO_MLFLOW, XY, by_number, command, runs, study, sweep  # noqa: F401
+from toyapp import APP, NO_MLFLOW, XY, by_number, command, runs, store_env, study, sweep  # noqa: F401
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import too_many_failures
 
@@ -393,18 +392,14 @@ BAD_CONFIGS: dict[str, tuple[list[str], list[str]]] = {
 
 @pytest.fixture(scope="module")
 def bad_config_runs(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> dict:
-    """Run every bad config at once (they fail fast); returns name -> (proc, tmp dir)."""
-    started = {}
+    """Every bad config run once (each fails before any trial): name -> (proc, tmp dir)."""
+    done = {}
     for name, (overrides, _) in BAD_CONFIGS.items():
         tmp = tmp_path_factory.mktemp("bad")
-        shutil.copy(mlflow_template, tmp / "mlflow.db")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
-        environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        proc = subprocess.Popen(command("x=interval(-5,5)", *overrides), cwd=tmp, env=environ,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        started[name] = (proc, tmp)
-    return {name: (proc, tmp, *proc.communicate(timeout=240))
-            for name, (proc, tmp) in started.items()}
+        proc = sweep(tmp, store_env(tmp, mlflow_template), "x=interval(-5,5)", *overrides,
+                     ok=False)
+        done[name] = (proc, tmp, proc.stdout, proc.stderr)
+    return done
 
 
 @pytest.mark.parametrize("name", list(BAD_CONFIGS))

@@ -300,8 +300,7 @@ def test_an_orphaned_running_trial_is_reclaimed_on_the_next_start(
 def test_clean_failures_are_one_line_without_a_traceback(
     tmp_path: Path, env: dict[str, str], overrides: list[str], says: str
 ) -> None:
-    proc = subprocess.run([*command("hydra.sweeper.n_trials=2"), *overrides], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = sweep(tmp_path, env, "hydra.sweeper.n_trials=2", *overrides, ok=False)
     assert proc.returncode != 0
     assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     storage = tmp_path / "sweep" / "optuna.db"

@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 from mlflow.tracking import MlflowClient
 
+from hydra_plugins.optuna_mlflow_sweeper._testing import in_process
+
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
 XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
 # For a test of what happens in Optuna alone (workers, resuming, launchers, GPUs, warm starts):
@@ -40,9 +42,16 @@ def command(*overrides: str, sweep_dir: str = "sweep", config: str | None = None
 
 
 def sweep(tmp_path: Path, env: dict[str, str], *overrides: str, ok: bool = True,
-          sweep_dir: str = "sweep", config: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(command(*overrides, sweep_dir=sweep_dir, config=config), cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=240)
+          sweep_dir: str = "sweep", config: str | None = None, own_process: bool = False
+          ) -> subprocess.CompletedProcess[str]:
+    """The command run to its end in `tmp_path` with exactly `env`: in this process (see
+    `in_process`), or with `own_process` a process of its own (a Ray driver, say)."""
+    args = command(*overrides, sweep_dir=sweep_dir, config=config)
+    if own_process:
+        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=240)
+    else:
+        proc = in_process.run(in_process.script_main(APP), args[1:], tmp_path, env, APP.parent)
     if ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
