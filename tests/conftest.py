@@ -1,8 +1,6 @@
 """Shared fixtures: real configs composed by Hydra, a real SQLite MLflow store per test."""
 
 import os
-import subprocess
-import sys
 
 # Quiet TensorFlow's C++ banner before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -12,7 +10,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store  # noqa: E402
 
-from tests.helpers import NO_REFERENCE, ServedSweep, compose_config  # noqa: E402
+from tests.helpers import NO_REFERENCE, ServedSweep, compose_config, mnist_sweep  # noqa: E402
 
 # The fixtures shared with the sweeper's own tests, one plugin for both trees (in the checkout,
 # out of Hydra's plugin scan and of the wheel): the real servers and Ray cluster, made once per
@@ -73,13 +71,11 @@ def served_quickstart(tmp_path_factory, mnist_cache, postgres, mlflow_server):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
     env.update(MLFLOW_TRACKING_URI=mlflow_server.url, OPTUNA_STORAGE=postgres.url("optuna"),
                XDG_STATE_HOME=str(folder / "state"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "sweep=quickstart", "data.limit_train=300",
-         "data.val_size=300", "train.epochs=1", "hydra.sweeper.n_trials=2", NO_REFERENCE,
-         "hydra.sweeper.n_jobs=2", f"hydra.sweeper.study_name={study}",
-         f"tracking.experiment={study}",  # the session's server: this sweep's own experiment
-         "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}"],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=600,
-    )
+    proc = mnist_sweep(
+        folder, env, "sweep=quickstart", "data.limit_train=300", "data.val_size=300",
+        "train.epochs=1", "hydra.sweeper.n_trials=2", NO_REFERENCE, "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.study_name={study}",
+        f"tracking.experiment={study}",  # the session's server: this sweep's own experiment
+        "hydra.sweeper.storage=${oc.env:OPTUNA_STORAGE}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return ServedSweep(folder, proc, study, postgres.url("optuna", "postgresql+psycopg"))

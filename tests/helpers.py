@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from hydra_plugins.optuna_mlflow_sweeper._testing import in_process
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from mnist_sweep import cli
 from mnist_sweep.config import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,16 +49,26 @@ LAUNCHED = ["data.limit_train=300", "data.val_size=300", "train.epochs=1",
             "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=none"]  # 1 epoch: nothing to prune
 
 
-def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True,
-              multirun_flag: bool = True) -> subprocess.CompletedProcess:
+def mnist_sweep(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`mnist-sweep ARGS` in `cwd` with exactly `env`, run to its end in this process (see
+    `in_process`): what a user's command prints and returns, without its 8 s of imports."""
+    return in_process.run(cli.main, [str(ROOT / "mnist_sweep" / "__main__.py"), *args], cwd, env)
+
+
+def run_sweep(tmp_path: Path, *overrides: str, ok: bool = True, multirun_flag: bool = True,
+              own_process: bool = False) -> subprocess.CompletedProcess:
+    """`mnist-sweep [-m] OVERRIDES` in tmp_path, recording into a store of its own there; in this
+    process unless `own_process`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
     # Not the default ./mlflow.db: MLFLOW_TRACKING_URI must win for the trials and the sweeper.
     env["MLFLOW_TRACKING_URI"] = copied_store(tmp_path)
     env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the index of sweeps' studies (reports)
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", *(["-m"] if multirun_flag else []), *overrides],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    args = [*(["-m"] if multirun_flag else []), *overrides]
+    if own_process:
+        proc = subprocess.run([sys.executable, "-m", "mnist_sweep", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+    else:
+        proc = mnist_sweep(tmp_path, env, *args)
     if ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert not (tmp_path / "mlflow.db").exists()

@@ -1,27 +1,27 @@
 """The command line explains itself: `--help`, `--version`, and config errors as one line.
 
-Real `mnist-sweep` commands in a subprocess (each fails or answers before any training).
+Real `mnist-sweep` commands, run in this process as `helpers.mnist_sweep` does (each fails or
+answers before any training).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 
 from mnist_sweep.config.registry import sweep_names
+from tests.helpers import mnist_sweep
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HYDRA_"))}
     env.update(MLFLOW_TRACKING_URI=copied_store(tmp_path),
                XDG_STATE_HOME=str(tmp_path / "state"), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "mnist_sweep", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return mnist_sweep(tmp_path, env, *args)
 
 
 def test_help_says_what_the_app_does_and_where_results_are(tmp_path):

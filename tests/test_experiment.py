@@ -1,7 +1,6 @@
 """A whole run, recorded in a real SQLite MLflow store and read back through MlflowClient."""
 
 import os
-import subprocess
 import sys
 
 import mlflow
@@ -13,6 +12,7 @@ from mnist_sweep import experiment
 from mnist_sweep.data import mnist
 from mnist_sweep.tracking import runs
 from mnist_sweep.tracking.keys import mlflow_key
+from tests.helpers import mnist_sweep
 
 NOISE_METRICS = [f"test_accuracy_noise_{f}" for f in ("0.25", "0.5", "0.75", "1")]
 
@@ -111,11 +111,8 @@ def test_a_failing_run_ends_failed_with_the_error(tracking_store):
 @pytest.mark.slow
 def test_cli_runs_and_prints_a_summary_with_ui_links(tmp_path, mnist_cache):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "data.limit_train=300", "data.val_size=300",
-         "train.epochs=1", "tracking.log_model=false", "tracking.log_plots=false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+    done = mnist_sweep(tmp_path, env, "data.limit_train=300", "data.val_size=300",
+                       "train.epochs=1", "tracking.log_model=false", "tracking.log_plots=false")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test accuracy" in done.stdout
     assert "workflowType=machine_learning" in done.stdout
@@ -127,10 +124,7 @@ def test_cli_runs_and_prints_a_summary_with_ui_links(tmp_path, mnist_cache):
 @pytest.mark.slow  # a 2 s command; test_cli's quick cases show a config error's one line
 def test_cli_bad_input_exits_with_a_clear_message(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_sweep", "train.optimizer=adagrad"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+    done = mnist_sweep(tmp_path, env, "train.optimizer=adagrad")
     assert done.returncode == 2
     assert "'train.optimizer'" in done.stderr and "adam, sgd, rmsprop" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()

@@ -9,8 +9,6 @@ study or parent run exist. Real servers (the sweeper's servers.py), real command
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,16 +17,15 @@ import pytest
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import AUTH_ADMIN, fill, free_port
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import TF_NATIVE
+from tests.helpers import TF_NATIVE, mnist_sweep
 
 WRONG = "wrong-" + "3b9e51aa"
 RUN = ["data.limit_train=2000", "train.epochs=1", "tracking.log_model=false"]
 
 
-def mnist_sweep(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[Any, float]:
+def timed(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[Any, float]:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "mnist_sweep", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = mnist_sweep(tmp_path, env, *args)
     return done, time.monotonic() - started
 
 
@@ -83,13 +80,13 @@ def test_a_wrong_tracking_address_ends_a_run_in_one_line(
             uri = pg.url("mlflow").replace(pg.password, WRONG)
             needles = ["MLflow tracking store", "wrong user name or password"]
         env = environ(MLFLOW_TRACKING_URI=uri)
-    done, seconds = mnist_sweep(tmp_path, env, *RUN)
+    done, seconds = timed(tmp_path, env, *RUN)
     line = assert_one_line(done, *needles)
     print(f"{case}: {seconds:.1f} s: {line}")
 
 
 def test_a_sqlite_store_in_a_missing_folder_is_a_config_error(tmp_path: Path) -> None:
-    done, _ = mnist_sweep(tmp_path, environ(
+    done, _ = timed(tmp_path, environ(
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/nowhere/mlflow.db"), *RUN)
     assert done.returncode == 2
     assert_one_line(done, "'MLFLOW_TRACKING_URI'", f"{tmp_path}/nowhere does not exist")
@@ -103,7 +100,7 @@ def test_a_full_disk_ends_a_run_in_one_line(tmp_path: Path, full_disk: Path,
     client = MlflowClient(f"sqlite:///{store}")
     before = client.create_run(client.create_experiment("before")).info.run_id
     fill(full_disk)
-    done, seconds = mnist_sweep(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
+    done, seconds = timed(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
                                 *RUN)
     assert_one_line(done, f"cannot write the MLflow store at {store}: database or disk is full")
     assert client.get_run(before).info.status == "RUNNING"  # what was recorded is still there
@@ -115,7 +112,7 @@ def test_a_misspelled_objective_stops_the_sweep_before_anything_exists(
     tmp_path: Path, mnist_cache: Path
 ) -> None:
     env = environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
-    done, _ = mnist_sweep(tmp_path, env, "sweep=quickstart", "objectives=[val_acc]")
+    done, _ = timed(tmp_path, env, "sweep=quickstart", "objectives=[val_acc]")
     lines = done.stderr.strip().splitlines()
     assert done.returncode != 0
     assert len(lines) == 1 and "'objectives'" in lines[0] and "val_accuracy" in lines[0], \
@@ -144,7 +141,7 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_named_before_anything_tra
     if sweep:
         args = ["-m", "hydra/sweeper=mnist", "hydra.sweeper.n_trials=1",
                 "train.optimizer=choice(adam)", *args]
-    done, _ = mnist_sweep(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/s.db"),
+    done, _ = timed(tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/s.db"),
                           *args)
     assert done.returncode == 2
     assert_one_line(done, "'train.checkpoint.dir'", cause)
@@ -158,7 +155,7 @@ def test_a_checkpoint_folder_whose_disk_fills_while_training_is_named(
     """Room when the run starts (2 MiB), not for the first checkpoint (a 512-unit dense net and
     its Adam moments, ~5 MB): the line names the checkpoint folder, not the MLflow store."""
     MlflowClient(f"sqlite:///{tmp_path}/s.db").search_experiments()  # made: quiet on first use
-    done, _ = mnist_sweep(
+    done, _ = timed(
         tmp_path, environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/s.db"),
         "data.limit_train=300", "data.val_size=100", "train.epochs=2", "tracking.log_model=false",
         "model.hidden.0.units=512", "train.checkpoint.enabled=true",
@@ -178,7 +175,7 @@ def test_a_search_range_partly_outside_the_apps_limits_is_refused_before_anythin
     tmp_path: Path, search: str
 ) -> None:
     env = environ(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
-    done, _ = mnist_sweep(tmp_path, env, "sweep=quickstart", search, "hydra.sweeper.n_trials=1",
+    done, _ = timed(tmp_path, env, "sweep=quickstart", search, "hydra.sweeper.n_trials=1",
                           *RUN)
     line = assert_one_line(done, "'train.learning_rate", "a float in (0, 10)")
     assert "interval(0.001,50)" in line and "at train.learning_rate=50.0" in line

@@ -82,7 +82,8 @@ def test_a_ready_made_sweep_joins_a_running_cluster_by_its_address_alone(
     in the environment."""
     assert not [k for k in os.environ if k.startswith("RAY_")]
     proc = run_sweep(tmp_path, "sweep=cnn_search", *LAUNCHED, "hydra.sweeper.enqueue=[]",
-                     "eval.noise_levels=[]", *ray_cluster.launcher(), multirun_flag=False)
+                     "eval.noise_levels=[]", *ray_cluster.launcher(), multirun_flag=False,
+                     own_process=True)  # a Ray driver of its own, as a user's command is
     assert "2 workers (jobs of RayLauncher)" in proc.stdout
     assert "(_run_job pid=" not in proc.stdout + proc.stderr  # the workers' lines: in Ray's logs
     assert_two_finished(tmp_path, "cnn_search")

@@ -1,7 +1,8 @@
 """The ready-made sweeps in sweeps/, run for real as `mnist-sweep -m sweep=NAME` on MNIST slices.
 
-Each sweep is a subprocess in tmp_path with its own SQLite tracking store; results are read back
-from the sweep's Optuna storage and through MlflowClient.
+Each sweep is the real command run to its end in this process (`helpers.mnist_sweep`; a Ray
+driver in its own) in tmp_path with its own SQLite tracking store; results are read back from
+the sweep's Optuna storage and through MlflowClient.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The best model registered: `models:/quickstart@champion` after a real quickstart sweep.
 
-Each sweep is a real `mnist-sweep sweep=quickstart` subprocess on a slice of MNIST (one epoch),
-recording into a fresh SQLite store, or into a real MLflow server; the champion is loaded back
-through MLflow's generic pyfunc interface and predicts raw uint8 test digits.
+Each sweep is a real `mnist-sweep sweep=quickstart` command (run in this process) on a slice of
+MNIST (one epoch), recording into a fresh SQLite store, or into a real MLflow server; the champion
+is loaded back through MLflow's generic pyfunc interface and predicts raw uint8 test digits.
 """
 
 from __future__ import annotations
