@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures.thread import _worker as futures_worker
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,6 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 
 from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import reset_mlflow
+from hydra_plugins.optuna_mlflow_sweeper._testing.processes import descendants
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP]
 _SCRIPTS: dict[Path, ModuleType] = {}
@@ -130,8 +133,12 @@ def run(main: Callable[[], Any], argv: Sequence[str], cwd: Path, env: Mapping[st
     """`main()` as the command `argv` run in `cwd` with exactly `env`: its exit status (0, or
     what it passed to sys.exit) and what it printed. `import_from` is first on sys.path, as a
     script's folder is for the script (default: `cwd`, as for `python -m`)."""
+    # A test session is a long-lived process: with the report's imports made once here, each
+    # sweep draws its report itself (report_process.worth_a_helper), as in a notebook. Here, not
+    # at the top: the quick tier, which runs no sweep, does not pay for them.
+    importlib.import_module("optuna.visualization")
     code: int = 0
-    threads = set(threading.enumerate())
+    threads, children = set(threading.enumerate()), set(descendants(os.getpid()))
     with _output() as (out, err), _process_state(cwd, env, argv, import_from or cwd):
         try:
             main()
@@ -139,15 +146,54 @@ def run(main: Callable[[], Any], argv: Sequence[str], cwd: Path, env: Mapping[st
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             if isinstance(e.code, str):
                 print(e.code, file=sys.stderr)
+    _end_processes_left(children)
     _assert_left_nothing(threads, argv)
     return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
+def _end_processes_left(children: set[int]) -> None:
+    """End what the command started and left running (the joblib launcher's pool waits for more
+    work), as its own exit would have: SIGTERM, then SIGKILL after 10 s. Not multiprocessing's
+    resource trackers: this process's own, started once, they serve the next command too."""
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if loky is not None and loky._executor is not None:  # joblib's own way: no broken pool left
+        loky._executor.shutdown(wait=True, kill_workers=True)
+    left = {pid for pid in set(descendants(os.getpid())) - children
+            if b"resource_tracker" not in _cmdline(pid)}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while (left := {pid for pid in left if _running(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie does not): a child of this process is reaped here."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _assert_left_nothing(threads: set[threading.Thread], argv: Sequence[str]) -> None:
     """No thread the command started still runs that would keep its process from exiting (5 s
-    to end), and no Ray driver: a command that joins a cluster needs a process of its own."""
+    to end; an idle thread pool's workers, such as MLflow's, end at the exit), and no Ray driver:
+    a command that joins a cluster needs a process of its own."""
     for thread in set(threading.enumerate()) - threads:
-        if not thread.daemon:
+        if not thread.daemon and getattr(thread, "_target", None) is not futures_worker:
             thread.join(timeout=5)
             assert not thread.is_alive(), f"{thread.name} still runs after {list(argv)}"
     ray = sys.modules.get("ray")

@@ -45,3 +45,19 @@ def finish(proc: subprocess.Popen[str], expect: int = 0, timeout: float = 480) -
                              ) from None
     assert proc.returncode == expect, out[-2000:] + err[-4000:]
     return out, err
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process started by `pid`, its children's children too, whatever their group."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True,
+                         timeout=30).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

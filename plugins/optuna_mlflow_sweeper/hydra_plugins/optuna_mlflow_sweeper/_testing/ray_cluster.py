@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 import tenacity
 
+from hydra_plugins.optuna_mlflow_sweeper._testing.processes import descendants
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import _wait, free_port
 
 # what every process of the cluster and its drivers need: addresses stay on 127.0.0.1
@@ -114,7 +115,7 @@ class Node:
         """The node lost as a whole: SIGKILL to every process it started, at once: its group and
         its workers, which Ray starts in groups of their own (a worker left alive went on
         training its trial for seconds after its node was gone)."""
-        workers = _descendants(self.proc.pid)
+        workers = descendants(self.proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         for pid in workers:
@@ -142,22 +143,6 @@ def _group(pgid: int) -> list[tuple[int, str]]:
             (line.strip().partition(" ") for line in out.splitlines()) if pid.isdigit()]
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process started by `pid`, its children's children too, whatever their group."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True,
-                         timeout=30).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        child, parent = (int(x) for x in line.split())
-        children.setdefault(parent, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _node_id(pgid: int) -> str | None:
     for _, args in _group(pgid):
         found = NODE_ID.search(args) if "raylet" in args else None
@@ -178,7 +163,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to `ray start` (it drains, then stops its processes), SIGKILL to the group and to
     its workers still alive (Ray starts them in groups of their own), each checked to be the
     same process as before the drain, not a new one given its pid."""
-    workers = [(pid, _started_at(pid)) for pid in _descendants(proc.pid)]
+    workers = [(pid, _started_at(pid)) for pid in descendants(proc.pid)]
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
