@@ -3,15 +3,18 @@ killed, a storage it cannot open), the report is drawn in the sweep's process in
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import report_drawer
+from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import report_drawer, worth_a_helper
 
 
 def _objective(trial: optuna.Trial) -> float:
@@ -98,6 +101,15 @@ def test_nothing_to_draw_writes_nothing(tmp_path: Path, enabled: bool) -> None:
         assert len(_started(int(enabled))) == int(enabled)
         assert drawer.write(study, str(out)) is None
     assert not out.exists() and _helpers() == []
+
+
+def test_a_helper_is_worth_it_only_where_the_drawing_imports_are_still_to_make() -> None:
+    fresh = subprocess.run([sys.executable, "-c", "from hydra_plugins.optuna_mlflow_sweeper._impl"
+                            ".report_process import worth_a_helper; print(worth_a_helper())"],
+                           capture_output=True, text=True, timeout=60)
+    assert fresh.stdout.strip() == "True", fresh.stderr[-2000:]  # a user's command
+    importlib.import_module("optuna.visualization")
+    assert not worth_a_helper()  # a notebook, a test session: drawing here costs only the drawing
 
 
 def test_leaving_without_a_report_stops_the_helper(tmp_path: Path) -> None:

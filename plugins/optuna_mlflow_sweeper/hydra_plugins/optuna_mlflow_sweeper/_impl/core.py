@@ -44,7 +44,11 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.faults import (
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import ComposedOnce
 from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan, plan
-from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import InProcess, report_drawer
+from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import (
+    InProcess,
+    report_drawer,
+    worth_a_helper,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import objective_names
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact_logs, urls_in
 from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session, open_session
@@ -108,8 +112,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
                                 self.hydra_context.config_loader, arguments)
             # the process that sums up draws the report: its helper starts once the plan is
             # accepted (a rejected sweep starts nothing), its imports overlap the session's
-            with report_drawer(not is_worker and bool(self.settings.mlflow.enabled)) \
-                    as self._drawer:
+            with report_drawer(not is_worker and bool(self.settings.mlflow.enabled)
+                               and worth_a_helper()) as self._drawer:
                 s = open_session(p)
                 self._drawer.open(p.storage_url, p.study_name, p.n_trials)
                 if is_worker or p.n_jobs == 1:

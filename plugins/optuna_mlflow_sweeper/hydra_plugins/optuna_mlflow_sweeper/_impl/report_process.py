@@ -79,6 +79,12 @@ class Ahead(InProcess):
         self._helper.kill()
 
 
+def worth_a_helper() -> bool:
+    """Whether a helper would save time: not in a process that has the drawing's imports already
+    (a notebook, a test session), where drawing costs only the drawing."""
+    return "optuna.visualization" not in sys.modules
+
+
 @contextlib.contextmanager
 def report_drawer(enabled: bool) -> Iterator[InProcess]:
     """The drawer of this sweep's report; its helper (if any) is stopped on the way out."""
