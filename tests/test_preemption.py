@@ -2,8 +2,9 @@
 (a submitit job's signal) mid-training resumes from its last checkpoint when run again, and ends
 as the uninterrupted trial of the same seed does.
 
-Every run is a real `mnist-sweep` subprocess (own process group, SQLite stores in tmp_path);
-the uninterrupted trial is run once, for the whole module. The SIGKILLed sweep runs again from
+Every run is a real `mnist-sweep` command, SQLite stores in tmp_path: a subprocess in its own
+process group where it is signalled, in this process where it runs to its end (the reruns); the
+uninterrupted trial is run once, for the whole module. The SIGKILLed sweep runs again from
 another folder, as on another machine: the study says where the trial's checkpoint is.
 """
 
@@ -26,7 +27,7 @@ from optuna.trial import TrialState
 
 from mnist_sweep.model import checkpoint_store
 from mnist_sweep.tracking.keys import mlflow_key
-from tests.helpers import TF_NATIVE, epochs_saved
+from tests.helpers import TF_NATIVE, epochs_saved, mnist_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -49,22 +50,26 @@ TOLERANCE = 1e-4
 FINAL = ("val_accuracy", "test_accuracy", "test_accuracy_noise_0.5")
 
 
-def start(folder: Path, *args: str, stores: Path | None = None
-          ) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
-    """The command in its own process group (ended with the block), run in `folder` and
-    recording into the MLflow store in `stores` (default: `folder`; a copy of the migrated
-    template)."""
+def environ(folder: Path, stores: Path | None = None) -> dict[str, str]:
+    """A command's environment in `folder`, recording into the MLflow store in `stores`
+    (default: `folder`; a copy of the migrated template)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OPTUNA_"))}
     env.update(MLFLOW_TRACKING_URI=copied_store(stores or folder), TF_CPP_MIN_LOG_LEVEL="3",
                XDG_STATE_HOME=str(folder / "state"))
     folder.mkdir(exist_ok=True)
-    return started([sys.executable, "-m", "mnist_sweep", *args], folder, env)
+    return env
+
+
+def start(folder: Path, *args: str, stores: Path | None = None
+          ) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
+    """The command in its own process group (ended with the block), run in `folder`."""
+    return started([sys.executable, "-m", "mnist_sweep", *args], folder, environ(folder, stores))
 
 
 def run_to_end(folder: Path, *args: str, stores: Path | None = None) -> None:
-    """The command, to its end (exit status 0)."""
-    with start(folder, *args, stores=stores) as proc:
-        finish(proc)
+    """The command, to its end (exit status 0), in this process: nothing signals it."""
+    done = mnist_sweep(folder, environ(folder, stores), *args)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
 
 def said(err: str) -> list[str]:
