@@ -29,9 +29,10 @@ def transactions(tmp_path: Path, env: dict[str, str], postgres: Postgres, n: int
     name = f"txn_{uuid.uuid4().hex[:12]}"
     url = postgres.create_database(name)
     before = postgres.transactions(name)
+    # a process of its own: the server counts a connection's transactions for sure once it ends
     sweep(tmp_path, env, "hydra/sweeper/sampler=random", "x=interval(-5,5)",
           f"hydra.sweeper.n_trials={n}", f"hydra.sweeper.storage={url}",
-          "hydra.sweeper.progress=false", "record_pid=false", sweep_dir=name)
+          "hydra.sweeper.progress=false", "record_pid=false", sweep_dir=name, own_process=True)
     count = postgres.transactions(name) - before  # before reading the study back
     trials = optuna.load_study(study_name="app", storage=url).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * n
