@@ -242,13 +242,17 @@ def test_a_sweep_stopped_as_a_whole_in_its_last_trials_finishes_when_rerun_at_on
     finish(first, timeout=120)
     with contextlib.suppress(ProcessLookupError):  # the workers too, whatever became of them
         os.killpg(first.pid, signal.SIGKILL)
+    wait_for(lambda: not alive_in_group(first.pid), timeout=10,  # gone, as a user's rerun finds it
+             what=lambda: f"the stopped sweep's processes to end: {alive_in_group(first.pid)}")
 
     proc = sweep(tmp_path, env, *args)  # at once: the dead trials' heartbeats are still fresh
     assert "nothing to run" not in proc.stdout
     trials = study(tmp_path).trials
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    said = "\n".join([*(f"{t.number} {t.state.name} {t.system_attrs} {t.user_attrs}"
+                         for t in trials), proc.stdout[-2000:], proc.stderr[-3000:]])
+    assert not [t for t in trials if t.state == TrialState.RUNNING], said
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2
+    assert len(complete) == 2, said
     stopped = [t for t in trials if t.state == TrialState.FAIL]
     assert stopped  # (one or two: the workers start unevenly)
     assert {t.number for t in stopped} == {t.system_attrs.get("failed_trial") for t in complete
