@@ -1,11 +1,11 @@
 """The example apps in example/, run as a user would: `python example/X.py -m` in an empty folder,
-recording to the default ./mlflow.db (no MLFLOW_TRACKING_URI)."""
+recording to the default ./mlflow.db (no MLFLOW_TRACKING_URI): in this process (`in_process`),
+and from the wheel in a fresh venv."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -13,18 +13,25 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from hydra_plugins.optuna_mlflow_sweeper._testing import in_process
 from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import clean_env, fresh_venv, run
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example"
 
 
-def run_example(python: str, name: str, cwd: Path, *overrides: str,
+def run_example(python: str | None, name: str, cwd: Path, *overrides: str,
                 timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """`python example/<name>.py -m ...` in `cwd`, with no MLflow/Optuna/Hydra variables set."""
+    """`python example/<name>.py -m ...` in `cwd`, with no MLflow/Optuna/Hydra variables set: in
+    this process (`in_process`) unless `python` names another interpreter (a venv's)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLFLOW_", "OPTUNA_MLFLOW_", "HYDRA_", "PYTHON", "VIRTUAL_ENV"))}
-    proc = subprocess.run([python, str(EXAMPLES / f"{name}.py"), "-m", *overrides], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    script = EXAMPLES / f"{name}.py"
+    if python is None:
+        proc = in_process.run(in_process.script_main(script), [str(script), "-m", *overrides],
+                              cwd, env, EXAMPLES)
+    else:
+        proc = subprocess.run([python, str(script), "-m", *overrides], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
@@ -42,7 +49,7 @@ def recorded(cwd: Path) -> tuple[dict, list, list]:
 
 @pytest.mark.slow
 def test_sphere_prunes_through_report(tmp_path: Path) -> None:
-    proc = run_example(sys.executable, "sphere", tmp_path, "hydra.sweeper.n_trials=8")
+    proc = run_example(None, "sphere", tmp_path, "hydra.sweeper.n_trials=8")
     results, [parent], children = recorded(tmp_path)
     assert results["study_name"] == "sphere" and results["counts"]["pruned"] >= 1
     assert results["best_params"]["y"] in (-5, 0, 5)
@@ -55,7 +62,7 @@ def test_sphere_prunes_through_report(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_multi_objective_gives_a_pareto_front(tmp_path: Path) -> None:
-    run_example(sys.executable, "multi_objective", tmp_path, "hydra.sweeper.n_trials=4")
+    run_example(None, "multi_objective", tmp_path, "hydra.sweeper.n_trials=4")
     results, [parent], children = recorded(tmp_path)
     assert results["solutions"] and "best_value" not in results
     assert parent.data.params["direction"] == "['minimize', 'minimize']"
@@ -64,7 +71,7 @@ def test_multi_objective_gives_a_pareto_front(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_custom_search_space_adds_conditional_params(tmp_path: Path) -> None:
-    run_example(sys.executable, "custom_search_space", tmp_path, "hydra.sweeper.n_trials=3")
+    run_example(None, "custom_search_space", tmp_path, "hydra.sweeper.n_trials=3")
     results, _, children = recorded(tmp_path)
     best = results["best_params"]
     assert abs(best["z"] - best["x"]) <= 0.5 and 0 <= best["+w"] <= 1

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures.thread import _worker as futures_worker
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -37,23 +36,27 @@ from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import reset_mlflow
 from hydra_plugins.optuna_mlflow_sweeper._testing.processes import descendants
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP]
-_SCRIPTS: dict[Path, ModuleType] = {}
+_SCRIPTS: dict[Path, Callable[[], Any]] = {}
 
 
 def script_main(path: Path) -> Callable[[], Any]:
-    """The `main` of the script at `path`, imported once; Hydra reads it as the script it is (its
-    config folder beside it), not as a module of a package."""
+    """The Hydra task of the script at `path` (the function `@hydra.main` wraps there), imported
+    once; Hydra reads it as the script it is (its config folder beside it), not as a module of a
+    package."""
     if path not in _SCRIPTS:
         spec = importlib.util.spec_from_file_location(f"_in_process_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        task = module.main
+        [main] = [f for f in vars(module).values()
+                  if callable(f) and getattr(f, "__module__", None) == module.__name__
+                  and hasattr(f, "__wrapped__")]
+        task = main
         while hasattr(task, "__wrapped__"):
             task = task.__wrapped__
         task.__module__ = "__main__"  # how Hydra tells a script from a module
-        _SCRIPTS[path] = module
-    return _SCRIPTS[path].main
+        _SCRIPTS[path] = main
+    return _SCRIPTS[path]
 
 
 @contextlib.contextmanager
