@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures.thread import _worker as futures_worker
 from pathlib import Path
@@ -149,6 +150,9 @@ def run(main: Callable[[], Any], argv: Sequence[str], cwd: Path, env: Mapping[st
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             if isinstance(e.code, str):
                 print(e.code, file=sys.stderr)
+        except Exception:  # uncaught: Python prints the trace and exits 1
+            traceback.print_exc()
+            code = 1
     _end_processes_left(children)
     _assert_left_nothing(threads, argv)
     return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
