@@ -18,7 +18,17 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-from toyapp import APP, NO_MLFLOW, XY, by_number, command, runs, store_env, study, sweep  # noqa: F401
+from toyapp import (  # noqa: F401
+    APP,
+    NO_MLFLOW,
+    XY,
+    by_number,
+    command,
+    runs,
+    store_env,
+    study,
+    sweep,
+)
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import too_many_failures
 
