@@ -8,9 +8,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     INTERRUPTED,
     TERMINATED,
+    OneReadStorage,
+    fail_orphans,
+    one_read,
     requeue_stopped,
     retry_later,
 )
@@ -55,3 +59,27 @@ def test_no_retry_beyond_max_retry(tmp_path: Path) -> None:
     study.tell(retry, state=TrialState.FAIL)
     requeue_stopped(study, max_retry=1)
     assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_an_orphan_two_settling_processes_both_find_is_failed_and_retried_once(
+    tmp_path: Path,
+) -> None:
+    """Two workers settle a study at once and both read trial 0 as an orphan (RUNNING, never
+    beating). The one that writes second finds it failed already: it leaves it to the first,
+    and the study holds one retry (before, its write raised and its worker died)."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="s", storage=url)
+
+    def handle() -> optuna.Study:
+        return optuna.load_study(study_name="s", storage=OneReadStorage(open_storage(url, 1, 1)))
+
+    first, second = handle(), handle()
+    orphan = first.ask()
+    with one_read(second):  # its read of the trials happens here, before the other's write
+        assert [t.number for t in second.get_trials(states=(TrialState.RUNNING,))] == [0]
+        assert fail_orphans(first, "no heartbeat", older_than=0.0) == [orphan.number]
+        assert fail_orphans(second, "no heartbeat", older_than=0.0) == []
+    trials = handle().trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs["failed_trial"] == orphan.number

@@ -160,7 +160,9 @@ def fail_orphans(
 
     `exclude` (the trial ids before a failed `ask`): fail the one trial that ask created, if it
     is unambiguous. `older_than` (seconds, at start-up): fail every such trial that old, to be
-    retried, since its process is long gone.
+    retried, since its process is long gone. Workers settling one study at once may both find
+    an orphan: the storage lets one of them fail it (and queue its retry); the numbers returned
+    are those this process failed.
     """
     storage = study._storage
     beating = _heartbeat_trial_ids(storage)
@@ -176,13 +178,18 @@ def fail_orphans(
     ]
     if exclude is not None and len(orphans) != 1:
         return []  # another worker's trial, about to get its first heartbeat: not ours
+    failed = []
     for t in orphans:
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process settling the study failed it first, and retries it
         if older_than is not None:
             retry_later(study, storage.get_trial(t._trial_id))
         log.warning("trial %d failed: %s", t.number, reason)
-    return [t.number for t in orphans]
+        failed.append(t.number)
+    return failed
 
 
 def retry_later(study: optuna.Study, trial: FrozenTrial, max_retry: int | None = None) -> None:
