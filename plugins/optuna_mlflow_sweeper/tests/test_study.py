@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
@@ -14,6 +16,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     TERMINATED,
     OneReadStorage,
     fail_orphans,
+    fail_stale_trials,
     one_read,
     requeue_stopped,
     retry_later,
@@ -83,3 +86,43 @@ def test_an_orphan_two_settling_processes_both_find_is_failed_and_retried_once(
     trials = handle().trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].system_attrs["failed_trial"] == orphan.number
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_stale_trial_is_reported_by_the_one_process_that_failed_it(tmp_path: Path) -> None:
+    """Trial 0's process died (its heartbeat stopped), trial 1's own worker failed it. Two
+    processes check: the first fails trial 0 (one retry), the other fails nothing, and
+    neither takes trial 1 for a stale one (it would end its MLflow run as "heartbeat lost")."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="s", storage=url)
+
+    def handle() -> optuna.Study:
+        return optuna.load_study(study_name="s", storage=OneReadStorage(open_storage(url, 1, 1)))
+
+    first, second = handle(), handle()
+    dead, failed = first.ask(), first.ask()
+    for trial in (dead, failed):
+        first._storage.record_heartbeat(trial._trial_id)
+    first.tell(failed, state=TrialState.FAIL)
+    deadline = time.monotonic() + 30
+    while not (stale := fail_stale_trials(first)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # stale once its beat is older than the grace period (1 s)
+    assert [t.number for t in stale] == [dead.number]
+    assert fail_stale_trials(second) == [] and fail_stale_trials(first) == []
+    trials = handle().trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]
+    assert trials[2].system_attrs["failed_trial"] == dead.number
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_look_for_stale_trials_that_finds_none_is_one_transaction(tmp_path: Path) -> None:
+    """Each worker looks after every trial while others run: a storage round trip each time
+    (issue 28 counts them per trial), not a read of the trials before and after."""
+    backend = open_storage(f"sqlite:///{tmp_path}/optuna.db", 60, 120)
+    study = optuna.create_study(study_name="s", storage=OneReadStorage(backend))
+    for _ in range(3):
+        backend.record_heartbeat(study.ask()._trial_id)
+    begun: list[object] = []
+    sqlalchemy.event.listen(backend.engine, "begin", begun.append)
+    assert fail_stale_trials(study) == []
+    assert len(begun) == 1

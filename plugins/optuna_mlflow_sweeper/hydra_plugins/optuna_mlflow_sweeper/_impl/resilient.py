@@ -167,6 +167,20 @@ for _name in _CALLS:
         setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))
 
 
+class StaleTrialRetry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial failed as stale, noting the trials this process failed
+    (`failed`): of processes that check one study at once, the storage lets one fail each
+    stale trial, and Optuna calls only that one's callback."""
+
+    def __init__(self, max_retry: int | None = None) -> None:
+        super().__init__(max_retry)
+        self.failed: list[optuna.trial.FrozenTrial] = []
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.failed.append(trial)
+        super().__call__(study, trial)
+
+
 def open_storage(url: str, heartbeat_interval: int | None = None,
                  grace_period: int | None = None,
                  max_retry: int | None = None) -> ResilientRDBStorage:
@@ -180,6 +194,6 @@ def open_storage(url: str, heartbeat_interval: int | None = None,
             kwargs.update(
                 heartbeat_interval=int(heartbeat_interval),
                 grace_period=int(grace_period) if grace_period else None,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
+                heartbeat_stale_trial_callback=StaleTrialRetry(max_retry),
             )
         return ResilientRDBStorage(url, **kwargs)

@@ -17,7 +17,7 @@ from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage, StaleTrialRetry
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
 
 log = logging.getLogger(__name__)
@@ -140,15 +140,18 @@ def count_trials(trials: Sequence[FrozenTrial]) -> Counts:
 
 
 def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Fail running trials whose heartbeat stopped (their process died); they are retried."""
-    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if not running:
+    """Fail running trials whose heartbeat stopped (their process died), each queued to run
+    again; those this process failed (`StaleTrialRetry`), in one query when none is stale.
+    A trial another process failed, as stale or as its own outcome, is not among them."""
+    backend = _rdb(study._storage)
+    noted = backend.get_heartbeat_stale_trial_callback() if backend is not None else None
+    if not isinstance(noted, StaleTrialRetry):
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return [t for t in failed if t._trial_id in running]
+    failed, noted.failed[:] = list(noted.failed), []
+    return failed
 
 
 def fail_orphans(
@@ -222,11 +225,12 @@ def requeue_stopped(study: optuna.Study, max_retry: int | None = None) -> list[i
 def wait_for_stale(
     study: optuna.Study, on_failed: Callable[[FrozenTrial], None], interval: float = 1.0,
     on_progress: Callable[[str], None] | None = None,
-) -> int:
+) -> None:
     """Wait until every RUNNING trial has beaten again (a live process runs it) or gone stale
-    (failed here, queued again by the storage's stale-trial callback, and handed to
-    `on_failed`); the number failed. At most the grace period plus a beat; every ~10 s (a
-    third of a shorter grace period) `on_progress` gets a line saying what it waits for.
+    (failed, here or by another process that looks, and queued again by the storage's
+    stale-trial callback; those failed here are handed to `on_failed`). At most the grace
+    period plus a beat; every ~10 s (a third of a shorter grace period) `on_progress` gets a
+    line saying what it waits for.
 
     Why: right after a sweep was killed as a whole, its last trials are RUNNING with fresh
     heartbeats. They count against the budget, so a rerun that did not wait would find
@@ -234,22 +238,20 @@ def wait_for_stale(
     """
     backend = _rdb(study._storage)
     if backend is None or not _running_ids(study):
-        return 0
+        return
     beat = backend.get_heartbeat_interval()
     grace = backend.grace_period or 2 * beat
     first = backend.heartbeat_times()
-    failed = 0
     every = min(PROGRESS_EVERY_S, max(1.0, grace / 3))
     started = time.monotonic()
     next_line = started + every
 
     def settled() -> bool:
-        nonlocal failed, next_line
+        nonlocal next_line
         for trial in fail_stale_trials(study):
             on_failed(trial)
-            failed += 1
-        failed += len(fail_orphans(study, "its process ended before it started (no heartbeat)",
-                                   older_than=grace))
+        fail_orphans(study, "its process ended before it started (no heartbeat)",
+                     older_than=grace)
         beats = backend.heartbeat_times()
         silent = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                   if beats.get(t._trial_id) == first.get(t._trial_id)]
@@ -261,7 +263,6 @@ def wait_for_stale(
         return not silent
 
     poll(settled, timeout=grace + beat + 5 * interval, interval=interval)
-    return failed
 
 
 def _running_ids(study: optuna.Study) -> set[int]:

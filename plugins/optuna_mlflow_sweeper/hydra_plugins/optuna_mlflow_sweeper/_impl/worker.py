@@ -83,18 +83,21 @@ def budget_left_after_settling(p: SweepPlan, s: Session) -> bool:
 
     The budget counts RUNNING trials. When they belong to a sweep that was killed as a whole
     (SIGKILL, two quick Ctrl-Cs), nobody runs them: wait until their heartbeats show it, fail
-    them and run their retries, instead of leaving the study jammed.
+    them and run their retries, instead of leaving the study jammed. Workers that settle at
+    once each go by the budget afterwards, whichever of them failed the stale trials.
     """
     counts = count_trials(s.study.get_trials(deepcopy=False))
     if not counts.running or not p.heartbeat_interval:
         return False
     say(p.progress, f"{PREFIX} {counts.running} trial(s) of the budget are RUNNING: waiting "
         "(up to the grace period) to see whether their processes still beat")
-    failed = wait_for_stale(s.study, lambda t: end_stale_run(s, t),
-                            on_progress=lambda line: say(p.progress, f"{PREFIX} {line}"))
-    if failed:
-        return not budget_spent(p, s)
-    say(p.progress, f"{PREFIX} {counts.running} trial(s) still run in other processes")
+    wait_for_stale(s.study, lambda t: end_stale_run(s, t),
+                   on_progress=lambda line: say(p.progress, f"{PREFIX} {line}"))
+    counts = count_trials(s.study.get_trials(deepcopy=False))
+    if not budget_spent(p, s, counts=counts):
+        return True
+    if counts.running:
+        say(p.progress, f"{PREFIX} {counts.running} trial(s) still run in other processes")
     return False
 
 
