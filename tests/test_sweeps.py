@@ -47,6 +47,17 @@ def test_every_ready_made_sweep_composes(name, mnist_cache):
     assert sweeper.params or sweeper.custom_search_space
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+@pytest.mark.parametrize("name", SWEEPS)
+def test_a_ready_made_sweep_takes_another_sampler_from_the_command_line(name, sampler):
+    """`sweep=NAME hydra/sweeper/sampler=X`: what a sweep tunes for its own sampler is an option
+    of the sampler group (conf/hydra/sweeper/sampler/), so X replaces it whole; a setting left
+    behind is a key X does not take, and the sweep would stop on it."""
+    chosen = compose_config([f"sweep={name}", f"hydra/sweeper/sampler={sampler}"], True)
+    alone = compose_config(["hydra/sweeper=mnist", f"hydra/sweeper/sampler={sampler}"], True)
+    assert set(chosen.hydra.sweeper.sampler) == set(alone.hydra.sweeper.sampler)
+
+
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory, mnist_cache):
     """One quickstart sweep that two tests read: two trials on two workers, with the closing
