@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hydra_plugins.optuna_mlflow_sweeper.tracking import mask_url
+
 from benchmarks.common import ROOT, Settings, clean_env, log, ratio
 
 
@@ -50,7 +52,7 @@ class Sweeps:
         """Seconds the whole command took, recording into a fresh copy of the ready store."""
         store = self.root / f"{name}.db"
         shutil.copy(self.template, store)
-        log(f"sweep {name}: {' '.join(command[1:])}")
+        log(f"sweep {name}: {' '.join(mask_url(a) if '://' in a else a for a in command[1:])}")
         start = time.perf_counter()
         proc = subprocess.run(command, cwd=self.root, capture_output=True, text=True,
                               env=clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}"),
