@@ -185,7 +185,9 @@ def log_plot_dir(directory: Path) -> None:
         if path.is_file():
             with Image.open(path) as image:
                 image.load()
-                mlflow.log_image(image, key=key, step=0)
+                # synchronous: MLflow's default here (async) starts its logging queue, and the run's
+                # end then waits up to 1 s for that queue's idle poll to time out
+                mlflow.log_image(image, key=key, step=0, synchronous=True)
             path.unlink()
     mlflow.log_artifacts(str(directory), "plots")
 
