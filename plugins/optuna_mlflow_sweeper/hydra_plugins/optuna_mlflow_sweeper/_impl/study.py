@@ -167,10 +167,10 @@ def fail_orphans(
     an orphan: the storage lets one of them fail it (and queue its retry); the numbers returned
     are those this process failed.
     """
-    storage = study._storage
-    beating = _heartbeat_trial_ids(storage)
-    if beating is None:
+    storage, backend = study._storage, _rdb(study._storage)
+    if backend is None:  # no heartbeats kept: nothing tells an orphan from a running trial
         return []
+    beating = set(backend.heartbeat_times())
     now = datetime.datetime.now()
     orphans = [
         t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -237,7 +237,7 @@ def wait_for_stale(
     "nothing to run", and the study would stay jammed with trials nobody runs.
     """
     backend = _rdb(study._storage)
-    if backend is None or not _running_ids(study):
+    if backend is None or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         return
     beat = backend.get_heartbeat_interval()
     grace = backend.grace_period or 2 * beat
@@ -265,19 +265,9 @@ def wait_for_stale(
     poll(settled, timeout=grace + beat + 5 * interval, interval=interval)
 
 
-def _running_ids(study: optuna.Study) -> set[int]:
-    return {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-
-
 def _rdb(storage: BaseStorage) -> ResilientRDBStorage | None:
     """The RDB storage under a study's cache, if it keeps heartbeats (else None)."""
     storage = getattr(storage, "_backend", storage)  # a study wraps an RDBStorage in a cache
     if not isinstance(storage, ResilientRDBStorage) or not storage.get_heartbeat_interval():
         return None
     return storage
-
-
-def _heartbeat_trial_ids(storage: BaseStorage) -> set[int] | None:
-    """Ids of trials with a heartbeat record (None: this storage keeps none)."""
-    backend = _rdb(storage)
-    return None if backend is None else set(backend.heartbeat_times())
