@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import optuna
@@ -11,6 +10,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     INTERRUPTED,
     TERMINATED,
@@ -21,6 +21,13 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     requeue_stopped,
     retry_later,
 )
+
+
+def _process(tmp_path: Path, beat: int = 1, grace: int = 1) -> optuna.Study:
+    """Study `s` in tmp_path as a sweep process holds it: Optuna's cache over the sweeper's
+    storage, heartbeats every `beat` s, stale after `grace` s. Two calls: two processes."""
+    return optuna.create_study(study_name="s", load_if_exists=True, storage=OneReadStorage(
+        open_storage(f"sqlite:///{tmp_path}/optuna.db", beat, grace)))
 
 
 def _failed(study: optuna.Study, reason: str) -> optuna.trial.FrozenTrial:
@@ -71,19 +78,13 @@ def test_an_orphan_two_settling_processes_both_find_is_failed_and_retried_once(
     """Two workers settle a study at once and both read trial 0 as an orphan (RUNNING, never
     beating). The one that writes second finds it failed already: it leaves it to the first,
     and the study holds one retry (before, its write raised and its worker died)."""
-    url = f"sqlite:///{tmp_path}/optuna.db"
-    optuna.create_study(study_name="s", storage=url)
-
-    def handle() -> optuna.Study:
-        return optuna.load_study(study_name="s", storage=OneReadStorage(open_storage(url, 1, 1)))
-
-    first, second = handle(), handle()
+    first, second = _process(tmp_path), _process(tmp_path)
     orphan = first.ask()
     with one_read(second):  # its read of the trials happens here, before the other's write
         assert [t.number for t in second.get_trials(states=(TrialState.RUNNING,))] == [0]
         assert fail_orphans(first, "no heartbeat", older_than=0.0) == [orphan.number]
         assert fail_orphans(second, "no heartbeat", older_than=0.0) == []
-    trials = handle().trials
+    trials = _process(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].system_attrs["failed_trial"] == orphan.number
 
@@ -93,23 +94,21 @@ def test_a_stale_trial_is_reported_by_the_one_process_that_failed_it(tmp_path: P
     """Trial 0's process died (its heartbeat stopped), trial 1's own worker failed it. Two
     processes check: the first fails trial 0 (one retry), the other fails nothing, and
     neither takes trial 1 for a stale one (it would end its MLflow run as "heartbeat lost")."""
-    url = f"sqlite:///{tmp_path}/optuna.db"
-    optuna.create_study(study_name="s", storage=url)
-
-    def handle() -> optuna.Study:
-        return optuna.load_study(study_name="s", storage=OneReadStorage(open_storage(url, 1, 1)))
-
-    first, second = handle(), handle()
+    first, second = _process(tmp_path), _process(tmp_path)
     dead, failed = first.ask(), first.ask()
     for trial in (dead, failed):
         first._storage.record_heartbeat(trial._trial_id)
     first.tell(failed, state=TrialState.FAIL)
-    deadline = time.monotonic() + 30
-    while not (stale := fail_stale_trials(first)) and time.monotonic() < deadline:
-        time.sleep(0.2)  # stale once its beat is older than the grace period (1 s)
+    stale: list[optuna.trial.FrozenTrial] = []
+
+    def looked() -> bool:  # stale once its beat is older than the grace period (1 s)
+        stale.extend(fail_stale_trials(first))
+        return bool(stale)
+
+    assert poll(looked, timeout=30, interval=0.2), "trial 0 never went stale in 30 s"
     assert [t.number for t in stale] == [dead.number]
     assert fail_stale_trials(second) == [] and fail_stale_trials(first) == []
-    trials = handle().trials
+    trials = _process(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]
     assert trials[2].system_attrs["failed_trial"] == dead.number
 
@@ -118,8 +117,8 @@ def test_a_stale_trial_is_reported_by_the_one_process_that_failed_it(tmp_path: P
 def test_a_look_for_stale_trials_that_finds_none_is_one_transaction(tmp_path: Path) -> None:
     """Each worker looks after every trial while others run: a storage round trip each time
     (issue 28 counts them per trial), not a read of the trials before and after."""
-    backend = open_storage(f"sqlite:///{tmp_path}/optuna.db", 60, 120)
-    study = optuna.create_study(study_name="s", storage=OneReadStorage(backend))
+    study = _process(tmp_path, beat=60, grace=120)
+    backend = study._storage._backend
     for _ in range(3):
         backend.record_heartbeat(study.ask()._trial_id)
     begun: list[object] = []
