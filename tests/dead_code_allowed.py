@@ -22,5 +22,5 @@ _._active_experiment_id
 # called from a test's script, run in a fresh process
 _.tf_threads
 # pytest: hooks, marks, autouse fixtures and fixtures requested by name
-_.pytest_collection_modifyitems, _.pytestmark
+_.pytest_collection_modifyitems, _.pytest_runtest_teardown, _.pytest_sessionfinish, _.pytestmark
 _.fresh_interrupts, _.fresh_stop, _.no_sweep_env, _.private_study_index, _.read_only_disk

@@ -6,8 +6,8 @@ A test that uses a server or the Ray cluster is slow (the quick tier starts no s
 test goes to whichever worker is free: each worker starts its own (session fixtures, on first
 use), so the outage tests, which stop and restart theirs, never cut off a sweep of the other
 worker, and the slow server tests spread over both workers instead of queueing on one. The Ray
-cluster's tests stay on one worker: no test stops the cluster, and a second one would cost
-~6 s of CPU to start and ~1 s every 30 s idle until the session ends. A test that uses a
+cluster's tests stay on one worker, one after another: a second cluster would cost ~5 s of CPU
+to start, and the one cluster is stopped once they are done (ray_cluster.py). A test that uses a
 module-scoped fixture (a trained model, an uninterrupted run to compare with) stays with its
 module's other such tests, so the fixture is made once. The hook comes with the fixtures
 (`plugin.py`, which both test trees load); a test marked `xdist_group` by hand keeps its mark.

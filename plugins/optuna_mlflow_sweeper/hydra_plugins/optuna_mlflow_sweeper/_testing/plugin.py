@@ -2,15 +2,19 @@
 name it in `pytest_plugins`, and pytest registers a plugin once however many name it.
 
 Imported into each conftest instead, every fixture would be defined twice (once per tree), and
-a session fixture made once per definition: two Ray clusters, PostgreSQLs and MLflow servers in
-a worker that runs tests of both trees.
+a session fixture made once per definition: two PostgreSQLs and MLflow servers in a worker that
+runs tests of both trees (and two Ray clusters).
 """
 
 from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: F401 (a hook)
     pytest_collection_modifyitems,
 )
 from hydra_plugins.optuna_mlflow_sweeper._testing.isolation import isolated  # noqa: F401
-from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import ray_cluster  # noqa: F401
+from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import (  # noqa: F401
+    pytest_runtest_teardown,
+    pytest_sessionfinish,
+    ray_cluster,
+)
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (  # noqa: F401 (fixtures)
     full_disk,
     mlflow_auth_server,
