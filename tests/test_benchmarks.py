@@ -128,8 +128,10 @@ def test_peers_bench_prints_its_lines_and_a_plot(mnist_cache, tmp_path, tool):
     [summary] = [r for r in results if r["measurement"] == "peers_summary"]
     assert r["tool"] == summary["tool"] == tool
     assert r["seed"] == 1  # --first-seed: seeds to add to an earlier run's lines
-    # --keep: the run's folder stays, with what the tool printed
-    assert (tmp_path / "runs" / f"{tool}-seed1" / "output.log").stat().st_size > 0
+    # --keep: the run's folder stays, with what the tool printed (on a loaded machine a tool
+    # stopped at the budget may not have printed its first line yet: seen at load ~4)
+    output = tmp_path / "runs" / f"{tool}-seed1" / "output.log"
+    assert output.exists() and (output.stat().st_size > 0 or not r["trials_complete"])
     assert {"time_to_0.990_s", "time_to_0.993_s", "best_test_at_10min", "best_test_at_20min",
             "trials_complete", "trials_pruned", "curve"} <= set(r)
     assert r["best_test_at_10min"] is None  # past the budget: not measured, not guessed
