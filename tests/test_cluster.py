@@ -23,6 +23,7 @@ import optuna
 import pytest
 from hydra_plugins.optuna_mlflow_sweeper._testing.processes import finish, started
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster, outward_address
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import reader
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -96,8 +97,8 @@ def test_a_two_node_sweep_loses_a_node_and_resumes_its_trial_on_the_other(
             while lost is None:
                 assert proc.poll() is None and time.monotonic() < deadline, \
                     f"no checkpointed trial on the second node ({second_id}): {where}"
-                if study is None and study_name in optuna.get_all_study_names(storage):
-                    study = optuna.load_study(study_name=study_name, storage=storage)
+                if study is None and study_name in optuna.get_all_study_names(reader(storage)):
+                    study = optuna.load_study(study_name=study_name, storage=reader(storage))
                 if study is not None:
                     lost = checkpointed_trial_on(second_id, study, client, where)
                 time.sleep(0.1)

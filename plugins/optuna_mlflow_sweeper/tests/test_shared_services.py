@@ -27,6 +27,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
 from hydra_plugins.optuna_mlflow_sweeper._impl.services import checked_db_url
 from hydra_plugins.optuna_mlflow_sweeper._testing.processes import started
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import MlflowServer, Postgres
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import reader
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
 # Three workers with 1 s trials call both servers all the time: 2 s down (plus the server's
@@ -67,7 +68,7 @@ def sweep_commands(pg: Postgres, study: str, n_trials: int, heartbeat: int) -> l
 
 def finished(pg: Postgres, study: str) -> int:
     try:
-        s = optuna.load_study(study_name=study, storage=pg.url("optuna"))
+        s = optuna.load_study(study_name=study, storage=reader(pg.url("optuna")))
     except Exception:
         return 0
     return sum(t.state.is_finished() for t in s.get_trials(deepcopy=False))

@@ -16,6 +16,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from hydra_plugins.optuna_mlflow_sweeper._testing import in_process
+from hydra_plugins.optuna_mlflow_sweeper._testing.stores import reader
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
 XY = ["x=interval(-5,5)", "+hydra.sweeper.params.y='interval(-5,5)'"]
@@ -69,8 +70,8 @@ def peek(tmp_path: Path, name: str = "app", sweep_dir: str = "sweep") -> list[An
     if not path.exists():
         return []
     try:
-        return optuna.load_study(study_name=name,
-                                 storage=f"sqlite:///file:{path}?mode=ro&uri=true").get_trials()
+        storage = reader(f"sqlite:///file:{path}?mode=ro&uri=true", path)
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
     except Exception:  # the tables or the study are not there yet
         return []
 
