@@ -3,7 +3,7 @@ name it in `pytest_plugins`, and pytest registers a plugin once however many nam
 
 Imported into each conftest instead, every fixture would be defined twice (once per tree), and
 a session fixture made once per definition: two PostgreSQLs and MLflow servers in a worker that
-runs tests of both trees (and two Ray clusters).
+runs tests of both trees.
 """
 
 from hydra_plugins.optuna_mlflow_sweeper._testing.collection import (  # noqa: F401 (a hook)
