@@ -11,6 +11,7 @@ completes on the head, which resumes that trial from its checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -97,8 +98,10 @@ def test_a_two_node_sweep_loses_a_node_and_resumes_its_trial_on_the_other(
             while lost is None:
                 assert proc.poll() is None and time.monotonic() < deadline, \
                     f"no checkpointed trial on the second node ({second_id}): {where}"
-                if study is None and study_name in optuna.get_all_study_names(reader(storage)):
-                    study = optuna.load_study(study_name=study_name, storage=reader(storage))
+                if study is None:
+                    # the sweep makes the tables and the study: until then, look again
+                    with contextlib.suppress(KeyError, optuna.exceptions.StorageInternalError):
+                        study = optuna.load_study(study_name=study_name, storage=reader(storage))
                 if study is not None:
                     lost = checkpointed_trial_on(second_id, study, client, where)
                 time.sleep(0.1)
