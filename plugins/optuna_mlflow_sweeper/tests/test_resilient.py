@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy
+from alembic.script import ScriptDirectory
 from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_WORKER
@@ -155,3 +156,48 @@ def test_two_processes_never_both_fail_one_sqlite_trial(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0]
     assert won[0] | won[1] == {str(n) for n in range(100)}
     assert not won[0] & won[1], "failed by both processes"
+
+
+@pytest.mark.slow
+def test_tables_made_meanwhile_by_a_program_outside_the_setup_lock_are_joined(
+    postgres: Postgres
+) -> None:
+    """A program that makes Optuna's tables at the moment a sweep does (optuna-dashboard, a
+    notebook's `load_study`; it takes no setup lock): PostgreSQL holds the sweep's `CREATE TABLE`
+    of the same name until the other transaction ends, then fails it (a unique violation). The
+    sweep's storage opens all the same, on the tables the other made."""
+    url = postgres.create_database(f"race_{uuid.uuid4().hex[:8]}")
+    head = ScriptDirectory(str(Path(optuna.storages.__file__).parent / "_rdb" / "alembic"))
+    opened: dict[str, Any] = {}
+
+    def open_it() -> None:
+        try:
+            opened["storage"] = open_storage(url)
+        except Exception as e:  # handed to the test's thread
+            opened["error"] = e
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    watch = sqlalchemy.create_engine(postgres.url("postgres"), poolclass=sqlalchemy.pool.NullPool,
+                                     isolation_level="AUTOCOMMIT")
+    sweep = threading.Thread(target=open_it, daemon=True)
+    with engine.connect() as other, watch.connect() as w:
+        # the other program's table, made and stamped, its transaction still open
+        other.execute(sqlalchemy.text(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
+        other.execute(sqlalchemy.text("INSERT INTO alembic_version VALUES (:v)"),
+                      {"v": head.get_current_head()})
+        sweep.start()
+        waiting = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE datname = :db AND wait_event_type = 'Lock'")
+        deadline = time.monotonic() + 60
+        while not w.execute(waiting, {"db": url.rpartition("/")[2]}).scalar():
+            assert sweep.is_alive() and time.monotonic() < deadline, \
+                f"the sweep's storage never waited for the other's table: {opened}"
+            time.sleep(0.05)
+        other.commit()
+    sweep.join(timeout=60)
+    assert not sweep.is_alive() and "error" not in opened, opened
+    study = optuna.create_study(storage=opened["storage"], study_name="joined")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(optuna.load_study(study_name="joined", storage=url).trials) == 1

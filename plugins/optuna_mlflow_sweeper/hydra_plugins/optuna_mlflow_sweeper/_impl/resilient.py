@@ -26,7 +26,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import started_by_a_sweep
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
+    STORE_RETRY_S,
     connection_lost,
+    created_meanwhile,
     patience,
     retry_call,
     short,
@@ -122,8 +124,13 @@ class ResilientRDBStorage(RDBStorage):
             engine_kwargs = {**(engine_kwargs or {}), "connect_args": {
                 "timeout": 60, "isolation_level": None,
                 **(engine_kwargs or {}).get("connect_args", {})}}
-        connect(functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
-                                  **kwargs), "Optuna storage")
+        create = functools.partial(RDBStorage.__init__, self, url, engine_kwargs=engine_kwargs,
+                                   **kwargs)
+        # the tables are made under the setup lock, but a program outside it may make them at
+        # the same moment: then a second try finds them
+        connect(lambda: retry_call(create, "creating the Optuna storage", wait=STORE_RETRY_S,
+                                   retry_if=created_meanwhile, on_retry=lambda *_: None),
+                "Optuna storage")
         if sqlite:
             sqlalchemy.event.listen(self.engine, "begin",
                                     lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))

@@ -25,6 +25,7 @@ PATIENCE_ENV = "OPTUNA_MLFLOW_PATIENCE"
 DEFAULT_PATIENCE = 600.0
 # a retry about to pause: (the error, attempts so far, seconds of the pause)
 OnRetry = Callable[[BaseException, int, float], None]
+STORE_RETRY_S = 10.0  # creating a store, raced by a program outside the setup lock
 
 
 def patience() -> float:
@@ -57,6 +58,17 @@ def transient(error: BaseException) -> bool:
     if code is not None:
         return code not in _REJECTED
     return True
+
+
+def created_meanwhile(error: BaseException) -> bool:
+    """True when creating a store's tables met the same tables made at that moment by a program
+    outside the sweep's setup lock (optuna-dashboard, a notebook's `load_study`): PostgreSQL
+    fails the second of two concurrent `CREATE TABLE`s of a name with a unique violation on its
+    catalog (or says the table exists). A second try finds the tables made."""
+    from sqlalchemy import exc
+
+    return isinstance(error, exc.DBAPIError) and any(
+        sign in str(error) for sign in ("already exists", "pg_type_typname_nsp_index"))
 
 
 def connection_lost(error: BaseException) -> bool:
