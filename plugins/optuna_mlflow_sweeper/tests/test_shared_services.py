@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -187,3 +188,18 @@ def test_a_missing_database_driver_is_named_in_one_line() -> None:
                               "'hydra.sweeper.storage'")
     assert "the MySQL driver is missing: pip install 'mysqlclient'" in message
     assert checked_db_url("postgresql://u:p@h/db", "k").startswith("postgresql+psycopg://")
+
+
+def test_the_study_reader_stamps_nothing_a_sweep_is_still_making(tmp_path: Path) -> None:
+    """The tests' poll (`_testing.stores.reader`) between a sweep's tables and its schema stamp:
+    Optuna's storage would stamp the schema itself, even told to skip the tables, racing the
+    sweep that makes them. It answers "not there yet" and writes nothing."""
+    from optuna.storages._rdb import models
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    engine = sqlalchemy.create_engine(url)
+    models.BaseModel.metadata.create_all(engine)  # the tables made, the stamp not yet
+    with pytest.raises(KeyError):
+        reader(url)
+    assert "alembic_version" not in sqlalchemy.inspect(engine).get_table_names()
+    engine.dispose()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from mlflow.tracking import MlflowClient
 
 
@@ -57,11 +58,30 @@ _readers: dict[tuple[str, int | None], optuna.storages.RDBStorage] = {}
 def reader(url: str, path: Path | None = None) -> optuna.storages.RDBStorage:
     """A storage to read a sweep's study with, made once per URL (and, for a SQLite file
     `path`, per file: one deleted and made again is another); the sweep under test makes the
-    tables. Reading before they exist raises, as `load_study` does. The newest 8 are kept."""
+    tables. Reading before they exist raises (KeyError), as `load_study` does. The newest 8 are
+    kept."""
     key = (url, path.stat().st_ino if path is not None else None)
     if key not in _readers:
+        if not _stamped(url):
+            raise KeyError(f"no Optuna schema in {url} yet")
         if len(_readers) >= 8:
             _readers.pop(next(iter(_readers))).engine.dispose()
         _readers[key] = optuna.storages.RDBStorage(url, skip_table_creation=True,
                                                    skip_compatibility_check=True)
     return _readers[key]
+
+
+def _stamped(url: str) -> bool:
+    """Whether the sweep has made the tables and stamped their schema version. Optuna's storage
+    stamps a schema it finds unstamped, even told to skip the tables: a reader made before the
+    sweep's stamp would make that table too, racing the sweep (on PostgreSQL the sweep's
+    `CREATE TABLE` then fails)."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")
+                                ).first() is not None
+    except sqlalchemy.exc.DBAPIError:  # no table yet
+        return False
+    finally:
+        engine.dispose()
