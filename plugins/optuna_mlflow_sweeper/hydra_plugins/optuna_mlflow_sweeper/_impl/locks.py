@@ -30,7 +30,12 @@ from filelock import FileLock, Timeout
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect
-from hydra_plugins.optuna_mlflow_sweeper._impl.retry import STORE_RETRY_S, patience, poll, retry_call
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
+    STORE_RETRY_S,
+    patience,
+    poll,
+    retry_call,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import redact
 
 LOCK_TIMEOUT_S = 300.0  # a holder longer than this is broken, not slow
