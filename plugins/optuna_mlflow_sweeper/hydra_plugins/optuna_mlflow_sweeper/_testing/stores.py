@@ -63,7 +63,7 @@ def reader(url: str, path: Path | None = None) -> optuna.storages.RDBStorage:
     key = (url, path.stat().st_ino if path is not None else None)
     if key not in _readers:
         if not _stamped(url):
-            raise KeyError(f"no Optuna schema in {url} yet")
+            raise KeyError("no Optuna schema there yet")  # the URL may hold a password
         if len(_readers) >= 8:
             _readers.pop(next(iter(_readers))).engine.dispose()
         _readers[key] = optuna.storages.RDBStorage(url, skip_table_creation=True,
