@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_WORKER
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import ResilientRDBStorage, open_storage
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
 # long enough to see a call wait; a restart within the first backoff pauses (0.5, 1 s) is met
@@ -190,11 +191,11 @@ def test_tables_made_meanwhile_by_a_program_outside_the_setup_lock_are_joined(
         sweep.start()
         waiting = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity "
                                   "WHERE datname = :db AND wait_event_type = 'Lock'")
-        deadline = time.monotonic() + 60
-        while not w.execute(waiting, {"db": url.rpartition("/")[2]}).scalar():
-            assert sweep.is_alive() and time.monotonic() < deadline, \
-                f"the sweep's storage never waited for the other's table: {opened}"
-            time.sleep(0.05)
+        waited = poll(lambda: not sweep.is_alive()
+                      or bool(w.execute(waiting, {"db": url.rpartition("/")[2]}).scalar()),
+                      60, 0.05)
+        assert waited and sweep.is_alive(), \
+            f"the sweep's storage never waited for the other's table: {opened}"
         other.commit()
     sweep.join(timeout=60)
     assert not sweep.is_alive() and "error" not in opened, opened
