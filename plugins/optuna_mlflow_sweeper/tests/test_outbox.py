@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.retry import poll
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import mlflow_outbox
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import free_port
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
@@ -30,6 +31,9 @@ def test_writes_a_server_never_took_are_spooled_then_delivered_in_order(
     down.put("set_terminated", run_id, "FINISHED")
     saved = down.close(wait=1.0)
     assert saved is not None and len(saved.read_text().splitlines()) == 4
+    # what it spooled it no longer sends: its thread stops retrying (no second delivery, and no
+    # thread left knocking at the closed port for the rest of this process)
+    assert poll(lambda: down.pending() == 0, 30, 0.1)
     assert store.get_run(run_id).info.status == "RUNNING"  # nothing went meanwhile
 
     up = mlflow_outbox(store, spool)  # a later sweep or run opening the folder

@@ -135,8 +135,8 @@ class Outbox:
                 op, args = self._items[0]
                 self._busy = True
             try:  # waits out an outage for as long as it lasts: close() decides what to keep
-                retry_call(functools.partial(self._send, op, args), op, wait=math.inf,
-                           retry_if=transient, on_retry=self._unreachable)
+                retry_call(functools.partial(self._send_unless_closed, op, args), op,
+                           wait=math.inf, retry_if=transient, on_retry=self._unreachable)
             except Exception as e:
                 log.warning("%s rejected %s: %s", self._name, op, short(e))
             if self._down:
@@ -147,6 +147,12 @@ class Outbox:
                     self._items.popleft()
                 self._busy = False
                 self._cond.notify_all()
+
+    def _send_unless_closed(self, op: str, args: list[Any]) -> None:
+        """Once closed, what was not sent is in the spool, for a later replay: sending it here
+        too would deliver it twice, and retrying it would keep a thread busy for good."""
+        if not self._closed:
+            self._send(op, args)
 
     def _unreachable(self, error: BaseException, attempt: int, pause: float) -> None:
         if not self._down:
