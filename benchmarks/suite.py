@@ -34,7 +34,7 @@ from benchmarks.proc_cpu import ProcessCpu
 
 TIERS = {  # name -> (pytest arguments, goal: at most this many yardsticks)
     "quick": (["-m", "not slow", "-n", "2"], 5.0),
-    "suite": (["-n", "3"], 28.0),
+    "suite": (["-n", "2"], 28.0),
 }
 YARDSTICK = """
 import os, time

@@ -19,7 +19,7 @@ from tests.helpers import ROOT
 
 INSTALL = ("python3 -m venv .venv && .venv/bin/pip install -e plugins/optuna_mlflow_sweeper "
            "-e '.[dev]' && .venv/bin/mnist-sweep -m sweep=quickstart")
-TESTS = ".venv/bin/python -m pytest -n 3"
+TESTS = ".venv/bin/python -m pytest -n 2"
 
 
 @dataclass
