@@ -17,7 +17,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     scrub_config,
     url_password,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import has_password, mask_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import AUTH_ADMIN, MlflowServer, Postgres
 
 URL = "postgresql://sweeper:s3cr%40t-pw@db:5432/optuna"
@@ -81,7 +81,6 @@ def test_masking_a_url_hides_its_password_only(
 ) -> None:
     assert mask_url(url) == masked
     assert url_password(url) == password
-    assert has_password(url) is (password is not None)
 
 
 def test_a_warm_start_storage_password_is_masked_in_every_file_and_line(

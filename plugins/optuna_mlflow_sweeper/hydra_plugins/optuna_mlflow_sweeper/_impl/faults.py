@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from hydra.errors import CompactHydraException
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,7 @@ def unreachable_cause(error: BaseException) -> str:
 
 
 def _path(where: str) -> str | None:
-    if where.startswith("sqlite:///"):
-        return where[len("sqlite:///"):].split("?")[0] or None
-    return where if where.startswith("/") else None
+    return sqlite_path(where) or (where if where.startswith("/") else None)
 
 
 def _faulty(path: str) -> bool:

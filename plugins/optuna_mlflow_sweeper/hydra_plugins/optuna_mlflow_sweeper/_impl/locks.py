@@ -37,6 +37,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
     retry_call,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import redact
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import sqlite_path
 
 LOCK_TIMEOUT_S = 300.0  # a holder longer than this is broken, not slow
 
@@ -61,10 +62,10 @@ def budget_lock(
 @contextlib.contextmanager
 def _lock(storage_url: str, name: str, timeout: float, wait: float | None) -> Iterator[None]:
     """Exclusive across processes (and machines, for PostgreSQL) for one storage and `name`."""
-    if storage_url.startswith("sqlite:///"):
+    database = sqlite_path(storage_url)
+    if database is not None:
         suffix = ".lock" if name == "setup" else f".{name}.lock"
-        path = Path(storage_url[len("sqlite:///"):]).with_suffix(suffix)
-        with _file_lock(path, name, timeout):
+        with _file_lock(Path(database).with_suffix(suffix), name, timeout):
             yield
     elif storage_url.startswith("postgresql"):
         with _pg_lock(storage_url, timeout, name, wait):
@@ -161,7 +162,7 @@ def create_store(uri: str) -> None:
     once, fail ('table tags already exists'). A program outside the lock (`mlflow ui`) may
     still race: MLflow's creation is tried again for a few seconds, then fails in one line
     naming the store (a LocalFault: waiting longer will not fix it)."""
-    if not uri.startswith("sqlite:///"):
+    if sqlite_path(uri) is None:
         return  # servers and databases are created by whoever runs them
     from mlflow.tracking import MlflowClient  # MLflow only where a sweep or run records
 

@@ -50,6 +50,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import (
     redact,
     redact_logs,
     scrub_config,
+    url_password,
     urls_in,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.services import (
@@ -57,14 +58,13 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.services import (
     check_tracking,
     checked_db_url,
     installed,
-    sqlite_path,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import optuna_quiet
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     absolute_sqlite_url,
-    has_password,
     mask_url,
     resolve_tracking_uri,
+    sqlite_path,
     tracking_key,
 )
 from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
@@ -158,7 +158,7 @@ def plan(s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[st
         "mlflow.registered_model_name": model, "storage": storage_masked})
     secret_env = {name: url for name, url in ((ENV_STORAGE, storage_url),
                                               ("MLFLOW_TRACKING_URI", tracking_uri))
-                  if url and has_password(url)}
+                  if url and url_password(url)}
     allowed = s.allow_changed_overrides
     return SweepPlan(
         study_name=study_name, sweep_dir=sweep_dir, storage_url=storage_url,

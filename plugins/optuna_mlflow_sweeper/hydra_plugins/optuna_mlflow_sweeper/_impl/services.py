@@ -16,7 +16,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.env import started_by_a_sweep
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import Unreachable, unreachable_cause
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import hide_mlflow_run_links
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, tracking_key
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, sqlite_path, tracking_key
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 5  # the first contact with a service
@@ -67,13 +67,6 @@ def checked_db_url(url: str, key: str) -> str:
                            f"{name} driver is missing: pip install '{DRIVERS[drivers[0]][1]}'"
                            f"{extra}")
     return with_driver(url)
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a `sqlite:///path` URL (None: another database, or in memory)."""
-    if not url.startswith("sqlite:///") or ":memory:" in url:
-        return None
-    return url[len("sqlite:///"):].split("?")[0]
 
 
 def sqlite_folder_exists(url: str, key: str) -> None:

@@ -14,19 +14,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import parsed_url, redact, url_password
+from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import parsed_url, redact
+
+SQLITE = "sqlite:///"
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite:///path` URL (None: another database, or in memory)."""
+    if not url.startswith(SQLITE) or ":memory:" in url:
+        return None
+    return url[len(SQLITE):].split("?")[0]
 
 
 def absolute_sqlite_url(url: str) -> str:
     """`sqlite:///rel.db` -> `sqlite:////abs/rel.db`, so jobs that chdir still find it."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + os.path.abspath(url[len(prefix):])
-    return url
-
-
-def has_password(url: str) -> bool:
-    return bool(url_password(url))
+    path = sqlite_path(url)
+    return SQLITE + os.path.abspath(path) + url[len(SQLITE) + len(path):] if path else url
 
 
 def mask_url(url: str | None) -> str:
@@ -137,10 +140,8 @@ def ensure_experiment(client: Any, name: str) -> str:
 
 def artifact_location(tracking_uri: str) -> str | None:
     """`<db folder>/mlruns` for a SQLite store (None: the store's or server's own default)."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
-        return None
-    return (Path(tracking_uri[len(prefix):]).resolve().parent / "mlruns").as_uri()
+    path = sqlite_path(tracking_uri)
+    return None if path is None else (Path(path).resolve().parent / "mlruns").as_uri()
 
 
 def _mlflow_command() -> str:
