@@ -23,7 +23,8 @@ heavy = {'optuna', 'mlflow', 'matplotlib', 'tensorflow', 'keras', 'sqlalchemy'} 
 assert not heavy, heavy
 impl = sorted(m for m in sys.modules if '._impl.' in m)
 assert impl == [f'hydra_plugins.optuna_mlflow_sweeper._impl.{name}' for name in
-                ('env', 'errors', 'heartbeat', 'interrupts', 'secrets', 'tracking', 'trial')], impl
+                ('env', 'errors', 'heartbeat', 'interrupts', 'overrides', 'secrets', 'tracking',
+                 'trial')], impl
 pickle.dumps(report)  # by reference: the scanner did not give it a new identity
 from hydra.core.config_store import ConfigStore
 repo = ConfigStore.instance().repo['hydra']['sweeper']

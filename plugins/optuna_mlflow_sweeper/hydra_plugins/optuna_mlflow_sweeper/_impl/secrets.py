@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_STORAGE
+from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import quote as override_quote
 
 MASK = "***"
 # `scheme://user:password@` -> the password; the user may be empty (`://:pw@host`); up to the
@@ -114,7 +115,7 @@ def scrub_config(config: DictConfig, secrets: Iterable[str]) -> None:
             OmegaConf.update(hydra.sweeper, key, masked, merge=False)
             if not any(line.lstrip("+").startswith(f"hydra.sweeper.{key}=")
                        for line in hydra.overrides.hydra):
-                hydra.overrides.hydra.append(f"++hydra.sweeper.{key}={_quoted(masked)}")
+                hydra.overrides.hydra.append(f"++hydra.sweeper.{key}={override_quote(masked)}")
 
 
 def _strings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -129,12 +130,6 @@ def _strings(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 def _is_interpolation(value: str) -> bool:
     return value.startswith("${") and value.endswith("}")
-
-
-def _quoted(value: str) -> str:
-    from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import quote as override_quote
-
-    return override_quote(value)
 
 
 class RedactingFilter(logging.Filter):

@@ -15,7 +15,6 @@ exactly); worker k > 0 gets one derived from (seed, k): its own sequence, the sa
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import uuid
@@ -32,7 +31,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
 from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
-from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan, make
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
@@ -140,8 +139,7 @@ def sampler(cfg: dict[str, Any], worker: int) -> Any:
     if worker and cfg.get("seed") is not None:
         seed = np.random.SeedSequence([int(cfg["seed"]), worker]).generate_state(1)[0] >> 1
         cfg = {**cfg, "seed": int(seed)}
-    made = instantiate(cfg, _convert_="all")
-    return made() if isinstance(made, functools.partial) else made
+    return make("hydra.sweeper.sampler", cfg, "an optuna sampler config")
 
 
 def check_resume(study: optuna.Study, recorded: dict[str, str] | None, plan: SweepPlan) -> None:

@@ -88,15 +88,9 @@ def write_trial(study: optuna.Study, trial_id: int, user_attrs: dict[str, Any],
                 system_attrs: dict[str, Any]) -> None:
     """A running trial's attrs, and its heartbeat where the storage keeps them, in one
     transaction (`ResilientRDBStorage.write_trial`)."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    if isinstance(backend, ResilientRDBStorage):
-        backend.write_trial(trial_id, user_attrs, system_attrs,
-                            heartbeat=bool(backend.get_heartbeat_interval()))
-        return
-    for key, value in user_attrs.items():
-        study._storage.set_trial_user_attr(trial_id, key, value)
-    for key, value in system_attrs.items():
-        study._storage.set_trial_system_attr(trial_id, key, value)
+    backend: ResilientRDBStorage = study._storage._backend
+    backend.write_trial(trial_id, user_attrs, system_attrs,
+                        heartbeat=bool(backend.get_heartbeat_interval()))
 
 
 @dataclass

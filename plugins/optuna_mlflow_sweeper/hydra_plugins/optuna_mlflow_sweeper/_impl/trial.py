@@ -16,7 +16,6 @@ Imports nothing heavy at module level (optuna is imported on first use inside a 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import threading
@@ -149,21 +148,11 @@ def record_checkpoint(location: str) -> None:
         trial.study._storage.set_trial_system_attr(trial._trial_id, CHECKPOINT_ATTR, masked)
 
 
-def instantiate(config: Any) -> Any:
-    """Tiny `hydra.utils.instantiate` for flat/nested {_target_: dotted.path, **kwargs} dicts."""
-    if isinstance(config, dict) and "_target_" in config:
-        kwargs = {k: instantiate(v) for k, v in config.items() if not k.startswith("_")}
-        module, _, name = str(config["_target_"]).rpartition(".")
-        return getattr(importlib.import_module(module), name)(**kwargs)
-    if isinstance(config, list):
-        return [instantiate(v) for v in config]
-    return config
-
-
 def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Trial:
     import warnings
 
     import optuna
+    from hydra.utils import instantiate
 
     storage = _storages.get(storage_url)
     if storage is None:  # one engine per URL and process (a process may run many trials)
@@ -171,7 +160,8 @@ def _load_trial(storage_url: str, study_name: str, trial_id: int) -> optuna.Tria
 
         storage = _storages[storage_url] = open_storage(storage_url)
     pruner_config = storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR)
-    pruner = instantiate(pruner_config) if pruner_config else optuna.pruners.NopPruner()
+    pruner = (instantiate(pruner_config, _convert_="all") if pruner_config
+              else optuna.pruners.NopPruner())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # Params were sampled by the sweeper; a cheap sampler suffices here.

@@ -18,6 +18,8 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import holds
+
 log = logging.getLogger(__name__)
 
 SEEDED_FROM_ATTR = "optuna_mlflow:warm_start"
@@ -43,7 +45,7 @@ def fitting_params(
     misfits: list[str] = []
     for t in trials:
         outside = [f"{key}={value!r}" for key, value in t.params.items()
-                   if key in distributions and not _holds(distributions[key], value)]
+                   if key in distributions and not holds(distributions[key], value)]
         if outside:
             misfits.append(f"trial {t.number}: {', '.join(outside)} outside the new search space")
             continue
@@ -53,13 +55,6 @@ def fitting_params(
         else:
             misfits.append(f"trial {t.number}: none of its params is in the new search space")
     return entries, misfits
-
-
-def _holds(dist: BaseDistribution, value: Any) -> bool:
-    try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
-    except Exception:  # another type altogether (a float for a categorical of strings, say)
-        return False
 
 
 def seed(study: optuna.Study, earlier: optuna.Study, top_k: int,
