@@ -72,10 +72,11 @@ def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
                                         tmp_path / "plots")
     names = {p.name for p in written}
     if len(directions) == 1:
-        assert {"optimization_history.png", "param_importances.png",
-                "parallel_coordinate.png", "intermediate_values.png"} <= names
-    else:
-        assert "pareto_front.png" in names
+        assert names == {"optimization_history.png", "param_importances.png",
+                         "parallel_coordinate.png", "slice.png", "intermediate_values.png"}
+    else:  # the HTML report's figures, as PNG files
+        assert {"pareto_front.png", "optimization_history_1.png",
+                "param_importances_1.png"} <= names
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
     few = results.write_study_plots(_study(directions), tmp_path / "few")  # importances: noise
     assert "param_importances.png" not in {p.name for p in few} and few
@@ -83,7 +84,7 @@ def test_write_study_plots(tmp_path: Path, directions: list[str]) -> None:
 
 @pytest.mark.parametrize(("directions", "titles"), [
     (["minimize"], ["Optimization history", "Parameter importances", "Parallel coordinates",
-                    "Slices", "Figure of the app"]),
+                    "Slices", "Intermediate values", "Figure of the app"]),
     (["minimize", "maximize"], ["Pareto front", "History of objective 0",
                                 "Parameter importances for objective 0",
                                 "History of objective 1",
@@ -117,6 +118,6 @@ def test_an_app_adds_figures_to_the_report_a_sweep_wrote(tmp_path: Path) -> None
     assert text.startswith(before.removesuffix("</body></html>"))
     assert text.count("plotly.js v") == 1 and text.endswith("</body></html>")
     sections = text.split("<section>")[1:]
-    assert len(sections) == 6
-    assert '"name":"first trace"' in sections[4] and '"name":"second trace"' in sections[5]
+    assert len(sections) == 7
+    assert '"name":"first trace"' in sections[5] and '"name":"second trace"' in sections[6]
     assert add_to_html_report(tmp_path / "no_sweep", [("First", first)]) is None

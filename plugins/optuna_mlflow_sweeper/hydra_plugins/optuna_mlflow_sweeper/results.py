@@ -9,10 +9,10 @@
 
 The interactive `sweep_report.html` the sweeper logs on the parent run (Optuna's figures, then
 an app's own plotly figures, drawn with it or added to the one a sweep wrote), and static PNG
-copies of the figures (optimization history, importances, parallel coordinates, intermediate
-values; the Pareto front for multi-objective) for documents that cannot hold HTML. Optuna,
-matplotlib and the drawing code load on the first call, not on import (Hydra imports this module
-everywhere).
+copies of the same figures (optimization history, importances, parallel coordinates, slices,
+intermediate values; the Pareto front for multi-objective) for documents that cannot hold HTML.
+Optuna, matplotlib and the drawing code load on the first call, not on import (Hydra imports
+this module everywhere).
 """
 
 from __future__ import annotations

@@ -30,35 +30,48 @@ IMPORTANCE_MIN_TRIALS = 10
 IMPORTANCES = "Parameter importances"
 
 
-def figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any] | None]]:
-    """(title, draw) of the report's figures: history, importances, parallel coordinates and
-    slices; for several objectives the Pareto front, each objective's history and importances.
-    Importances from too few trials are (IMPORTANCES, None): a note says why they are not
-    drawn (`importance_note`)."""
-    from optuna import visualization as vis
+Figure = tuple[str, str, Callable[[], Any] | None]  # (file name, title, draw)
 
+
+def figures(study: optuna.Study, vis: Any = None) -> list[Figure]:
+    """The report's figures, drawn with `vis` (`optuna.visualization`, the default, for this
+    report; its `matplotlib` twin for PNG copies): history, importances, parallel coordinates,
+    slices and the trials' intermediate values; for several objectives the Pareto front, each
+    objective's history and importances. Importances from too few trials have no `draw`: the
+    report says why (`importance_note`), a PNG copy is left out."""
+    if vis is None:
+        from optuna import visualization as vis
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     ranked = importance_note(study) is None
     if len(study.directions) > 1:
-        plots: list[tuple[str, Callable[[], Any] | None]] = [
-            ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=names))]
+        plots: list[Figure] = [("pareto_front", "Pareto front",
+                                lambda: vis.plot_pareto_front(study, target_names=names))]
         for i, name in enumerate(names):
-            plots.append((f"History of {name}",
-                          lambda i=i, name=name: vis.plot_optimization_history(
-                              study, target=lambda t: t.values[i], target_name=name)))
+            def target(t: Any, i: int = i) -> float:
+                return t.values[i]
+
+            plots.append((f"optimization_history_{i}", f"History of {name}",
+                          lambda target=target, name=name: vis.plot_optimization_history(
+                              study, target=target, target_name=name)))
             if ranked:
-                plots.append((f"{IMPORTANCES} for {name}",
-                              lambda i=i, name=name: vis.plot_param_importances(
-                                  study, target=lambda t: t.values[i], target_name=name)))
-        return plots if ranked else [*plots, (IMPORTANCES, None)]
+                plots.append((f"param_importances_{i}", f"{IMPORTANCES} for {name}",
+                              lambda target=target, name=name: vis.plot_param_importances(
+                                  study, target=target, target_name=name)))
+        return plots if ranked else [*plots, ("param_importances", IMPORTANCES, None)]
     name = names[0] if study.metric_names else "value"
-    return [
-        ("Optimization history", lambda: vis.plot_optimization_history(study, target_name=name)),
-        (IMPORTANCES, (lambda: vis.plot_param_importances(study, target_name=name))
-         if ranked else None),
-        ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, target_name=name)),
-        ("Slices", lambda: vis.plot_slice(study, target_name=name)),
+    plots = [
+        ("optimization_history", "Optimization history",
+         lambda: vis.plot_optimization_history(study, target_name=name)),
+        ("param_importances", IMPORTANCES,
+         (lambda: vis.plot_param_importances(study, target_name=name)) if ranked else None),
+        ("parallel_coordinate", "Parallel coordinates",
+         lambda: vis.plot_parallel_coordinate(study, target_name=name)),
+        ("slice", "Slices", lambda: vis.plot_slice(study, target_name=name)),
     ]
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        plots.append(("intermediate_values", "Intermediate values",
+                      lambda: vis.plot_intermediate_values(study)))
+    return plots
 
 
 def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | None:
@@ -73,8 +86,9 @@ def render(study: optuna.Study, extra: Sequence[tuple[str, Any]] = ()) -> str | 
         log.warning("plotly is not installed: no interactive report")
         return None
     parts, inlined = [], False
-    for title, draw in [*figures(study), *((title, lambda f=f: f) for title, f in extra)]:
-        if draw is None:
+    drawn = [(title, draw) for _, title, draw in figures(study)]
+    for title, draw in [*drawn, *((title, lambda f=f: f) for title, f in extra)]:
+        if draw is None:  # importances from too few trials
             parts.append(f"<section><h3>{title}</h3><p class='caveat' style='color:#a15c00'>"
                          f"<b>Left out.</b> {html.escape(importance_note(study) or '')}</p>"
                          "</section>")

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, short
-from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import importance_note
+from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import figures
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import Counts
 
 log = logging.getLogger(__name__)
@@ -128,26 +127,6 @@ def write_results(path: str, data: dict[str, Any]) -> str:
     return path
 
 
-def summary_plots(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
-    from optuna.visualization import matplotlib as vis
-
-    if len(study.directions) > 1:
-        plots = [("pareto_front", lambda: vis.plot_pareto_front(study))]
-        for i in range(len(study.directions)):
-            plots.append((f"optimization_history_{i}", lambda i=i: vis.plot_optimization_history(
-                study, target=lambda t: t.values[i], target_name=f"objective {i}")))
-        return plots
-    plots = [
-        ("optimization_history", lambda: vis.plot_optimization_history(study)),
-        *([("param_importances", lambda: vis.plot_param_importances(study))]
-          if importance_note(study) is None else []),  # from fewer trials: noise
-        ("parallel_coordinate", lambda: vis.plot_parallel_coordinate(study)),
-    ]
-    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
-        plots.append(("intermediate_values", lambda: vis.plot_intermediate_values(study)))
-    return plots
-
-
 def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     """The report's figures as PNG files in `out_dir` (for documents that cannot hold HTML);
     the files written.
@@ -165,7 +144,11 @@ def write_study_plots(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, draw in summary_plots(study):
+    from optuna.visualization import matplotlib as vis
+
+    for name, _, draw in figures(study, vis):
+        if draw is None:  # importances from too few trials: noise
+            continue
         figure = None
         try:
             with warnings.catch_warnings():
