@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import tenacity
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.faults import local_fault
+from hydra_plugins.optuna_mlflow_sweeper._impl.faults import chain, local_fault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,19 +76,9 @@ def connection_lost(error: BaseException) -> bool:
     disk is not that: SQLite reports it as an OperationalError too)."""
     from sqlalchemy import exc  # SQLAlchemy only where a database is used (not in every job)
 
-    if local_fault(error):
-        return False
-
-    seen: BaseException | None = error
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, (exc.OperationalError, exc.InterfaceError)):
-            return True
-        if isinstance(seen, exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return not local_fault(error) and any(
+        isinstance(e, (exc.OperationalError, exc.InterfaceError))
+        or (isinstance(e, exc.DBAPIError) and e.connection_invalidated) for e in chain(error))
 
 
 # ---- the loops ----
