@@ -104,6 +104,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         is_worker = os.environ.get(ENV_WORKER) == "1"
         interrupts.install(float(self.settings.stop_grace_period))
+        interrupts.heap_left_to_exit()
         with _in_one_line(is_worker), sweep_console(bool(self.settings.progress), self.launcher), \
                 one_line_faults(self._stores()):
             if planned is not None:  # its config arrives masked; its own log lines are masked

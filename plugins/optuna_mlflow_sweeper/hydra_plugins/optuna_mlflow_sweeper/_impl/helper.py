@@ -28,6 +28,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.interrupts import heap_left_to_exit
+
 log = logging.getLogger(__name__)
 
 
@@ -117,6 +119,7 @@ def serve(handle: Callable[[Any], Any], warm: Callable[[], None] = lambda: None)
     The reply pipe is a private copy of stdout; stdout itself goes to stderr, so nothing a
     library prints can be taken for a reply.
     """
+    heap_left_to_exit()  # it exits once the caller is done with it
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     warm()

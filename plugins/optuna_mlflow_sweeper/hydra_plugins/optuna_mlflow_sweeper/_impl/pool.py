@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import gc
 import logging
 import multiprocessing
 import os
@@ -197,13 +196,9 @@ def _local_worker(blob: bytes, log_path: str, env: dict[str, str], parent: int) 
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     try:
-        _worker(blob, env)
+        _worker(blob, env)  # a sweep: its heap is left to the exit (heap_left_to_exit)
     except KeyboardInterrupt as e:
         sys.exit(interrupts.exit_code(e))
-    finally:
-        # it exits now, and its heap with it: Python's last collections over what the trials
-        # imported (TensorFlow, Keras, MLflow) would take seconds the sweep waits for
-        gc.freeze()
 
 
 def _launched_worker(blob: bytes, envs: list[dict[str, str]], cwd: str, job_config: Any) -> None:
