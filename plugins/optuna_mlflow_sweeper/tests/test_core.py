@@ -1,10 +1,14 @@
-"""The sweep's closing lines: its trials ranked as the MLflow UI shows them, and the links."""
+"""The sweep's closing lines (its trials ranked as the MLflow UI shows them, the links), and
+its failures in one line."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from toyapp import study, sweep
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.core import COMPARED, _where, ranked_runs
 
@@ -53,3 +57,20 @@ def test_the_compare_page_holds_the_best_trials_only(n, compared, said) -> None:
     if page:
         assert [r for r in runs if f"%22{r}%22" in page[0]] == runs[:compared]
         assert page[0].endswith(said) if said else "(the best" not in page[0]
+
+
+@pytest.mark.parametrize(("overrides", "says"), [
+    (["x=choice(1,2)", "hydra.sweeper.enqueue=[{x:3}]"], "'hydra.sweeper.enqueue.0.x'"),
+    pytest.param(["x=interval(-5,5)", "fail=true", "hydra.sweeper.max_failure_rate=0.1"],
+                 "more than hydra.sweeper.max_failure_rate=0.1", marks=pytest.mark.slow),
+    (["x=interval(-5,5)", "hydra.sweep.dir=/proc/no-such-place"], "'hydra.sweep.dir'"),
+])
+def test_clean_failures_are_one_line_without_a_traceback(
+    tmp_path: Path, env: dict[str, str], overrides: list[str], says: str
+) -> None:
+    proc = sweep(tmp_path, env, "hydra.sweeper.n_trials=2", *overrides, ok=False)
+    assert proc.returncode != 0
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    storage = tmp_path / "sweep" / "optuna.db"
+    if storage.exists() and "max_failure_rate" not in says:
+        assert not study(tmp_path).trials  # refused before any trial

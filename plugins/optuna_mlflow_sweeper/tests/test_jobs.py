@@ -1,7 +1,7 @@
 """A trial's job config is composed once: the worker's check hands it to the launcher.
 
 Against Hydra's real config loader and the toy app's config (no sweep, no subprocess); the sweeps
-that launch through it are in test_sweeps.py.
+that launch through it are in test_worker.py.
 """
 
 from __future__ import annotations

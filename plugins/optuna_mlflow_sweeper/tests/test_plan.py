@@ -2,7 +2,7 @@
 
 Against Hydra's real config loader and the toy app's config, the sweeper's settings instantiated
 from it as Hydra does (no sweep, no subprocess). The sweeps that reject a value in a real command
-are in test_preflight.py, test_search_space.py and test_warm_start.py.
+are in test_services.py, test_faults.py, test_search_space.py and test_warm_start.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from hydra.utils import instantiate
 from toyapp import APP
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
-from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan, plan
+from hydra_plugins.optuna_mlflow_sweeper._impl.plan import (
+    SweepPlan,
+    budget,
+    directions,
+    metric_names,
+    plan,
+)
 
 PASSWORD = "pl4n-" + "s3cret"
 
@@ -130,3 +136,46 @@ def test_every_password_is_masked_and_travels_in_the_environment(
     assert p.secret_env == {"OPTUNA_MLFLOW_STORAGE": p.storage_url}
     assert PASSWORD in p.storage_url and p.storage_url.startswith("postgresql+")
     assert PASSWORD not in p.storage_masked + p.config_yaml + str(p.parent_params)
+
+
+@pytest.mark.parametrize("n_trials, grid, timeout, expected", [
+    (20, None, None, 20),
+    (20, 6, None, 6),  # capped to the grid
+    (None, 6, None, 6),  # the whole grid
+    (None, None, 60, float("inf")),  # no limit but the timeout
+    (4, 6, 60, 4),
+])
+def test_budget(n_trials: int | None, grid: int | None, timeout: float | None,
+                expected: float) -> None:
+    assert budget(n_trials, grid, timeout) == expected
+
+
+def test_budget_without_limit_names_the_key() -> None:
+    with pytest.raises(SweeperConfigError, match="hydra.sweeper.n_trials"):
+        budget(None, None, None)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("minimize", ["minimize"]), ("MAXIMIZE", ["maximize"]),
+    (["maximize", "minimize"], ["maximize", "minimize"]),
+    ("maximise", None), ([], None), (["minimize", 3], None),
+])
+def test_directions(value: object, expected: list[str] | None) -> None:
+    if expected is None:
+        with pytest.raises(SweeperConfigError, match="hydra.sweeper.direction"):
+            directions(value)
+    else:
+        assert directions(value) == expected
+
+
+@pytest.mark.parametrize("names, n, expected", [
+    (None, 1, None), ("val_accuracy", 1, ["val_accuracy"]), (["a", "b"], 2, ["a", "b"]),
+    (["a"], 2, "error"), (["a", ""], 2, "error"),
+])
+def test_metric_names(names: object, n: int, expected: list[str] | str | None) -> None:
+    dirs = ["maximize"] * n
+    if expected == "error":
+        with pytest.raises(SweeperConfigError, match="hydra.sweeper.metric_names"):
+            metric_names(names, dirs)
+    else:
+        assert metric_names(names, dirs) == expected

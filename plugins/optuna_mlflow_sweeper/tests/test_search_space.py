@@ -1,5 +1,5 @@
 """Unit tests of the optuna_mlflow sweeper's pure parts: grammar -> distributions, override text,
-trial outcomes, budget counting. No subprocesses (see test_sweeps.py for real sweeps)."""
+trial outcomes, budget counting. No subprocesses (see test_worker.py for real sweeps)."""
 
 from __future__ import annotations
 

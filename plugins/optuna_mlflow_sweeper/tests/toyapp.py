@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._testing import in_process
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import reader
@@ -88,3 +92,68 @@ def runs(tmp_path: Path) -> tuple[MlflowClient, list[Any], list[Any]]:
 
 def by_number(children: list[Any]) -> dict[int, Any]:
     return {int(r.data.tags["optuna.trial_number"]): r for r in children}
+
+
+# ---- sweeps as processes of their own: started, watched, signalled, ended ----
+
+SLOW_FAST = "sleep=choice(0.3,2.5)"  # trials of different lengths
+
+
+def start(tmp_path: Path, env: dict[str, str], *overrides: str) -> subprocess.Popen[str]:
+    """A sweep in its own process group (a terminal's Ctrl-C reaches the whole group)."""
+    return subprocess.Popen(command(*overrides), cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def wait_for(condition, timeout: float = 120, what: str | Callable[[], str] = "condition",
+             proc: subprocess.Popen[str] | None = None) -> None:
+    """Until `condition()`; fails after `timeout`, or at once when `proc` ended (its output
+    says why). `what` may be a function: its text, made when the wait fails, says what was
+    found then."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        ended = proc is not None and proc.poll() is not None
+        if ended or time.monotonic() > deadline:
+            output = ""
+            if proc is not None:
+                code, out, err = finish(proc, timeout=30)
+                output = f" (exit {code}):\n{out[-2000:]}\n{err[-3000:]}"
+            raise AssertionError(f"{'gave up' if ended else f'timed out after {timeout} s'} "
+                                 f"waiting for {what() if callable(what) else what}{output}")
+        time.sleep(0.2)
+
+
+def running_trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    """Trials running their job (their MLflow child run made, or the toy app's pid recorded)."""
+    return [t for t in peek(tmp_path) if t.state == TrialState.RUNNING
+            and ("mlflow_run_id" in t.user_attrs or "pid" in t.user_attrs)]
+
+
+def params_of(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
+    return [tuple(sorted(t.params.items())) for t in trials]
+
+
+def budget_held_by_running(tmp_path: Path, n_trials: int) -> bool:
+    """Every trial of the budget asked, some still running (their jobs started)."""
+    trials = peek(tmp_path)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    running = running_trials(tmp_path)
+    return bool(running) and len(complete) + len(running) == n_trials
+
+
+def alive_in_group(pgid: int) -> list[str]:
+    """The processes of a group that still run (zombies, already dead, not counted)."""
+    ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pgid)],
+                        capture_output=True, text=True, timeout=30).stdout
+    return [line for line in ps.splitlines() if line.split()[1:2] != ["Z"]]
+

@@ -1,8 +1,14 @@
-"""Sweeps sharing a real PostgreSQL study and a real MLflow server, through outages of each.
+"""The sweep's stores and servers: a wrong address ends a sweep at once, in one line; sweeps
+sharing a real PostgreSQL study and a real MLflow server live through outages of each.
 
-Two sweep commands of the generic app (tests/apps/toy), three workers in all (the first command
-runs two local worker processes), share the same study; one command names
-the storage URL on its command line (with the password, as users do), the other reads it from
+Each wrong address is a real sweep of the toy app (in this process, see `toyapp.sweep`) against
+the real throwaway PostgreSQL and MLflow servers (servers.py): a refused port, a name under
+`.invalid`, a wrong password (PostgreSQL, and a tracking server behind MLflow's basic-auth app),
+a missing database, a dead tracking server.
+
+For the outages, two sweep commands of the generic app (tests/apps/toy), three workers in all
+(the first command runs two local worker processes), share the same study; one command names the
+storage URL on its command line (with the password, as users do), the other reads it from
 the environment (`${oc.env:OPTUNA_STORAGE}`). Mid-sweep one server is stopped for 2 s and
 started again. Afterwards: the whole budget is COMPLETE, every trial has its child run with the
 job's own metric, nothing is RUNNING, nothing is left in a spool, and neither the database
@@ -23,11 +29,17 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from toyapp import runs, store_env, sweep
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError
-from hydra_plugins.optuna_mlflow_sweeper._impl.services import checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.services import checked_db_url, sqlite_folder_exists
 from hydra_plugins.optuna_mlflow_sweeper._testing.processes import started
-from hydra_plugins.optuna_mlflow_sweeper._testing.servers import MlflowServer, Postgres
+from hydra_plugins.optuna_mlflow_sweeper._testing.servers import (
+    AUTH_ADMIN,
+    MlflowServer,
+    Postgres,
+    free_port,
+)
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import reader
 
 APP = Path(__file__).parent / "apps" / "toy" / "app.py"
@@ -203,3 +215,92 @@ def test_the_study_reader_stamps_nothing_a_sweep_is_still_making(tmp_path: Path)
         reader(url)
     assert "alembic_version" not in sqlalchemy.inspect(engine).get_table_names()
     engine.dispose()
+
+
+WRONG = "wrong-" + "7c41d0e2"  # a password that must never be shown
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("sqlite:////nonexistent/x/optuna.db", False),
+    ("sqlite:///{tmp}/optuna.db", True),
+    ("sqlite:///{tmp}/missing/optuna.db", False),
+    ("sqlite:///:memory:", True),
+    ("postgresql://u:p@127.0.0.1/optuna", True),  # a server's business, checked by contact
+])
+def test_sqlite_folder_must_exist(tmp_path: Path, url: str, ok: bool) -> None:
+    url = url.format(tmp=tmp_path)
+    if ok:
+        sqlite_folder_exists(url, "hydra.sweeper.storage")
+    else:
+        with pytest.raises(SweeperConfigError, match=r"'hydra.sweeper.storage'.*does not exist"):
+            sqlite_folder_exists(url, "hydra.sweeper.storage")
+    assert not Path("/nonexistent").exists()
+
+
+def bad_addresses(pg: Postgres, auth: MlflowServer) -> dict[str, tuple[dict, list, list]]:
+    """name -> (environment changes, overrides, what the one line must say)."""
+    storage = "hydra.sweeper.storage="
+    good = pg.url("optuna")
+    return {
+        "storage: refused port": (
+            {}, [storage + good.replace(f":{pg.port}/", f":{free_port()}/")],
+            ["Optuna storage", "127.0.0.1", "connection refused"]),
+        "storage: unknown host": (
+            {}, [storage + good.replace("127.0.0.1", "db.invalid")],
+            ["Optuna storage", "unknown host db.invalid"]),
+        "storage: wrong password": (
+            {}, [storage + good.replace(pg.password, WRONG)],
+            ["Optuna storage", "wrong user name or password"]),
+        "storage: missing database": (
+            {}, [storage + pg.url("nodb")], ["Optuna storage", 'database "nodb" does not exist']),
+        "tracking: dead server": (
+            {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}, [],
+            ["MLflow tracking server", "connection refused"]),
+        "tracking: unknown host": (
+            {"MLFLOW_TRACKING_URI": "http://mlflow.invalid:5000"}, [],
+            ["MLflow tracking server", "unknown host mlflow.invalid"]),
+        "tracking: wrong password": (
+            {"MLFLOW_TRACKING_URI": auth.url, "MLFLOW_TRACKING_USERNAME": AUTH_ADMIN,
+             "MLFLOW_TRACKING_PASSWORD": WRONG}, [],
+            ["MLflow tracking server", auth.url, "HTTP 401"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def bad_address_runs(postgres: Postgres, mlflow_auth_server: MlflowServer,
+                     tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> dict:
+    """Every bad address, one after another (timed): name -> (proc, tmp, seconds)."""
+    done = {}
+    for name, (changes, overrides, _) in bad_addresses(postgres, mlflow_auth_server).items():
+        tmp = tmp_path_factory.mktemp("address")
+        env = {**store_env(tmp, mlflow_template), **changes,
+               "OPTUNA_MLFLOW_PATIENCE": "600"}  # the patience must not be what ends it
+        started = time.monotonic()
+        proc = sweep(tmp, env, "x=interval(-5,5)", "hydra.sweeper.n_trials=2", *overrides,
+                     ok=False)
+        done[name] = (proc, tmp, time.monotonic() - started)
+    return done
+
+
+@pytest.mark.parametrize("name", ["storage: refused port", "storage: unknown host",
+                                  "storage: wrong password", "storage: missing database",
+                                  "tracking: dead server", "tracking: unknown host",
+                                  "tracking: wrong password"])
+def test_a_wrong_address_ends_the_sweep_in_one_line(
+    name: str, bad_address_runs: dict, postgres: Postgres, mlflow_auth_server: MlflowServer
+) -> None:
+    proc, tmp, seconds = bad_address_runs[name]
+    out, err = proc.stdout, proc.stderr
+    needles = bad_addresses(postgres, mlflow_auth_server)[name][2]
+    lines = err.strip().splitlines()
+    assert proc.returncode != 0, out[-2000:]
+    assert len(lines) == 1, err[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    shown = out + err
+    assert "Traceback" not in shown and "HYDRA_FULL_ERROR" not in shown
+    assert WRONG not in shown and postgres.password not in shown
+    assert not (tmp / "sweep").exists()  # nothing created: no folder, no study, no trial
+    _, parents, children = runs(tmp)
+    assert parents == [] and children == []
+    print(f"{name}: {seconds:.1f} s: {lines[0]}")  # measured, not asserted (-s shows it)
