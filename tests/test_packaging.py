@@ -12,8 +12,12 @@ import os
 import zipfile
 
 import pytest
-from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import clean_env, fresh_venv, run
-from mlflow.tracking import MlflowClient
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import (
+    clean_env,
+    fresh_venv,
+    recorded_runs,
+    run,
+)
 
 from tests.helpers import NO_REFERENCE
 
@@ -45,14 +49,13 @@ def test_installed_wheels_run_a_sweep_and_its_report_from_an_empty_folder(
                  "tracking.log_plots=false", NO_REFERENCE],
                 timeout=600, cwd=empty, env=env)
     assert "best trial" in sweep
-    client = MlflowClient(f"sqlite:///{empty}/mlflow.db")
-    experiment = client.get_experiment_by_name("mnist-sweep")
-    runs = client.search_runs([experiment.experiment_id])
-    assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 1
-    assert all(r.info.status == "FINISHED" for r in runs)
+    runs = [r for r in recorded_runs(venv / "bin" / "python", f"sqlite:///{empty}/mlflow.db")
+            if r["experiment"] == "mnist-sweep"]
+    assert sum("mlflow.parentRunId" in r["tags"] for r in runs) == 1
+    assert all(r["status"] == "FINISHED" for r in runs)
     # the code that ran is the installed wheel, not this checkout
-    [trial] = runs[:1]
-    assert trial.data.tags["version.mnist-sweep"]
+    [trial] = [r for r in runs if "mlflow.parentRunId" in r["tags"]]
+    assert trial["tags"]["version.mnist-sweep"]
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

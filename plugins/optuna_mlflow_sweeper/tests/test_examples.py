@@ -14,7 +14,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from hydra_plugins.optuna_mlflow_sweeper._testing import in_process
-from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import clean_env, fresh_venv, run
+from hydra_plugins.optuna_mlflow_sweeper._testing.wheels import (
+    clean_env,
+    fresh_venv,
+    recorded_runs,
+    run,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example"
 
@@ -103,7 +108,10 @@ def test_the_wheel_works_in_a_fresh_venv_without_tensorflow(
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = run_example(python, "sphere", empty, "hydra.sweeper.n_trials=4")
-    results, [parent], children = recorded(empty)
-    assert parent.info.status == "FINISHED" and len(children) == 4
+    [path] = empty.glob("multirun/*/*/optimization_results.yaml")
+    results = yaml.safe_load(path.read_text())
+    runs = recorded_runs(python, f"sqlite:///{empty}/mlflow.db")
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r["tags"]]
+    assert parent["status"] == "FINISHED" and len(runs) == 1 + 4
     assert results["counts"]["complete"] + results["counts"]["pruned"] == 4
     assert "best trial" in proc.stdout

@@ -9,6 +9,7 @@ a dependency already in uv's cache is linked, not unpacked again (TensorFlow: 30
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -70,3 +71,23 @@ def fresh_venv(folder: Path, *wheels: Path) -> Path:
     python = folder / "bin" / "python"
     run([uv, "pip", "install", "-q", "--python", python, *wheels], timeout=900, env=clean_env())
     return python
+
+
+READ_RUNS = """
+import json, sys
+from mlflow.tracking import MlflowClient
+client = MlflowClient(sys.argv[1])
+names = {e.experiment_id: e.name for e in client.search_experiments()}
+runs = client.search_runs(list(names), max_results=1000) if names else []
+print(json.dumps([{"experiment": names[r.info.experiment_id], "status": r.info.status,
+                   "tags": r.data.tags} for r in runs]))
+"""
+
+
+def recorded_runs(python: Path, store_uri: str) -> list[dict[str, object]]:
+    """The runs in `store_uri` ({experiment, status, tags}), read by `python`: the MLflow that
+    wrote the store. It was resolved from the package index, and may be newer than this
+    process's (whose MLflow then refuses the store's schema: 'out-of-date database')."""
+    out = run([python, "-c", READ_RUNS, store_uri], timeout=120, env=clean_env())
+    return json.loads(out.strip().splitlines()[-1])
+
