@@ -460,13 +460,15 @@ def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
 
 
 @pytest.mark.slow
-def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget(
+def test_sigkill_and_ctrl_c_mid_trial_then_the_command_completes_the_budget(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    # Trials long enough that both signals land mid-trial on a loaded machine. The two processes
-    # start together; a budget of three leaves room for one to start a trial later than the
-    # other: each runs one trial at a time, so two running trials are one of each.
-    args = ["x=interval(-5,5)", "sleep=5", "hydra.sweeper.n_trials=3",
+    # Trials that outlast any wait for the signals: on a loaded machine the second process
+    # started its trial 5.5 s after the first, whose 5-s trial then ended before its SIGKILL.
+    # The two processes start together; a budget of three leaves room for one to start a trial
+    # later than the other: each runs one trial at a time, so two running trials are one of each.
+    # The rerun is the same command with short trials.
+    args = ["x=interval(-5,5)", "sleep=60", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     killed = start(tmp_path, env, *args)
     interrupted = start(tmp_path, env, *args)
@@ -479,7 +481,9 @@ def test_sigkill_and_ctrl_c_mid_trial_then_the_same_command_completes_the_budget
     assert "Traceback" not in err and "resume with" in err
     assert "hydra.sweeper.n_trials=3" in err  # the command that resumes
 
-    sweep(tmp_path, env, *args)  # waits for the SIGKILLed trial's heartbeat to go stale
+    # waits for the SIGKILLed trial's heartbeat to go stale
+    sweep(tmp_path, env, *args[:1], "sleep=0.5", *args[2:],
+          "hydra.sweeper.allow_changed_overrides=[sleep]")
     trials = study(tmp_path).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]
