@@ -45,14 +45,6 @@ class Registered:
     moved: bool  # whether this call moved the alias
 
 
-def objective_names(study: optuna.Study) -> list[str]:
-    names = study.metric_names
-    if names:
-        return list(names)
-    return ["value"] if len(study.directions) == 1 else [
-        f"value_{i}" for i in range(len(study.directions))]
-
-
 def chosen_trials(study: optuna.Study, pick: int | None) -> tuple[list[FrozenTrial], int | None]:
     """(the trials to register, the number of the one to be champion or None).
 
@@ -120,7 +112,7 @@ def _register(
     model = max(found, key=lambda m: m.creation_timestamp or 0)
     run = retry_call(lambda: client.get_run(run_id), "reading a trial's run")
     tags = {STUDY_TAG: study.study_name, TRIAL_TAG: str(trial.number)}
-    for objective, value in zip(objective_names(study), trial.values, strict=True):
+    for objective, value in zip(results.objective_names(study), trial.values, strict=True):
         tags[OBJECTIVE_TAG + objective] = repr(float(value))
     for key, value in run.data.metrics.items():
         if any(fnmatch.fnmatchcase(key, pattern) for pattern in metric_patterns):
@@ -141,7 +133,7 @@ def _register(
 def _better(study: optuna.Study, candidate: Any, current: Any) -> bool:
     """Whether `candidate` beats `current` on the study's (single) objective. A champion that
     does not carry that objective (another study's) is not comparable: replaced."""
-    key = OBJECTIVE_TAG + objective_names(study)[0]
+    key = OBJECTIVE_TAG + results.objective_names(study)[0]
     try:
         new, old = float(candidate.tags[key]), float(current.tags[key])
     except (KeyError, ValueError):

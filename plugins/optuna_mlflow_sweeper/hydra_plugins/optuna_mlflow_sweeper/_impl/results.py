@@ -52,15 +52,19 @@ def progress_line(study: optuna.Study, counts: Counts, n_trials: float,
         return line + f" pareto set {len(pareto(study))}"
     best = best_single(study)
     if best is not None:
-        line += (f" best {objective or objective_name(study)}={best.value:.6g} "
+        line += (f" best {objective or objective_names(study)[0]}={best.value:.6g} "
                  f"(trial {best.number})")
     return line
 
 
-def objective_name(study: optuna.Study) -> str:
-    """A single-objective sweep's `metric_names` entry (e.g. val_accuracy), or "value"."""
-    names = study.metric_names  # read from storage: once
-    return names[0] if names else "value"
+def objective_names(study: optuna.Study) -> list[str]:
+    """The study's `metric_names` (e.g. val_accuracy), else "value" (one objective) or
+    "value_<i>" (several). Read from the storage: once per call."""
+    names = study.metric_names
+    if names:
+        return list(names)
+    return ["value"] if len(study.directions) == 1 else [
+        f"value_{i}" for i in range(len(study.directions))]
 
 
 def best_line(study: optuna.Study, counts: Counts) -> str:
@@ -72,7 +76,7 @@ def best_line(study: optuna.Study, counts: Counts) -> str:
     if best is None:
         return f"no complete trial yet ({counts.finished} finished)"
     params = ", ".join(f"{k}={short(v)}" for k, v in best.params.items())
-    return f"best trial {best.number}: {objective_name(study)}={best.value:.6g}  {params}"
+    return f"best trial {best.number}: {objective_names(study)[0]}={best.value:.6g}  {params}"
 
 
 def results_dict(

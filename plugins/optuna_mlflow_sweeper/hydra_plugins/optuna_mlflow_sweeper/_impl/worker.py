@@ -289,7 +289,7 @@ class Worker:
         counts = counts or count_trials(s.study.get_trials(deepcopy=False))
         if p.progress and not quiet:
             if self._objective is None and len(p.directions) == 1:
-                self._objective = results.objective_name(s.study)  # set once, at the start
+                self._objective = results.objective_names(s.study)[0]  # read once, at the start
             say(True, results.progress_line(s.study, counts, p.n_trials, self._objective))
         if s.tracker is None:
             return
