@@ -16,8 +16,6 @@ line each, by the command alone.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import functools
 import logging
 import math
@@ -26,19 +24,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import optuna
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import CategoricalDistribution
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.advice import setting_warnings
+from hydra_plugins.optuna_mlflow_sweeper._impl.composing import check_composes
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_STORAGE, started_by_a_sweep
-from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError, config_error
-from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import IMPORTANCE_MIN_TRIALS
-from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import trial_overrides
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import plain
-from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import (
     SearchSpace,
     build_search_space,
@@ -59,19 +52,17 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.services import (
     checked_db_url,
     installed,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.study import optuna_quiet
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     absolute_sqlite_url,
     mask_url,
     resolve_tracking_uri,
-    sqlite_path,
     tracking_key,
 )
+from hydra_plugins.optuna_mlflow_sweeper._impl.warm_start import checked_source
 from hydra_plugins.optuna_mlflow_sweeper.config import SweeperSettings
 
 log = logging.getLogger(__name__)
 STORAGE_KEY = "hydra.sweeper.storage"
-WARM_START_KEY = "hydra.sweeper.warm_start.storage"
 TRACKING_KEY = "hydra.sweeper.mlflow.tracking_uri"
 DIRECTIONS = ("minimize", "maximize")
 # samplers whose optional dependency is only imported when they first sample
@@ -150,7 +141,7 @@ def plan(s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[st
     storage_url = storage_url or "sqlite:///" + os.path.join(os.path.abspath(sweep_dir),
                                                              "optuna.db")
     study_name = s.study_name or str(config.hydra.job.name)
-    warm_start = warm_start_source(s, storage_url, study_name)
+    warm_start = checked_source(s.warm_start, storage_url, study_name)
     storage_masked = mask_url(storage_url)
     model = registered_name(s.mlflow.registered_model_name, study_name)
     params = parent_params(config, space, n_trials, {
@@ -309,172 +300,6 @@ def budget(n_trials: int | None, grid_size: int | None, timeout: float | None) -
     return n_trials
 
 
-# ---- one trial composed, and checked by the app ----
-def check_composes(
-    config: DictConfig, loader: Any, space: SearchSpace, custom: Any, custom_path: str | None,
-    app_check: Callable[[DictConfig], Any] | None = None, app_check_path: str | None = None,
-) -> None:
-    """Compose the app config for one sampled trial and let the app check it; name the key
-    that breaks composition."""
-    with optuna_quiet():
-        dry = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        trial = dry.ask(space.distributions)
-    try:
-        lines = trial_overrides(trial, space, custom, config)
-    except Exception as e:
-        raise config_error("hydra.sweeper.custom_search_space", custom_path,
-                           "fn(cfg, trial) -> dict | None", f"{type(e).__name__}: {e}") from None
-    composed, error = _compose(config, loader, lines)
-    if composed is not None:
-        _check_added_keys(config, loader, space)
-        check_ends(config, loader, space, custom, trial, lines, composed, app_check)
-        if app_check is not None:  # the app's own error as it is (it names the app's key)
-            try:
-                app_check(composed)
-            except SweeperConfigError:
-                raise
-            except Exception as e:
-                raise config_error("hydra.sweeper.validate", app_check_path,
-                                   "fn(cfg) accepting the app config",
-                                   f"{type(e).__name__}: {e}") from None
-        return
-    fixed = list(space.fixed.values())
-    if _compose(config, loader, fixed)[1] is not None:
-        culprits = [(key, [line]) for key, line in space.fixed.items()]
-    else:
-        culprits = [(key, [*fixed, space.override_for(key, trial.params[key])])
-                    for key in space.distributions]
-    for key, candidate in culprits:
-        culprit_error = _compose(config, loader, candidate)[1]
-        if culprit_error is not None:
-            raise config_error(
-                space.sources[key], space.exprs.get(key),
-                f"an override of a key in the composed app config (prefix '+' to add "
-                f"'{key.lstrip('+~')}')", culprit_error,
-            )
-    raise config_error("hydra.sweeper.custom_search_space", custom_path,
-                       "overrides of keys in the composed app config", error)
-
-
-def check_ends(
-    config: DictConfig, loader: Any, space: SearchSpace, custom: Any, sampled: optuna.Trial,
-    lines: list[str], composed: DictConfig, app_check: Callable[[DictConfig], Any] | None,
-) -> None:
-    """Each param of the sampled trial (the custom search space's too) at each end of its range,
-    and at each of its choices, the others as sampled: checked by the app, so that
-    `interval(0.001,50)` for a rate the app takes below 10 is named now, not when half the
-    trials fail. Each end alone, so that an error other than the sampled trial's own is that
-    value's doing; applied to the sampled trial's composed config (a config group's choice is
-    composed anew)."""
-    groups = set(OmegaConf.select(composed, "hydra.runtime.choices", default=None) or {})
-    sampled_error = _app_error(composed, app_check)
-    for name, dist in sampled.distributions.items():
-        ends = dist.choices if isinstance(dist, CategoricalDistribution) else (dist.low, dist.high)
-        for end in ends:
-            if end == sampled.params.get(name):
-                continue
-            with optuna_quiet():
-                sampled.study.sampler = _Pinned({**sampled.params, name: end})
-                trial = sampled.study.ask(space.distributions)
-            now = trial_overrides(trial, space, custom, config)
-            changed = OverridesParser.create().parse_overrides(
-                [_forced(line) for line in now if line not in lines])
-            if any(o.key_or_group.lstrip("+~") in groups for o in changed):
-                cfg, error = _compose(config, loader, now)
-            else:
-                cfg, error = copy.deepcopy(composed), None
-                try:
-                    ConfigLoaderImpl._apply_overrides_to_config(changed, cfg)
-                except Exception as e:
-                    error = f"{type(e).__name__}: {e}"
-            if error is None:
-                error = _app_error(cfg, app_check)
-            if error is not None and error != sampled_error:
-                source = space.sources.get(name, "hydra.sweeper.custom_search_space")
-                raise config_error(source, space.exprs.get(name, f"{name}: {dist}"),
-                                   f"a range the app accepts at every end and choice (at "
-                                   f"{name}={end!r}: {' '.join(error.split())})")
-
-
-def _forced(line: str) -> str:
-    """`+key=value` as `++key=value`: applied to a config the sampled trial's `+key` already
-    added, an append would fail (Hydra: 'An item is already at key')."""
-    return "+" + line if line.startswith("+") and not line.startswith("++") else line
-
-
-def _app_error(cfg: DictConfig, app_check: Callable[[DictConfig], Any] | None) -> str | None:
-    try:
-        if app_check is not None:
-            app_check(cfg)
-        return None
-    except Exception as e:
-        return str(e) if isinstance(e, SweeperConfigError) else f"{type(e).__name__}: {e}"
-
-
-class _Pinned(optuna.samplers.RandomSampler):
-    """RandomSampler(seed=0), except for the params in `values` their distribution holds."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        super().__init__(seed=0)
-        self.values = values
-
-    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
-        if name in self.values and dist._contains(dist.to_internal_repr(self.values[name])):
-            return self.values[name]
-        return super().sample_independent(study, trial, name, dist)
-
-
-def _check_added_keys(config: DictConfig, loader: Any, space: SearchSpace) -> None:
-    """`+train.nonexistent=choice(1,2)`: Hydra adds the key even to a typed (structured) config
-    node, whose schema says what keys exist; the app would never read it. Name it now."""
-    added = [key for key in [*space.fixed, *space.distributions]
-             if key.startswith("+") and not key.startswith("++")]
-    if not added:
-        return
-    base = loader.load_sweep_config(config, [])
-    for key in added:
-        parent_path, _, leaf = key.lstrip("+").rpartition(".")
-        parent = OmegaConf.select(base, parent_path) if parent_path else base
-        schema = OmegaConf.get_type(parent) if isinstance(parent, DictConfig) else None
-        if schema is not None and dataclasses.is_dataclass(schema) and leaf not in parent:
-            fields = ", ".join(f.name for f in dataclasses.fields(schema))
-            raise config_error(space.sources[key], space.exprs.get(key, key),
-                               f"a key {schema.__name__} has ({fields}): '{leaf}' is not one")
-
-
-def _compose(config: DictConfig, loader: Any,
-             overrides: list[str]) -> tuple[DictConfig | None, str | None]:
-    """(the composed job config, None), or (None, what went wrong)."""
-    try:
-        return loader.load_sweep_config(config, list(overrides)), None
-    except Exception as e:
-        return None, f"{type(e).__name__}: {e}".strip()
-
-
-# ---- the stores: drivers, then one contact each ----
-def warm_start_source(s: SweeperSettings, storage_url: str, study_name: str
-                      ) -> tuple[str, str, int] | None:
-    """(storage URL, study name, top_k) of the earlier study `hydra.sweeper.warm_start` names,
-    read before anything is created (None: no warm start); one line naming the key when it is not
-    there. A SQLite file that does not exist holds no study: it is not opened (that creates it)."""
-    cfg = s.warm_start
-    if not cfg.study_name:
-        return None
-    if not _int(cfg.top_k) or cfg.top_k < 1:
-        raise config_error("hydra.sweeper.warm_start.top_k", cfg.top_k, "an integer >= 1")
-    url = checked_db_url(absolute_sqlite_url(cfg.storage), WARM_START_KEY) if cfg.storage \
-        else storage_url
-    if url != storage_url:
-        check_storage(url, WARM_START_KEY)
-    path = sqlite_path(url)
-    names = [] if path is not None and not os.path.exists(path) else \
-        optuna.get_all_study_names(open_storage(url))
-    if cfg.study_name not in names or (cfg.study_name == study_name and url == storage_url):
-        raise config_error("hydra.sweeper.warm_start.study_name", cfg.study_name,
-                           f"an earlier study in {mask_url(url)}: one of {sorted(names)}")
-    return url, cfg.study_name, cfg.top_k
-
-
 # ---- what the parent run records ----
 def parent_params(config: DictConfig, space: SearchSpace, n_trials: float,
                   used: Mapping[str, Any]) -> dict[str, str]:
@@ -500,78 +325,3 @@ def _flatten(out: dict[str, str], prefix: str, value: Any) -> None:
             _flatten(out, f"{prefix}.{k}", v)
     elif prefix not in out:
         out[prefix] = str(value)
-
-
-# ---- settings that run but cannot do what they say: one warning line each ----
-def setting_warnings(sampler: Any, pruner: Any, n_trials: float) -> list[str]:
-    """What the sampler, pruner and report will not do with this budget (pure: configs in,
-    lines out). `n_trials` counts every trial of the study, enqueued ones included: they are
-    finished trials to a sampler's start-up and to a pruner's rungs alike."""
-    if n_trials == float("inf"):
-        return []
-    lines = [sampler_warning(plain(sampler), n_trials), pruner_warning(plain(pruner), n_trials),
-             importance_warning(n_trials)]
-    return [line for line in lines if line]
-
-
-def sampler_warning(cfg: Mapping[str, Any] | None, n_trials: float) -> str | None:
-    """A model-based sampler (TPE, GP, CMA-ES) draws at random until `n_startup_trials` trials
-    have finished: a budget no larger than that never uses the model."""
-    startup = (cfg or {}).get("n_startup_trials")
-    if not isinstance(startup, int) or startup < n_trials:
-        return None
-    name = _short(cfg, "TPESampler")
-    return (f"hydra.sweeper.sampler.n_startup_trials={startup} >= hydra.sweeper.n_trials="
-            f"{n_trials:g}: {name} is never used, every trial is enqueued or a random draw "
-            f"(set n_startup_trials below n_trials, or use hydra/sweeper/sampler=random)")
-
-
-def pruner_warning(cfg: Mapping[str, Any] | None, n_trials: float) -> str | None:
-    """A pruner judges a trial only against enough others at the same step: Median/Percentile
-    after `n_startup_trials` finished trials, SuccessiveHalving with `reduction_factor` trials
-    at its first rung (fewer: only the best so far survives), Hyperband so in each bracket."""
-    cfg = cfg or {}
-    name = _short(cfg, "")
-    if name in ("MedianPruner", "PercentilePruner"):
-        needed = int(cfg.get("n_startup_trials", 5)) + 1
-        if n_trials < needed:
-            return (f"hydra.sweeper.pruner: {name} waits for n_startup_trials="
-                    f"{needed - 1} finished trials, so with hydra.sweeper.n_trials={n_trials:g} "
-                    "it never prunes")
-    elif name in ("SuccessiveHalvingPruner", "HyperbandPruner"):
-        factor = int(cfg.get("reduction_factor", 4 if name.startswith("Succ") else 3))
-        bootstrap = int(cfg.get("bootstrap_count", 0))
-        brackets = _hyperband_brackets(cfg) if name == "HyperbandPruner" else 1
-        needed = brackets * max(factor, bootstrap + 1)
-        if n_trials < needed:
-            per = f" in each of its {brackets} brackets" if brackets > 1 else ""
-            return (f"hydra.sweeper.pruner: {name} ranks its first rung among reduction_factor="
-                    f"{factor} trials{per} ({needed} in all); with hydra.sweeper.n_trials="
-                    f"{n_trials:g} it cannot rank them: it stops every trial that is not the "
-                    "best so far at that rung")
-    return None
-
-
-def importance_warning(n_trials: float) -> str | None:
-    if n_trials >= IMPORTANCE_MIN_TRIALS:
-        return None
-    return (f"hydra.sweeper.n_trials={n_trials:g}: the report's parameter importances need "
-            f"{IMPORTANCE_MIN_TRIALS} finished trials; from fewer they would be noise and are "
-            "left out")
-
-
-def _hyperband_brackets(cfg: Mapping[str, Any]) -> int:
-    """Optuna's floor(log_rf(max/min)) + 1; 1 while max_resource is "auto" (known only after
-    the first trial)."""
-    low, high = cfg.get("min_resource", 1), cfg.get("max_resource", "auto")
-    factor = int(cfg.get("reduction_factor", 3))
-    if not (_int(low) and _int(high)) or low < 1 or high < low or factor < 2:
-        return 1
-    brackets = 1
-    while low * factor ** brackets <= high:
-        brackets += 1
-    return brackets
-
-
-def _short(cfg: Mapping[str, Any] | None, default: str) -> str:
-    return str((cfg or {}).get("_target_") or default).rpartition(".")[2]

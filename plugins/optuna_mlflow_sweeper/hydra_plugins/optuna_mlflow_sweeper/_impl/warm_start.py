@@ -10,6 +10,7 @@ hold is left out and named. The new study records where it was seeded from.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,11 +19,41 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import holds
+from hydra_plugins.optuna_mlflow_sweeper._impl.services import check_storage, checked_db_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
+    absolute_sqlite_url,
+    mask_url,
+    sqlite_path,
+)
 
 log = logging.getLogger(__name__)
 
 SEEDED_FROM_ATTR = "optuna_mlflow:warm_start"
+KEY = "hydra.sweeper.warm_start.storage"
+
+
+def checked_source(cfg: Any, storage_url: str, study_name: str) -> tuple[str, str, int] | None:
+    """(storage URL, study name, top_k) of the earlier study `hydra.sweeper.warm_start` names,
+    read before anything is created (None: no warm start); one line naming the key when it is not
+    there. A SQLite file that does not exist holds no study: it is not opened (that creates it)."""
+    if not cfg.study_name:
+        return None
+    if type(cfg.top_k) is not int or cfg.top_k < 1:
+        raise config_error("hydra.sweeper.warm_start.top_k", cfg.top_k, "an integer >= 1")
+    url = checked_db_url(absolute_sqlite_url(cfg.storage), KEY) if cfg.storage \
+        else storage_url
+    if url != storage_url:
+        check_storage(url, KEY)
+    path = sqlite_path(url)
+    names = [] if path is not None and not os.path.exists(path) else \
+        optuna.get_all_study_names(open_storage(url))
+    if cfg.study_name not in names or (cfg.study_name == study_name and url == storage_url):
+        raise config_error("hydra.sweeper.warm_start.study_name", cfg.study_name,
+                           f"an earlier study in {mask_url(url)}: one of {sorted(names)}")
+    return url, cfg.study_name, cfg.top_k
 
 
 def best_trials(study: optuna.Study, top_k: int) -> list[FrozenTrial]:

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from toyapp import XY, study, sweep
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.plan import (
+from hydra_plugins.optuna_mlflow_sweeper._impl.advice import (
     importance_warning,
     pruner_warning,
     sampler_warning,
