@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import images_view
+from hydra_plugins.optuna_mlflow_sweeper._impl import images_view, tracking
 
 
 def _runs(client: MlflowClient, parent: str, n: int, experiment: str) -> list[str]:
@@ -58,7 +58,7 @@ def test_the_trials_images_get_a_view_of_their_own(mlflow_template: Path, tmp_pa
     # a multi-objective sweep's trials ranked by the first objective's metric
     assert images_view.view_state(parent, ["k"], True, "objective_0")["orderByKey"] == (
         "metrics.`objective_0`")
-    link = images_view.view_link("http://h:5000/#/experiments/1?workflowType=machine_learning",
-                                 view)
+    link = tracking.view_link("http://h:5000/#/experiments/1?workflowType=machine_learning",
+                              view)
     assert link == (f"http://h:5000/#/experiments/1/runs?viewStateShareKey={view}"
                     "&compareRunsMode=CHART&workflowType=machine_learning")

@@ -23,16 +23,12 @@ from hydra.core.singleton import Singleton
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
-from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import (
-    html_report,
-    images_view,
     interrupts,
     launchers,
     pool,
-    registry,
-    results,
+    record,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say, sweep_console
 from hydra_plugins.optuna_mlflow_sweeper._impl.env import ENV_CPUS, ENV_WORKER
@@ -49,15 +45,12 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import (
     report_drawer,
     worth_a_helper,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import objective_names
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact_logs, urls_in
 from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session, open_session
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import (
     mask_url,
     resolve_tracking_uri,
-    ui_base,
-    ui_links,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import (
     Worker,
@@ -138,7 +131,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
             if is_worker:  # the process that started the workers sums up
                 _quietly(worker.report, quiet=True)
             else:
-                self._finish(p, s, status, worker.report)
+                record.finish(p, s, status, worker.report, self._drawer,
+                              self.settings.mlflow)
 
         with _ending(finish) as status, _exported(p):
             worker.run()
@@ -151,7 +145,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
     def _run_workers(self, p: SweepPlan, s: Session) -> None:
         report = Worker(p, s, self.config, None, None).report
         if budget_spent(p, s, say_so=True) and not budget_left_after_settling(p, s):
-            self._finish(p, s, "FINISHED", report)
+            record.finish(p, s, "FINISHED", report, self._drawer, self.settings.mlflow)
             return
         payload = pool.Payload(
             sweeper=type(self), settings=self.settings, config=self.config,
@@ -167,7 +161,8 @@ class OptunaMlflowSweeperImpl(Sweeper):
         problems: list[str] = []
 
         def finish(status: str) -> None:
-            self._finish(p, s, "FAILED" if problems else status, report)
+            record.finish(p, s, "FAILED" if problems else status, report, self._drawer,
+                          self.settings.mlflow)
 
         with _ending(finish) as status:
             if launchers.is_basic(self.launcher):
@@ -185,70 +180,6 @@ class OptunaMlflowSweeperImpl(Sweeper):
             config=self.config, hydra_context=self.hydra_context, task_function=task_function)
         launchers.fit_ray(launcher, self.settings.n_jobs)
         return launcher
-
-    # ---- the record at the end ----
-    def _finish(self, p: SweepPlan, s: Session, status: str, report: Any) -> None:
-        """optimization_results.yaml, the HTML report, parent run status, the answer."""
-        study, tracker = s.study, s.tracker
-        try:
-            report(quiet=True)
-            counts = count_trials(study.get_trials(deepcopy=False))
-            data = results.results_dict(study, counts, p.storage_masked,
-                                        tracker.summary() if tracker else None)
-            path = results.write_results(os.path.join(p.sweep_dir, "optimization_results.yaml"),
-                                         data)
-            space = results.write_search_space(os.path.join(p.sweep_dir, "search_space.json"),
-                                               study)
-            if tracker is not None:
-                tracker.log_artifact(path)
-                tracker.log_artifact(space)
-                report_path = self._drawer.write(study, os.path.join(p.sweep_dir, html_report.FILE))
-                if report_path is not None:
-                    tracker.log_artifact(report_path)
-                registered = self._register(p, s)
-                if registered is not None:
-                    tracker.update_parent({}, registry.parent_tags(
-                        registered, ui_base(tracker.tracking_uri)[1]), step=counts.finished)
-                if status == "FINISHED" and counts.running:
-                    log.info("%d trials still run in other processes: parent run stays RUNNING",
-                             counts.running)
-                else:
-                    tracker.finish_parent(status)
-            # the answer, even with progress off
-            print(f"{results.best_line(study, counts)}\n  all results     {path}", flush=True)
-            if tracker is not None:
-                trials = ranked_runs(study, p.directions[0] == "maximize")
-                say(p.progress, _where(tracker.summary(), trials, self._images_view(p, s, trials)))
-                if registered is not None and registry.where_line(registered):
-                    print(registry.where_line(registered), flush=True)
-        except Exception as e:  # never mask the sweep's own outcome
-            log.warning("finishing the sweep record failed: %s: %s", type(e).__name__, e)
-
-    def _images_view(self, p: SweepPlan, s: Session, trials: list[str]) -> str | None:
-        """The MLflow UI view of the trials' images side by side, saved on the experiment (its
-        id; None when no trial logged an image, or saving failed: warned, the sweep goes on)."""
-        try:
-            return images_view.save_images_view(
-                s.tracker.client, str(s.tracker.experiment_id), s.tracker.parent_id,
-                p.study_name, trials, maximize=p.directions[0] == "maximize",
-                objective=objective_names(len(p.directions))[0])
-        except Exception as e:  # a convenience: never fails the sweep
-            log.warning("saving the MLflow view of the trials' images failed: %s: %s",
-                        type(e).__name__, e)
-            return None
-
-    def _register(self, p: SweepPlan, s: Session) -> registry.Registered | None:
-        """The best trial's model in the Model Registry (None: registration is off or failed)."""
-        if p.registered_model is None:
-            return None
-        settings = self.settings.mlflow
-        try:
-            return registry.register_best(
-                s.tracker.client, s.tracker.experiment_id, s.study, p.registered_model,
-                settings.champion_trial, list(settings.version_metrics or []))
-        except Exception as e:  # the sweep's record stands without it
-            log.warning("registering the best model failed: %s: %s", type(e).__name__, e)
-            return None
 
 
 @contextlib.contextmanager
@@ -341,36 +272,3 @@ def resume_command() -> str:
         program = [Path(sys.argv[0]).name]
     args = [mask_url(a) if "://" in a else a for a in sys.argv[1:]]
     return shlex.join(program + args)
-
-
-def _where(summary: dict[str, Any], trials: list[str], images: str | None = None) -> str:
-    """Where to look next: the parent run, its trials (`trials`, best first) side by side in
-    the runs table and on MLflow's compare page (parallel coordinates, scatter, contour), their
-    images side by side (the saved view `images`), in the MLflow UI."""
-    links = ui_links(summary["tracking_uri"], summary["experiment_id"],
-                     summary["parent_run_id"], compared=trials[:COMPARED])
-    lines = [f"sweep recorded in MLflow as parent run {summary['parent_run_id']}"]
-    if links["command"]:  # a local store: the UI has to be started first
-        lines.append(f"  open the UI     {links['command']}")
-    lines.append(f"  compare trials  {links['experiment']}")
-    if links["compare"]:
-        best = f" (the best {COMPARED} of {len(trials)})" if len(trials) > COMPARED else ""
-        lines.append(f"  compare page    {links['compare']}{best}")
-    if images:
-        lines.append(f"  trials' images  {images_view.view_link(links['experiment'], images)}")
-    lines.append(f"  sweep summary   {links['run']}")
-    return "\n".join(lines)
-
-
-COMPARED = 20  # runs on MLflow's compare page: more make a link of kilobytes and a slow page
-
-
-def ranked_runs(study: Any, maximize: bool) -> list[str]:
-    """The MLflow runs of the study's finished trials, best first by the (first) objective, as
-    the UI's view orders them: complete trials, then pruned ones (no objective) by number."""
-    sign = -1 if maximize else 1
-    ranked = sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-        key=lambda t: (t.state != TrialState.COMPLETE,
-                       sign * t.values[0] if t.state == TrialState.COMPLETE else 0, t.number))
-    return [t.user_attrs["mlflow_run_id"] for t in ranked if t.user_attrs.get("mlflow_run_id")]

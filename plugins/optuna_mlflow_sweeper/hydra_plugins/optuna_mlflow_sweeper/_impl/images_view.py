@@ -79,11 +79,3 @@ def save_images_view(client: Any, experiment_id: str, parent_run_id: str, name: 
                 "state": json.dumps(view_state(parent_run_id, keys, maximize, objective))}
     client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + view_id, json.dumps(envelope))
     return view_id
-
-
-def view_link(experiment_link: str, view_id: str) -> str:
-    """The experiment's runs page (`.../#/experiments/<id>?...`), chart view, opened on the saved
-    view (the UI drops the key on its way from `#/experiments/<id>` to the runs page)."""
-    page, _, query = experiment_link.partition("?")
-    extra = f"&{query}" if query else ""
-    return f"{page}/runs?viewStateShareKey={view_id}&compareRunsMode=CHART{extra}"

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, short
 from hydra_plugins.optuna_mlflow_sweeper._impl.html_report import figures
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import Counts
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import ui_links, view_link
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +175,36 @@ def _figure_of(axes: Any) -> Any:
     import numpy as np
 
     return np.asarray(axes).flat[0].figure
+
+
+def where_to_look(summary: dict[str, Any], trials: list[str], images: str | None = None) -> str:
+    """Where to look next: the parent run, its trials (`trials`, best first) side by side in
+    the runs table and on MLflow's compare page (parallel coordinates, scatter, contour), their
+    images side by side (the saved view `images`), in the MLflow UI."""
+    links = ui_links(summary["tracking_uri"], summary["experiment_id"],
+                     summary["parent_run_id"], compared=trials[:COMPARED])
+    lines = [f"sweep recorded in MLflow as parent run {summary['parent_run_id']}"]
+    if links["command"]:  # a local store: the UI has to be started first
+        lines.append(f"  open the UI     {links['command']}")
+    lines.append(f"  compare trials  {links['experiment']}")
+    if links["compare"]:
+        best = f" (the best {COMPARED} of {len(trials)})" if len(trials) > COMPARED else ""
+        lines.append(f"  compare page    {links['compare']}{best}")
+    if images:
+        lines.append(f"  trials' images  {view_link(links['experiment'], images)}")
+    lines.append(f"  sweep summary   {links['run']}")
+    return "\n".join(lines)
+
+
+COMPARED = 20  # runs on MLflow's compare page: more make a link of kilobytes and a slow page
+
+
+def ranked_runs(study: Any, maximize: bool) -> list[str]:
+    """The MLflow runs of the study's finished trials, best first by the (first) objective, as
+    the UI's view orders them: complete trials, then pruned ones (no objective) by number."""
+    sign = -1 if maximize else 1
+    ranked = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+        key=lambda t: (t.state != TrialState.COMPLETE,
+                       sign * t.values[0] if t.state == TrialState.COMPLETE else 0, t.number))
+    return [t.user_attrs["mlflow_run_id"] for t in ranked if t.user_attrs.get("mlflow_run_id")]

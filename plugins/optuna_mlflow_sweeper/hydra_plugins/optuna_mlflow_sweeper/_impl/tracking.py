@@ -148,3 +148,11 @@ def _mlflow_command() -> str:
     """The `mlflow` beside this interpreter (a venv's bin/), so the hint works unactivated."""
     beside = Path(sys.executable).parent / "mlflow"
     return str(beside) if beside.exists() else "mlflow"
+
+
+def view_link(experiment_link: str, view_id: str) -> str:
+    """The experiment's runs page (`.../#/experiments/<id>?...`), chart view, opened on the saved
+    view (the UI drops the key on its way from `#/experiments/<id>` to the runs page)."""
+    page, _, query = experiment_link.partition("?")
+    extra = f"&{query}" if query else ""
+    return f"{page}/runs?viewStateShareKey={view_id}&compareRunsMode=CHART{extra}"
