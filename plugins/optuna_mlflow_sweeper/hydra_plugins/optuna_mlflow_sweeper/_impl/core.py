@@ -129,7 +129,7 @@ class OptunaMlflowSweeperImpl(Sweeper):
 
         def finish(status: str) -> None:
             if is_worker:  # the process that started the workers sums up
-                _quietly(worker.report, quiet=True)
+                record.warned(worker.report, "updating the sweep's progress", quiet=True)
             else:
                 record.finish(p, s, status, worker.report, self._drawer,
                               self.settings.mlflow)
@@ -236,13 +236,6 @@ def _exported(p: SweepPlan) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _quietly(fn: Any, **kwargs: Any) -> None:
-    try:
-        fn(**kwargs)
-    except Exception as e:
-        log.warning("%s failed: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e)
 
 
 def _interrupted(s: Session, error: KeyboardInterrupt) -> None:
