@@ -1,30 +1,15 @@
-"""Unit tests of the optuna_mlflow sweeper's pure parts: grammar -> distributions, override text,
-trial outcomes, budget counting. No subprocesses (see test_worker.py for real sweeps)."""
+"""Hydra's override grammar -> Optuna distributions, the grid's choices, the errors that name a
+bad expression's key: pure functions, tested as tables."""
 
 from __future__ import annotations
 
-import math
-
-import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import SweeperConfigError as ConfigError
-from hydra_plugins.optuna_mlflow_sweeper._impl.jobs import DIVERGED, has_key, outcome
-from hydra_plugins.optuna_mlflow_sweeper._impl.overrides import (
-    env_override,
-    format_value,
-    override,
-    quote,
-)
 from hydra_plugins.optuna_mlflow_sweeper._impl.plan import directions
 from hydra_plugins.optuna_mlflow_sweeper._impl.search_space import build_search_space, grid_choices
-from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 
 
 @pytest.mark.parametrize(
@@ -107,83 +92,8 @@ def test_grid_choices_from_choices_and_ranges() -> None:
         grid_choices(build_search_space({"x": "interval(0,1)"}, []))
 
 
-@pytest.mark.parametrize(
-    "text",
-    ["it's", "a\\b", "a\\", "x\\'y", "${foo}", "a,b", "a=b", "", " x ", "1", "true", "null",
-     "postgresql://u:p@ss'w@h/db", "a\\${x}"],
-)
-def test_quote_round_trips_through_hydra_and_omegaconf(text: str) -> None:
-    value = OverridesParser.create().parse_override(f"k={quote(text)}").value()
-    cfg = OmegaConf.create({"k": None})
-    cfg.k = value
-    assert cfg.k == text
-
-
-@pytest.mark.parametrize(
-    "value",
-    [None, True, 3, 2.5, 1e-5, "relu", "1", "a b", [1, "a", {"units": 64, "act": "relu"}],
-     {"a": [1, 2]}, []],
-)
-def test_format_value_round_trips(value: object) -> None:
-    assert OverridesParser.create().parse_override(override("k", value)).value() == value
-
-
-def test_env_override_is_one_force_add_of_quoted_values() -> None:
-    line = env_override({"A_B": "sqlite:////tmp/x y/optuna.db", "C": "it's"})
-    assert line.startswith("++hydra.job.env_set={")
-    assert OverridesParser.create().parse_override(line).value() == {
-        "A_B": "sqlite:////tmp/x y/optuna.db", "C": "it's"}
-    assert format_value(float("nan")) == "nan"
-
-
-def _ret(value: object, status: JobStatus) -> JobReturn:
-    ret = JobReturn()
-    ret._return_value = value
-    ret.status = status
-    return ret
-
-
-def test_outcomes_of_jobs() -> None:
-    assert outcome(_ret(0.5, JobStatus.COMPLETED), 1) == (TrialState.COMPLETE, [0.5], None)
-    assert outcome(_ret([1, 2], JobStatus.COMPLETED), 2) == (TrialState.COMPLETE, [1.0, 2.0], None)
-    assert outcome(_ret(math.nan, JobStatus.COMPLETED), 1) == (TrialState.FAIL, None, DIVERGED)
-    assert outcome(_ret(math.inf, JobStatus.COMPLETED), 1)[2] == DIVERGED
-    pruned = _ret(optuna.TrialPruned("pruned at step 2"), JobStatus.FAILED)
-    assert outcome(pruned, 1) == (TrialState.PRUNED, None, None)
-    failed = outcome(_ret(RuntimeError("boom"), JobStatus.FAILED), 1)
-    assert failed == (TrialState.FAIL, None, "RuntimeError: boom")
-    assert "invalid return value" in outcome(_ret("abc", JobStatus.COMPLETED), 1)[2]
-    assert "expected 2 floats" in outcome(_ret(1.0, JobStatus.COMPLETED), 2)[2]
-
-
-def test_budget_counts_running_and_unretried_failures() -> None:
-    def trial(number: int, state: TrialState, history: list[int] | None = None):
-        return optuna.trial.FrozenTrial(
-            number=number, state=state, value=1.0 if state == TrialState.COMPLETE else None,
-            datetime_start=None, datetime_complete=None, params={}, distributions={},
-            user_attrs={}, system_attrs={"retry_history": history} if history else {},
-            intermediate_values={}, trial_id=number, values=None,
-        )
-
-    counts = count_trials([
-        trial(0, TrialState.COMPLETE), trial(1, TrialState.FAIL), trial(2, TrialState.FAIL),
-        trial(3, TrialState.RUNNING), trial(4, TrialState.PRUNED),
-        trial(5, TrialState.WAITING, history=[2]),  # retry of 2: 2 does not count
-    ])
-    assert (counts.complete, counts.pruned, counts.failed, counts.running) == (1, 1, 1, 1)
-    assert counts.used == 4 and counts.waiting == 1
-
-
-def test_mask_url_hides_passwords() -> None:
-    assert mask_url("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
-    assert mask_url("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
-
-
-def test_directions_and_has_key() -> None:
+def test_directions() -> None:
     assert directions("maximize") == ["maximize"]
     assert directions(["minimize", "MAXIMIZE"]) == ["minimize", "maximize"]
     with pytest.raises(ConfigError, match="hydra.sweeper.direction"):
         directions("up")
-    cfg = OmegaConf.create({"model": {"hidden": [{"units": 1}], "lr": "???"}})
-    assert has_key(cfg, "model.hidden.0.units") and has_key(cfg, "model.lr")
-    assert not has_key(cfg, "model.nope") and not has_key(cfg, "model.hidden.1")

@@ -15,6 +15,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     INTERRUPTED,
     TERMINATED,
     OneReadStorage,
+    count_trials,
     fail_orphans,
     fail_stale_trials,
     one_read,
@@ -125,3 +126,21 @@ def test_a_look_for_stale_trials_that_finds_none_is_one_transaction(tmp_path: Pa
     sqlalchemy.event.listen(backend.engine, "begin", begun.append)
     assert fail_stale_trials(study) == []
     assert len(begun) == 1
+
+
+def test_budget_counts_running_and_unretried_failures() -> None:
+    def trial(number: int, state: TrialState, history: list[int] | None = None):
+        return optuna.trial.FrozenTrial(
+            number=number, state=state, value=1.0 if state == TrialState.COMPLETE else None,
+            datetime_start=None, datetime_complete=None, params={}, distributions={},
+            user_attrs={}, system_attrs={"retry_history": history} if history else {},
+            intermediate_values={}, trial_id=number, values=None,
+        )
+
+    counts = count_trials([
+        trial(0, TrialState.COMPLETE), trial(1, TrialState.FAIL), trial(2, TrialState.FAIL),
+        trial(3, TrialState.RUNNING), trial(4, TrialState.PRUNED),
+        trial(5, TrialState.WAITING, history=[2]),  # retry of 2: 2 does not count
+    ])
+    assert (counts.complete, counts.pruned, counts.failed, counts.running) == (1, 1, 1, 1)
+    assert counts.used == 4 and counts.waiting == 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
 from hydra_plugins.optuna_mlflow_sweeper.tracking import resolve_tracking_uri, ui_links
 
 
@@ -60,3 +61,8 @@ def test_the_compare_page_link_is_the_one_mlflows_ui_builds() -> None:
     assert links["compare"] == ("http://mlflow:5000/#/compare-runs?runs=[%22r1%22,%22r2%22]"
                                 "&experiments=[%224%22]")
     assert ui_links("http://mlflow:5000", "4", "parent", compared=["r1"])["compare"] is None
+
+
+def test_mask_url_hides_passwords() -> None:
+    assert mask_url("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
+    assert mask_url("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
