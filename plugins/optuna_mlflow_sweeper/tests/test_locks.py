@@ -1,19 +1,14 @@
-"""The setup lock on real stores (SQLite's lock file and PostgreSQL's advisory lock), and a new
-MLflow store created once under it."""
+"""The setup lock on real stores: SQLite's lock file and PostgreSQL's advisory lock."""
 
 from __future__ import annotations
 
-import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault
-from hydra_plugins.optuna_mlflow_sweeper._impl.locks import create_store, setup_lock
+from hydra_plugins.optuna_mlflow_sweeper._impl.locks import setup_lock
 from hydra_plugins.optuna_mlflow_sweeper._testing.servers import Postgres
 
 
@@ -71,39 +66,3 @@ def test_a_held_postgres_lock_times_out_with_a_message(postgres: Postgres) -> No
             pass
     with setup_lock(url), setup_lock(url, name="mlflow", timeout=0.5):
         pass  # the study's setup takes MLflow's lock while it holds its own: another lock
-
-
-CREATE = """
-import sys
-from hydra_plugins.optuna_mlflow_sweeper._impl.runs import MlflowTracker
-print(MlflowTracker(sys.argv[1], "race").experiment_id)
-"""
-
-
-@pytest.mark.slow
-def test_processes_creating_a_new_store_at_once_create_it_once(tmp_path: Path) -> None:
-    """Two pairs of real processes, each pair opening the sweep's tracker on a new SQLite
-    store: MLflow's migrations run once, under the project's lock, wherever a tracker is made
-    (before, only open_parent_run took it, the app's runs none; unlocked, every pair failed:
-    'table ... already exists')."""
-    procs = [subprocess.Popen([sys.executable, "-c", CREATE, f"sqlite:///{tmp_path}/{i}.db"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in (0, 0, 1, 1)]
-    done = [p.communicate(timeout=240) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in done]
-    assert [out.strip().splitlines()[-1] for out, _ in done] == ["1"] * 4
-
-
-@pytest.mark.slow
-def test_a_store_mlflow_cannot_create_is_named_in_one_line(tmp_path: Path) -> None:
-    """A SQLite file MLflow's migrations cannot bring up to date (a revision it does not know);
-    slow: the sweeper tries MLflow's creation again for some seconds before it gives up."""
-    path = tmp_path / "mlflow.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
-        db.execute("INSERT INTO alembic_version VALUES ('f00dfeed0000')")
-    uri = f"sqlite:///{path}"
-    with pytest.raises(LocalFault) as error:
-        create_store(uri)
-    message = str(error.value)
-    assert "\n" not in message and message.startswith(f"cannot create the MLflow store {uri}: ")

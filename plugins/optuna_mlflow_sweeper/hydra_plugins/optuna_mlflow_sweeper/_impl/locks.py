@@ -6,8 +6,6 @@ twice), MLflow's schema migrations (`UNIQUE constraint failed: alembic_version`)
 one-time records (enqueued configs, the parent run, worker numbers). Holding it through all of
 that makes the first process create everything and the others find it made.
 
-`create_store`: a new SQLite MLflow store made once, under the "mlflow" setup lock.
-
 `budget_lock`: checking the shared n_trials budget and asking a trial are one step, so that two
 workers seeing the last free trial do not both run it.
 
@@ -28,13 +26,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
 from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import connect
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import (
-    STORE_RETRY_S,
     patience,
     poll,
-    retry_call,
 )
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import redact
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import sqlite_path
@@ -154,25 +149,3 @@ def _pg_locked(engine: Any, key: int, name: str, timeout: float, wait: float | N
             raise
 
     return connect(lock, f"the {name} lock", wait)
-
-
-def create_store(uri: str) -> None:
-    """A new SQLite store created once, under the project's lock, before any MLflow client
-    (a client creates its store as it is made): MLflow's migrations, run by two processes at
-    once, fail ('table tags already exists'). A program outside the lock (`mlflow ui`) may
-    still race: MLflow's creation is tried again for a few seconds, then fails in one line
-    naming the store (a LocalFault: waiting longer will not fix it)."""
-    if sqlite_path(uri) is None:
-        return  # servers and databases are created by whoever runs them
-    from mlflow.tracking import MlflowClient  # MLflow only where a sweep or run records
-
-    with setup_lock(uri, name="mlflow"):
-        try:
-            retry_call(lambda: MlflowClient(uri), "creating the store", wait=STORE_RETRY_S,
-                       retry_if=lambda e: not local_fault(e), on_retry=lambda *_: None)
-        except Exception as e:
-            if local_fault(e):  # a full disk: named by one_line_faults
-                raise
-            cause = (str(e).strip().splitlines() or [""])[0][:200]
-            raise LocalFault(f"cannot create the MLflow store {redact(uri)}: MLflow's own "
-                             f"creation failed ({type(e).__name__}: {cause})") from None

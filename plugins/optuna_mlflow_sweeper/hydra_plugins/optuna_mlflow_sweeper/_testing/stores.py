@@ -1,11 +1,12 @@
 """The stores tests use: an MLflow SQLite store made once per test process, copied into each
 test's folder, and an Optuna storage to poll a sweep's study with.
 
-A new SQLite store runs MLflow's schema migrations on first use: 2-3 s of a test's time (a
-dozen on a loaded machine), and lines on the stderr of the command that opens it. A copy of a
-migrated store is a store MLflow opens at once, as quietly as a user's existing one. The tests
-of creating a store (a sweep from an empty folder, two processes creating one at once) make
-their own.
+A new SQLite store made by MLflow runs its schema migrations: 2-3 s of a test's time (a dozen on
+a loaded machine), and lines on the stderr of the command that opens it. A copy of a migrated
+store is a store MLflow opens at once, as quietly as a user's existing one (the sweeper's own
+new stores are copies of a blank one too, once the user's cache holds it: mlflow_store.py).
+The tests of creating a store (two processes creating one at once, a store MLflow cannot
+make) make their own.
 
 A test that waits for a sweep polls its study every 0.1-0.3 s. `optuna.load_study(storage=URL)`
 makes a new storage each time (an engine, the tables created if missing, the schema's version
@@ -25,16 +26,18 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
-from mlflow.tracking import MlflowClient
+
+from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import create_store
 
 
 @functools.cache
 def template() -> Path:
-    """An initialised MLflow SQLite store, made by MLflow once per process (removed at exit)."""
+    """An initialised MLflow SQLite store, made once per process as the sweeper makes a new one
+    (a copy of the user's cached blank store, once there is one; removed at exit)."""
     folder = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
     atexit.register(shutil.rmtree, folder, True)
     path = folder / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    create_store(f"sqlite:///{path}")
     return path
 
 
