@@ -82,6 +82,8 @@ def test_a_new_store_after_the_first_is_a_copy_of_the_blank_one(
     client.log_metric(run.info.run_id, "objective", 0.5)
     assert client.get_run(run.info.run_id).data.metrics == {"objective": 0.5}
     assert not list(second.glob("*.part"))
+    # the user's umask, as for the store MLflow made
+    assert (second / "mlflow.db").stat().st_mode == (first / "mlflow.db").stat().st_mode
 
 
 def test_a_blank_store_mlflow_cannot_open_is_passed_over(

@@ -76,8 +76,7 @@ def _copied(blank: Path, path: str) -> bool:
     try:
         with contextlib.closing(sqlite3.connect(f"{blank.as_uri()}?mode=ro", uri=True)) as db:
             db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".db.part")
-        os.close(fd)
+        tmp = _part(path)
         shutil.copyfile(blank, tmp)
         os.replace(tmp, path)
         return True
@@ -97,8 +96,7 @@ def _keep_blank(path: str, blank: Path) -> None:
     tmp = None
     try:
         blank.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=blank.parent, suffix=".db.part")
-        os.close(fd)
+        tmp = _part(blank)
         with contextlib.closing(sqlite3.connect(path)) as source, \
                 contextlib.closing(sqlite3.connect(tmp)) as copy:
             source.backup(copy)
@@ -110,3 +108,9 @@ def _keep_blank(path: str, blank: Path) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+
+
+def _part(path: str | Path) -> str:
+    """A file name beside `path` for a copy on its way there (this process' own; made with the
+    user's umask, as the store MLflow makes is)."""
+    return f"{path}.{os.getpid()}.part"
