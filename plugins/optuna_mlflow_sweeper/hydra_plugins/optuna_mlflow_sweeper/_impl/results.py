@@ -21,6 +21,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import Counts
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import ui_links, view_link
 
 log = logging.getLogger(__name__)
+COMPARED = 20  # runs on MLflow's compare page: more make a link of kilobytes and a slow page
 
 
 def best_single(study: optuna.Study) -> FrozenTrial | None:
@@ -194,9 +195,6 @@ def where_to_look(summary: dict[str, Any], trials: list[str], images: str | None
         lines.append(f"  trials' images  {view_link(links['experiment'], images)}")
     lines.append(f"  sweep summary   {links['run']}")
     return "\n".join(lines)
-
-
-COMPARED = 20  # runs on MLflow's compare page: more make a link of kilobytes and a slow page
 
 
 def ranked_runs(study: Any, maximize: bool) -> list[str]:
