@@ -9,13 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 from optuna.trial import TrialState
 from toyapp import NO_MLFLOW, study, sweep
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import gpus, launchers
+from hydra_plugins.optuna_mlflow_sweeper._impl import gpus
 
 
 @pytest.mark.parametrize(("devices", "n", "expected"), [
@@ -50,19 +47,6 @@ def test_each_ray_worker_asks_for_its_share_of_the_clusters_gpus(cluster: float,
                                                                  share: float) -> None:
     assert gpus.ray_share(cluster, n) == share
     assert gpus.ray_share(cluster, n) * n <= cluster
-
-
-def test_only_workers_on_this_machine_are_given_its_gpus() -> None:
-    for local in (BasicLauncher(), JoblibLauncher(), LocalLauncher()):
-        assert launchers.worker_envs(local, 2, ["0", "1"], {}) == [
-            {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
-    # SLURM's jobs run on other machines: its scheduler hands out their GPUs
-    assert launchers.worker_envs(SlurmLauncher(), 2, ["0", "1"], {}) == [{}, {}]
-    # none named: those the command sees; [] named: none assigned
-    assert launchers.worker_envs(BasicLauncher(), 2, None, {"CUDA_VISIBLE_DEVICES": "3,4"}) == [
-        {"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "4"}]
-    assert launchers.worker_envs(BasicLauncher(), 2, [], {"CUDA_VISIBLE_DEVICES": "3,4"}) == [
-        {}, {}]
 
 
 @pytest.mark.slow

@@ -11,24 +11,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-from omegaconf import OmegaConf
 from optuna.trial import TrialState
 from toyapp import NO_MLFLOW, runs, study, sweep
 
-from hydra_plugins.optuna_mlflow_sweeper._impl import launchers
 from hydra_plugins.optuna_mlflow_sweeper._testing.ray_cluster import RayCluster
-
-
-def test_a_ray_worker_sizes_its_threads_to_the_cpus_its_task_holds() -> None:
-    """A Ray task holds the CPUs it asks its node for (Ray's default: 1), whatever the machine
-    that starts the sweep has: its TensorFlow runs that many threads, not this machine's share."""
-    ray_launcher = pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher")
-    launcher = ray_launcher.RayLauncher(OmegaConf.create({"init": {}, "remote": {}}))
-    assert launchers.cpus_per_worker(launcher, 2) == 1
-    launcher.ray_cfg.remote.num_cpus = 4
-    assert launchers.cpus_per_worker(launcher, 2) == 4
-    assert launchers.cpus_per_worker(BasicLauncher(), 2) == max(1, (os.cpu_count() or 1) // 2)
 
 
 @pytest.mark.slow
