@@ -157,3 +157,18 @@ def alive_in_group(pgid: int) -> list[str]:
                         capture_output=True, text=True, timeout=30).stdout
     return [line for line in ps.splitlines() if line.split()[1:2] != ["Z"]]
 
+
+def finished_study(directions: list[str], complete: int = 4) -> optuna.Study:
+    """An in-memory study of `complete` finished trials over (x, y), one pruned, one failed."""
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(0))
+    for _ in range(complete):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", -5, 5), trial.suggest_int("y", 0, 3)
+        study.tell(trial, (x * x + y) if len(directions) == 1 else (x * x, y))
+    pruned = study.ask({"x": optuna.distributions.FloatDistribution(-5, 5)})
+    if len(directions) == 1:  # Optuna cannot prune multi-objective trials
+        pruned.report(30.0, 0)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    failed = study.ask()
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    return study
