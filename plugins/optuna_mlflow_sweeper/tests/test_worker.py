@@ -39,6 +39,7 @@ from toyapp import (  # noqa: F401
     wait_for,
 )
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.study import INTERRUPTED
 from hydra_plugins.optuna_mlflow_sweeper._impl.worker import too_many_failures
 
 
@@ -457,6 +458,26 @@ def test_the_rerun_after_a_sigkill_says_what_it_waits_for(
     assert lines, proc.stdout
     assert "none yet; without one they are failed and run again here" in lines[0]
     assert [t.state for t in study(tmp_path).trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_ctrl_c_that_the_app_turns_into_another_error_still_stops_and_reruns_the_trial(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A KeyboardInterrupt that lands in code which raises something else instead (a library's
+    cleanup, Hydra composing the job) must not pass for the trial's own failure: it is
+    recorded as interrupted and queued to run again first."""
+    proc = start(tmp_path, env, "x=interval(-5,5)", "sleep=60", "interrupt_becomes_error=true",
+                 "hydra.sweeper.n_trials=2", NO_MLFLOW)
+    wait_for(lambda: any("pid" in t.user_attrs for t in running_trials(tmp_path)),
+             what="the trial's job to start (it records its pid, then sleeps)")
+    os.killpg(proc.pid, signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 130, out[-2000:] + err[-3000:]
+    [stopped, retry] = study(tmp_path).trials
+    assert stopped.state == TrialState.FAIL, stopped
+    assert stopped.user_attrs["fail_reason"] == INTERRUPTED
+    assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
 
 
 @pytest.mark.slow

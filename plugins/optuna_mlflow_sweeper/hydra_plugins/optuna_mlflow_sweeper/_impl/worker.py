@@ -168,6 +168,11 @@ class Worker:
                     self._make_job(job)
                     result = ((TrialState.FAIL, None, job.error) if job.error
                               else outcome(self._launch(job), len(p.directions)))
+                stop = interrupts.pending()
+                if stop is not None and result[0] == TrialState.FAIL:
+                    # the stop's doing: it landed in code that turned it into another error
+                    # (composing the job, a library's cleanup): recorded as stopped, to rerun
+                    raise stop
                 self._tell(job, *result)
             except KeyboardInterrupt as e:
                 interrupts.acknowledge(e)

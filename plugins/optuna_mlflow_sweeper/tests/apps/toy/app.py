@@ -29,7 +29,12 @@ def main(cfg: DictConfig) -> float | tuple[float, float]:
                     trial.set_user_attr("stopped_after_epoch", epoch)
                 stop_now()
     elif cfg.sleep:
-        time.sleep(cfg.sleep)
+        try:
+            time.sleep(cfg.sleep)
+        except KeyboardInterrupt as e:
+            if not cfg.interrupt_becomes_error:
+                raise
+            raise RuntimeError("a library turned the interrupt into this") from e
     if cfg.fail:
         raise RuntimeError(f"boom at x={cfg.x}")
     for step in range(cfg.steps):
