@@ -23,6 +23,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
@@ -69,48 +70,45 @@ def cache_dir() -> Path:
 
 
 def _copied(blank: Path, path: str) -> bool:
-    """Whether the blank store now stands at `path` (copied beside it, then moved into place:
-    a copy cut short never looks like a store). A blank that is not one MLflow made (no schema
-    version in it) is passed over."""
-    tmp = None
+    """Whether the blank store now stands at `path`. A blank that is not one MLflow made (no
+    schema version in it) is passed over."""
     try:
         with contextlib.closing(sqlite3.connect(f"{blank.as_uri()}?mode=ro", uri=True)) as db:
             db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
-        tmp = _part(path)
-        shutil.copyfile(blank, tmp)
-        os.replace(tmp, path)
+        with _into_place(path) as part:
+            shutil.copyfile(blank, part)
         return True
     except (OSError, sqlite3.Error, TypeError) as e:  # TypeError: no version row
         if blank.exists():
             log.info("the blank MLflow store %s was not copied (%s): MLflow makes %s", blank, e,
                      path)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
         return False
 
 
 def _keep_blank(path: str, blank: Path) -> None:
     """A copy of the store MLflow has just made at `path`, without its Default experiment
     (whose artifact folder is where that store is), kept as `blank` for the next new store."""
-    tmp = None
     try:
         blank.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _part(blank)
-        with contextlib.closing(sqlite3.connect(path)) as source, \
-                contextlib.closing(sqlite3.connect(tmp)) as copy:
+        with _into_place(blank) as part, contextlib.closing(sqlite3.connect(path)) as source, \
+                contextlib.closing(sqlite3.connect(part)) as copy:
             source.backup(copy)
             copy.execute("DELETE FROM experiments")
             copy.commit()
-        os.replace(tmp, blank)
     except (OSError, sqlite3.Error) as e:
         log.info("no blank MLflow store kept in %s (%s)", blank.parent, e)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
 
 
-def _part(path: str | Path) -> str:
-    """A file name beside `path` for a copy on its way there (this process' own; made with the
-    user's umask, as the store MLflow makes is)."""
-    return f"{path}.{os.getpid()}.part"
+@contextlib.contextmanager
+def _into_place(target: str | Path) -> Iterator[str]:
+    """A file beside `target` to write (this process' own, made with the user's umask, as the
+    store MLflow makes is), moved onto `target` whole when the block ends, removed if it fails:
+    a copy cut short never looks like a store."""
+    part = f"{target}.{os.getpid()}.part"
+    try:
+        yield part
+        os.replace(part, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(part)
+        raise
