@@ -170,15 +170,11 @@ def plan(s: SweeperSettings, config: DictConfig, loader: Any, arguments: list[st
 
 
 # ---- the settings ----
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_numbers(s: Any) -> None:
     checks: list[tuple[str, Any, bool, str]] = [
-        ("n_trials", s.n_trials, s.n_trials is None or (_int(s.n_trials) and s.n_trials >= 1),
-         "an integer >= 1"),
-        ("n_jobs", s.n_jobs, _int(s.n_jobs) and s.n_jobs >= 1, "an integer >= 1"),
+        ("n_trials", s.n_trials,
+         s.n_trials is None or (type(s.n_trials) is int and s.n_trials >= 1), "an integer >= 1"),
+        ("n_jobs", s.n_jobs, type(s.n_jobs) is int and s.n_jobs >= 1, "an integer >= 1"),
         ("max_failure_rate", s.max_failure_rate,
          isinstance(s.max_failure_rate, (int, float)) and 0 <= s.max_failure_rate <= 1,
          "a number in [0, 1]"),
@@ -187,7 +183,8 @@ def check_numbers(s: Any) -> None:
          s.heartbeat_interval is None or s.heartbeat_interval >= 1, "null or seconds >= 1"),
         ("grace_period", s.grace_period, s.grace_period is None or s.grace_period >= 1,
          "null or seconds >= 1"),
-        ("max_retry", s.max_retry, _int(s.max_retry) and s.max_retry >= 0, "an integer >= 0"),
+        ("max_retry", s.max_retry, type(s.max_retry) is int and s.max_retry >= 0,
+         "an integer >= 0"),
         ("gpus", s.gpus, s.gpus is None or all(str(g).strip() and "," not in str(g)
                                               for g in s.gpus),
          "null, [] or a list of device ids (CUDA_VISIBLE_DEVICES entries, one per item)"),
