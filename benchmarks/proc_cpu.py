@@ -6,9 +6,13 @@ Why /proc and not the processes' own accounting: many of them end by a signal (t
 kill them, a helper is killed once it has answered), and a process killed skips its exit hooks.
 A process is read every `interval` s, so one that lives shorter than that is missed.
 
+Each process is also marked when TensorFlow's library is mapped into it (`/proc/PID/maps`):
+starting TensorFlow costs a process seconds of CPU before it trains anything, so how many
+processes a run starts that load it is a floor under the run's CPU that no test can shorten.
+
     with ProcessCpu() as cpu:
         ...  # the run
-    cpu.by_kind(), cpu.by_test_file(10)
+    cpu.by_kind(), cpu.by_test_file(10), cpu.tensorflow()
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ KINDS = (
     ("postgres", "postgresql"),
     ("pytest", "pytest"),
 )
+TENSORFLOW_LIBRARY = b"libtensorflow_framework"  # mapped once `import tensorflow` has begun
 
 
 def kind_of(cmdline: str) -> str:
@@ -47,6 +52,7 @@ class _Process:
     kind: str
     test: str  # the test that started it ("" for none)
     cpu: float = 0.0  # user + system seconds when last read
+    tensorflow: bool = False  # TensorFlow's library mapped, when last read
 
 
 class ProcessCpu:
@@ -72,7 +78,9 @@ class ProcessCpu:
     def _run(self) -> None:
         while not self._done.wait(self.interval):
             for key, cpu in self._read(with_details=True):
-                self._seen[key].cpu = cpu
+                proc = self._seen[key]
+                proc.cpu = cpu
+                proc.tensorflow = proc.tensorflow or loads_tensorflow(key[0])
 
     def _read(self, with_details: bool) -> list[tuple[tuple[int, int], float]]:
         found = []
@@ -94,13 +102,21 @@ class ProcessCpu:
         return found
 
     def by_kind(self) -> dict[str, dict[str, float]]:
-        """CPU seconds and process count of each kind, the costliest first."""
+        """CPU seconds, process count and how many loaded TensorFlow, of each kind, the costliest
+        first."""
         cpu: Counter[str] = Counter()
         count: Counter[str] = Counter()
         for proc in self._seen.values():
             cpu[proc.kind] += proc.cpu
             count[proc.kind] += 1
-        return {k: {"cpu_s": round(v, 1), "processes": count[k]} for k, v in cpu.most_common()}
+        tf = Counter(proc.kind for proc in self._seen.values() if proc.tensorflow)
+        return {k: {"cpu_s": round(v, 1), "processes": count[k], "with_tensorflow": tf[k]}
+                for k, v in cpu.most_common()}
+
+    def tensorflow(self) -> dict[str, float]:
+        """How many processes loaded TensorFlow, and their CPU seconds (imports and work)."""
+        loaded = [proc.cpu for proc in self._seen.values() if proc.tensorflow]
+        return {"processes": len(loaded), "cpu_s": round(sum(loaded), 1)}
 
     def by_test_file(self, top: int) -> dict[str, float]:
         """CPU seconds of the processes each test file started (the pytest workers aside)."""
@@ -109,6 +125,14 @@ class ProcessCpu:
             if proc.test:
                 cpu[proc.test.split("::")[0]] += proc.cpu
         return {k: round(v, 1) for k, v in cpu.most_common(top)}
+
+
+def loads_tensorflow(pid: int) -> bool:
+    """Whether TensorFlow's library is mapped into the process (False once it has ended)."""
+    try:
+        return TENSORFLOW_LIBRARY in Path(f"/proc/{pid}/maps").read_bytes()
+    except OSError:
+        return False
 
 
 def _test_of(entry: Path) -> str:

@@ -11,6 +11,10 @@ spinning process meanwhile (the suite must pass on a loaded machine too). Prints
     python -m benchmarks.suite --tiers quick   # yardstick and the quick tier only
     python -m benchmarks.suite --busy          # with one core kept busy
     python -m benchmarks.suite --cpu           # and where each tier's CPU went (proc_cpu.py)
+
+With `--cpu`, a tier's line also counts the processes that loaded TensorFlow and what starting
+TensorFlow costs one of them here (`import keras`, then one op): their product is CPU the tier
+spends before any of those processes trains.
 """
 
 from __future__ import annotations
@@ -53,6 +57,23 @@ model.fit(x[5000:], m.y_train[5000:], epochs=3, batch_size=32, shuffle=True,
           validation_data=(x[:5000], m.y_train[:5000]), verbose=0)
 print(time.perf_counter() - start)
 """
+
+
+TENSORFLOW_START = """
+import os, resource
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+keras.ops.convert_to_tensor(1.0)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(usage.ru_utime + usage.ru_stime)
+"""
+
+
+def tensorflow_start() -> float:
+    """CPU seconds of a fresh process that imports Keras (on TensorFlow) and runs one op."""
+    out = subprocess.run([sys.executable, "-c", TENSORFLOW_START], cwd=ROOT, check=True,
+                         text=True, capture_output=True, timeout=300).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def yardstick() -> float:
@@ -102,6 +123,10 @@ def run_tier(name: str, extra: Sequence[str], log: Path | None, cpu: bool) -> di
     if sampled is not None:
         line["cpu_by_kind"] = sampled.by_kind()
         line["cpu_by_test_file"] = sampled.by_test_file(15)
+        tf = sampled.tensorflow()
+        each = tensorflow_start()
+        line["tensorflow"] = {**tf, "start_cpu_s_each": round(each, 2),
+                              "starts_cpu_s": round(tf["processes"] * each, 1)}
     return line
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -287,3 +288,36 @@ def test_suite_cpu_counts_a_process_a_test_started_even_when_it_is_killed(reques
             child.wait(timeout=30)
     assert cpu.by_kind()["other"]["cpu_s"] >= 0.3
     assert cpu.by_test_file(5)[request.node.nodeid.split("::")[0]] >= 0.3
+
+
+# a child that loads TensorFlow's own library (without TensorFlow's Python imports: 0.1 s), then
+# waits to be stopped
+LOADS_TENSORFLOW = """
+import ctypes, importlib.util, pathlib, sys, time
+folder = pathlib.Path(importlib.util.find_spec("tensorflow").origin).parent
+ctypes.CDLL(str(next(folder.glob("libtensorflow_framework.so*"))))
+print("loaded", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("loads", [True, False])
+def test_suite_cpu_marks_the_processes_that_load_tensorflow(loads):
+    import signal
+
+    from benchmarks.proc_cpu import ProcessCpu
+
+    code = LOADS_TENSORFLOW if loads else LOADS_TENSORFLOW.replace("ctypes.CDLL", "str")
+    with ProcessCpu(interval=0.1) as cpu:
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "loaded\n"
+            # marked within a few reads; one that does not load it, read 5 times meanwhile
+            deadline = time.monotonic() + (30 if loads else 0.5)
+            while time.monotonic() < deadline and not cpu.tensorflow()["processes"]:
+                time.sleep(0.1)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    assert cpu.tensorflow()["processes"] == int(loads)
+    assert cpu.by_kind()["other"]["with_tensorflow"] == int(loads)
