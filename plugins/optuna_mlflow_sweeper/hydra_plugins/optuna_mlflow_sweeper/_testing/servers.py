@@ -35,6 +35,8 @@ from pathlib import Path
 
 import pytest
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import create_store
+
 PG_USER = "sweeper"
 
 
@@ -349,7 +351,9 @@ def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlf
         f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{workdir}/auth.db\n"
         f"admin_username = {AUTH_ADMIN}\nadmin_password = {password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    server = MlflowServer(f"sqlite:///{workdir}/mlflow.db", workdir, app_name="basic-auth",
+    backend = f"sqlite:///{workdir}/mlflow.db"
+    create_store(backend)  # as a sweep makes one: a copy, not MLflow's migrations in the server
+    server = MlflowServer(backend, workdir, app_name="basic-auth",
                           env={"MLFLOW_AUTH_CONFIG_PATH": str(workdir / "auth.ini"),
                                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)})
     server.admin_password = password  # type: ignore[attr-defined]
