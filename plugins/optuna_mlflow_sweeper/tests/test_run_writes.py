@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     finish_child_now,
     mlflow_key,
-    objective_names,
+    objective_metric_names,
 )
 from hydra_plugins.optuna_mlflow_sweeper._testing.stores import copied_store
 
@@ -53,7 +53,7 @@ def test_only_finite_objectives_are_logged(client: MlflowClient) -> None:
     experiment_id = client.create_experiment("objectives")
     run_id = client.create_run(experiment_id).info.run_id
     finish_child_now(client, run_id, "COMPLETE", [0.25, math.nan, math.inf], None)
-    assert objective_names(3) == ["objective_0", "objective_1", "objective_2"]
+    assert objective_metric_names(3) == ["objective_0", "objective_1", "objective_2"]
     assert client.get_run(run_id).data.metrics == {"objective_0": 0.25}
 
 

@@ -15,7 +15,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl import html_report, images_view, 
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import say
 from hydra_plugins.optuna_mlflow_sweeper._impl.plan import SweepPlan
 from hydra_plugins.optuna_mlflow_sweeper._impl.report_process import InProcess
-from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import objective_names
+from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import objective_metric_names
 from hydra_plugins.optuna_mlflow_sweeper._impl.session import Session
 from hydra_plugins.optuna_mlflow_sweeper._impl.study import count_trials
 from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import ui_base
@@ -97,4 +97,4 @@ def _images_view(p: SweepPlan, s: Session, trials: list[str]) -> str | None:
     return images_view.save_images_view(
         s.tracker.client, str(s.tracker.experiment_id), s.tracker.parent_id, p.study_name,
         trials, maximize=p.directions[0] == "maximize",
-        objective=objective_names(len(p.directions))[0])
+        objective=objective_metric_names(len(p.directions))[0])

@@ -77,7 +77,7 @@ def send(client: Any, op: str, args: list[Any]) -> None:
         raise ValueError(f"unknown outbox op {op!r}")
 
 
-def objective_names(n: int) -> list[str]:
+def objective_metric_names(n: int) -> list[str]:
     """The MLflow metric names of a trial's `n` objective values."""
     return ["objective"] if n == 1 else [f"objective_{i}" for i in range(n)]
 
@@ -93,7 +93,7 @@ def finish_child_now(
 
     values = list(values or [])
     metrics = [Metric(name, float(value), _now_ms(), 0)
-               for name, value in zip(objective_names(len(values)), values, strict=True)
+               for name, value in zip(objective_metric_names(len(values)), values, strict=True)
                if _finite(value)]
     tags = {"optuna.state": state, **({"fail_reason": _clip(reason, 8000)} if reason else {})}
     client.log_batch(run_id, metrics=metrics, tags=_tag_list(tags), synchronous=True)
