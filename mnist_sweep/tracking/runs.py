@@ -29,7 +29,7 @@ import numpy as np
 from hydra_plugins.optuna_mlflow_sweeper import trial as sweep_trial
 
 # One rule for runs and sweeps ($MLFLOW_TRACKING_URI wins), and the UI links both print.
-from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import create_store
+from hydra_plugins.optuna_mlflow_sweeper._impl.blank_stores import create_store
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import patience, retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.secrets import known_secrets, redact
 from hydra_plugins.optuna_mlflow_sweeper.tracking import (

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import create_store
+from hydra_plugins.optuna_mlflow_sweeper._impl.blank_stores import create_store
 from hydra_plugins.optuna_mlflow_sweeper._impl.retry import retry_call
 from hydra_plugins.optuna_mlflow_sweeper._impl.run_writes import (
     RUN_STATUS,

@@ -2,10 +2,11 @@
 
 `open_session(plan)` makes the sweep folder and its multirun.yaml, then, under the setup lock
 (workers started together on fresh stores make each thing once: locks.py), joins the study: opens
-or creates it, agrees with the conditions it started with, takes a worker number (which seeds its
-sampler), enqueues configs and a warm start once, queues the retries of stopped trials and fails
-trials orphaned at birth; then opens (or reopens) the sweep's parent run in MLflow. The `Session`
-holds the live objects the trials use: the study and the MLflow tracker.
+or creates it (a new SQLite storage as a copy of a blank one: blank_stores.py), agrees with the
+conditions it started with, takes a worker number (which seeds its sampler), enqueues configs
+and a warm start once, queues the retries of stopped trials and fails trials orphaned at birth;
+then opens (or reopens) the sweep's parent run in MLflow. The `Session` holds the live objects
+the trials use: the study and the MLflow tracker.
 
 A process joining a study with other fixed overrides or another search space than it started with
 would mix conditions in one study: it is refused, naming what differs, unless
@@ -27,6 +28,7 @@ import optuna
 from hydra.utils import instantiate
 
 from hydra_plugins.optuna_mlflow_sweeper._impl import warm_start
+from hydra_plugins.optuna_mlflow_sweeper._impl.blank_stores import from_blank
 from hydra_plugins.optuna_mlflow_sweeper._impl.console import PREFIX, say
 from hydra_plugins.optuna_mlflow_sweeper._impl.errors import config_error
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault, local_fault
@@ -43,7 +45,7 @@ from hydra_plugins.optuna_mlflow_sweeper._impl.study import (
     optuna_quiet,
     requeue_stopped,
 )
-from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url
+from hydra_plugins.optuna_mlflow_sweeper._impl.tracking import mask_url, sqlite_path
 
 ENQUEUED_ATTR = "optuna_mlflow:enqueued"
 WORKERS_ATTR = "optuna_mlflow:workers"
@@ -92,9 +94,10 @@ def open_session(plan: SweepPlan) -> Session:
 
 def join_study(plan: SweepPlan) -> tuple[optuna.Study, int]:
     """(the study, configs enqueued now); under the setup lock."""
-    try:
-        storage = open_storage(plan.storage_url, plan.heartbeat_interval, plan.grace_period,
-                               plan.max_retry)
+    try:  # a new SQLite storage starts as a copy of the blank one Optuna made before
+        storage = from_blank(sqlite_path(plan.storage_url), f"optuna-{optuna.__version__}",
+                             lambda: open_storage(plan.storage_url, plan.heartbeat_interval,
+                                                  plan.grace_period, plan.max_retry))
     except Exception as e:
         raise config_error("hydra.sweeper.storage", mask_url(plan.storage_url),
                            "an RDB URL such as sqlite:///path/optuna.db",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import create_store
+from hydra_plugins.optuna_mlflow_sweeper._impl.blank_stores import create_store
 
 PG_USER = "sweeper"
 

@@ -4,7 +4,7 @@ test's folder, and an Optuna storage to poll a sweep's study with.
 A new SQLite store made by MLflow runs its schema migrations: 2-3 s of a test's time (a dozen on
 a loaded machine), and lines on the stderr of the command that opens it. A copy of a migrated
 store is a store MLflow opens at once, as quietly as a user's existing one (the sweeper's own
-new stores are copies of a blank one too, once the user's cache holds it: mlflow_store.py).
+new stores are copies of a blank one too, once the user's cache holds it: blank_stores.py).
 The tests of creating a store (two processes creating one at once, a store MLflow cannot
 make) make their own.
 
@@ -27,7 +27,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import create_store
+from hydra_plugins.optuna_mlflow_sweeper._impl.blank_stores import create_store
 
 
 @functools.cache

@@ -1,6 +1,6 @@
-"""A new SQLite MLflow store: made once under the project's lock by real processes, from the
-blank copy in the user's cache once there is one, and a store MLflow cannot make named in one
-line."""
+"""New SQLite stores: an MLflow store made once under the project's lock by real processes, from
+the blank copy in the user's cache once there is one, and a store MLflow cannot make named in one
+line; a new Optuna storage from its own blank."""
 
 from __future__ import annotations
 
@@ -11,11 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from hydra_plugins.optuna_mlflow_sweeper._impl.blank_stores import (
+    cache_dir,
+    create_store,
+    from_blank,
+)
 from hydra_plugins.optuna_mlflow_sweeper._impl.faults import LocalFault
-from hydra_plugins.optuna_mlflow_sweeper._impl.mlflow_store import cache_dir, create_store
+from hydra_plugins.optuna_mlflow_sweeper._impl.resilient import open_storage
 
 CREATE = """
 import sys
@@ -97,3 +103,29 @@ def test_a_blank_store_mlflow_cannot_open_is_passed_over(
     (cache_dir() / f"mlflow-{VERSION}.db").write_bytes(b"not a database")
     create_store(f"sqlite:///{tmp_path}/mlflow.db")
     assert MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()
+
+
+def test_a_new_optuna_storage_after_the_first_is_a_copy_of_optunas_blank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first new storage is made by Optuna and kept, before any study, as the blank; the
+    next is a copy that Optuna opens as its own: studies, trials and heartbeats as in any."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    copied = []
+    for name in ("first", "second"):
+        path = str(tmp_path / f"{name}.db")
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="hydra_plugins.optuna_mlflow_sweeper"):
+            storage = from_blank(path, f"optuna-{optuna.__version__}",
+                                 lambda path=path: open_storage(f"sqlite:///{path}", 60))
+        copied.append(f"new store {path}: a copy of" in caplog.text)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        trial = study.ask()
+        storage.record_heartbeat(trial._trial_id)
+        study.tell(trial, trial.suggest_float("x", 0, 1))
+        assert optuna.get_all_study_names(storage) == [name]
+        assert study.best_value == study.best_trial.params["x"]
+    assert copied == [False, True]
+    [blank] = cache_dir().glob("optuna-*.db")
+    with sqlite3.connect(blank) as db:  # kept before the first study
+        assert db.execute("SELECT count(*) FROM studies").fetchone() == (0,)
