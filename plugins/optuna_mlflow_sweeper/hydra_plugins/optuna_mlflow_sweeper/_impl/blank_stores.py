@@ -16,6 +16,7 @@ already exists'), so an MLflow store is made under the "mlflow" setup lock. A pr
 lock (`mlflow ui`) may still race: MLflow's creation is tried again for a few seconds, then fails
 in one line naming the store (a LocalFault: waiting longer will not fix it).
 """
+
 from __future__ import annotations
 
 import contextlib
