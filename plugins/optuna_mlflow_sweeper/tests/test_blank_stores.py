@@ -105,6 +105,7 @@ def test_a_blank_store_mlflow_cannot_open_is_passed_over(
     assert MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # ask/tell, as a sweep
 def test_a_new_optuna_storage_after_the_first_is_a_copy_of_optunas_blank(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
